@@ -1,0 +1,1 @@
+//! Minting access tokens with the configured signing key (`gateway token`, auth center).

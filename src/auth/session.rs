@@ -1,0 +1,1 @@
+//! Session stores: Redis (the contract of CONTRACT.md section 4) and memory.

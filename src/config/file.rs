@@ -1,0 +1,1 @@
+//! Serde shapes that mirror gateway.toml one to one.

@@ -1,0 +1,223 @@
+//! Validated configuration: the types every other module reads. They are built only by
+//! [`load`] (from `gateway.toml` via the serde shapes in `file.rs`), so they cannot hold a bad
+//! value: addresses are parsed, durations are `Duration`s, header names are `HeaderName`s and
+//! the route table is never empty.
+
+mod duration;
+mod error;
+mod file;
+mod load;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{load, load_str, EMBEDDED_DEFAULT};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::Method;
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (`<embedded>` for the built-in default); used in messages and to
+    /// resolve relative paths.
+    pub source: PathBuf,
+    pub listen: Listen,
+    pub runtime: Runtime,
+    pub tls: Tls,
+    pub jwt: Jwt,
+    pub session: Session,
+    pub headers: Headers,
+    /// `None` when the `[auth]` table is absent: the auth center is disabled.
+    pub auth: Option<AuthCenter>,
+    pub limits: Limits,
+    /// `Some` when `[demo]` is present: a built-in echo upstream for the quick start.
+    pub demo: Option<Demo>,
+    /// Never empty.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub https: SocketAddr,
+    /// Plain listener: 308 to https, except `/healthz` and `/readyz`.
+    pub http: Option<SocketAddr>,
+    /// Plain admin listener: `/healthz`, `/readyz`, `/metrics`, session admin.
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// 0: one per CPU the process may run on.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    V1_2,
+    V1_3,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// Paths are resolved against the config file's directory.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub min_version: TlsVersion,
+    pub hsts: Option<Duration>,
+    /// `self_signed_if_missing = true`: when both `cert` and `key` are missing, write a
+    /// self-signed localhost certificate there on start (development only).
+    pub self_signed_if_missing: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Jwt {
+    /// Never empty; never contains "none" (jsonwebtoken has no such variant).
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub issuer: String,
+    pub audience: String,
+    pub leeway: Duration,
+    pub user_id_claim: String,
+    pub roles_claim: String,
+    pub session_claim: String,
+    /// Cookie the token is also read from when no Authorization header comes.
+    pub cookie: Option<String>,
+    pub keys: Vec<JwtKey>,
+    /// `http://` only for loopback hosts; otherwise `https://`.
+    pub jwks_url: Option<http::Uri>,
+    /// How often the JWKS is refreshed in the background (default 5m).
+    pub jwks_refresh: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtKey {
+    pub kid: String,
+    pub material: KeyMaterial,
+}
+
+#[derive(Debug, Clone)]
+pub enum KeyMaterial {
+    /// PEM public key (RSA, EC P-256/P-384, Ed25519), resolved path.
+    PublicKeyFile(PathBuf),
+    /// HS* secret: the environment variable's bytes as they are.
+    Secret { env: String, value: Vec<u8> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Redis,
+    Memory,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub store: StoreKind,
+    pub redis_url: String,
+    pub key_prefix: String,
+    /// Deadline for one store call, queueing included (default 500ms, at most 5s).
+    pub timeout: Duration,
+    /// Concurrent store calls allowed at once (default 256).
+    pub max_concurrent: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Headers {
+    pub user_id: HeaderName,
+    pub roles: HeaderName,
+    pub session_id: Option<HeaderName>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SigningKey {
+    /// PEM private key file (Ed25519, RSA, EC), resolved path.
+    PrivateKeyFile(PathBuf),
+    /// HS256 secret from the environment.
+    Secret { env: String, value: Vec<u8> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindRefresh {
+    None,
+    Device,
+    Ip,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthCenter {
+    /// Normalised, starts with '/', no trailing '/' (unless it is "/").
+    pub path: String,
+    pub signing_key: SigningKey,
+    pub signing_kid: String,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub refresh_max_uses: u32,
+    pub bind_refresh: BindRefresh,
+    pub registration: bool,
+    pub cookies: bool,
+}
+
+/// Bounds on connections and requests (`[limits]`, all optional).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// TLS handshake + request head must arrive within this (default 10s, at most 30s).
+    pub header_timeout: Duration,
+    /// Total request header bytes (default 32 KiB): above it, 431.
+    pub max_header_bytes: usize,
+    /// Request header count (default 100).
+    pub max_headers: usize,
+    /// Open client connections (default 10000).
+    pub max_connections: usize,
+    /// HTTP/2 concurrent streams per connection (default 100).
+    pub h2_max_streams: u32,
+    /// Idle keep-alive connections are closed after this (default 60s).
+    pub idle_timeout: Duration,
+    /// A request or response body that sends nothing for this long is cut (default 30s).
+    pub body_idle_timeout: Duration,
+    /// In-flight requests get this long to finish on SIGTERM (default 30s).
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Demo {
+    /// Where the built-in echo upstream listens (plain HTTP, loopback).
+    pub echo: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Optional,
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2 with prior knowledge over plain TCP.
+    H2c,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Normalised prefix: starts with '/', matched on whole segments. "/api/" and "/api" are
+    /// the same prefix (stored without the trailing '/', except the root "/").
+    pub path: String,
+    /// Lower-case host without port.
+    pub host: Option<String>,
+    /// `None`: every method.
+    pub methods: Option<Vec<Method>>,
+    /// Never empty. `http://host:port` each; balanced round-robin.
+    pub upstreams: Vec<http::uri::Authority>,
+    pub protocol: UpstreamProtocol,
+    pub auth: AuthMode,
+    /// Any of these; empty: no role needed.
+    pub roles: Vec<String>,
+    pub strip_prefix: bool,
+    pub forward_token: bool,
+    /// Upstream response-header timeout (default 30s).
+    pub timeout: Duration,
+    /// Request body limit in bytes (default 10 MiB): above it, 413.
+    pub max_body: u64,
+}

@@ -1,0 +1,1 @@
+//! Strip every client copy of the identity headers; set them only from `&Authenticated`.

@@ -1,0 +1,1 @@
+//! Request path normalisation: one canonical spelling for routing, authorisation and forwarding.

@@ -1,0 +1,1 @@
+//! The route table: (host, normalised path) -> the longest whole-segment prefix route.
