@@ -1,1 +1,12 @@
-//! Hop-by-hop headers (RFC 9110 7.6.1) and those named in `Connection`, removed both ways.
+//! Hop-by-hop (stub).
+use http::{HeaderMap, HeaderValue};
+pub fn remove(headers: &mut HeaderMap) {
+    let _ = headers;
+}
+pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
+    let _ = headers;
+    None
+}
+pub fn remove_keep_upgrade(headers: &mut HeaderMap) {
+    let _ = headers;
+}

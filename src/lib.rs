@@ -1,10 +1,52 @@
 //! gateway: a TLS-terminating reverse proxy that authenticates every request.
+//!
+//! # Map
+//! - `config/`: gateway.toml -> validated types (`config::Config`).
+//! - `gateway.rs`: shared state built from the config; binds listeners and runs them.
+//! - `server.rs`: TLS accept loop, connection limit, hyper bounds, shutdown drain.
+//! - `tls.rs`: PEM -> rustls config (ALPN h2/http1.1, resumption, no 0-RTT).
+//! - `proxy.rs`: the request pipeline, one step per function.
+//! - `path.rs`, `routing.rs`: one canonical path; longest whole-segment prefix route.
+//! - `hop_by_hop.rs`, `identity_headers.rs`: strip, then set only from `Authenticated`.
+//! - `auth/`: bearer token, JWT verification, session store; builds `Authenticated`.
+//! - `forward.rs`, `upgrade.rs`, `body.rs`: pooled upstream client, WebSocket splice, bounded
+//!   streaming bodies.
+//! - `plain.rs`, `admin_sessions.rs`: redirect and admin listeners.
+//! - `error.rs`: every refusal -> one status and JSON body.
+//!
+//! # Life of a request (TLS listener)
+//! 1. TLS handshake within `limits.header_timeout`; HTTP/1.1 or HTTP/2 by ALPN.
+//! 2. Host: exactly one (`:authority` and `Host` agree), else 400.
+//! 3. Path normalised (`path::normalise`); ambiguous: 400.
+//! 4. Route: longest whole-segment prefix for the host; none: 404; method not listed: 405.
+//! 5. Hop-by-hop headers (and what `Connection` names) removed, then every spelling of every
+//!    identity header: the client can never set them.
+//! 6. Token (bearer or cookie) -> JWT (algorithm pinned by key) -> session in the store.
+//!    No token: 401 (or anonymous on `optional`/`public`); bad: 401; store down: 503.
+//! 7. Roles (the session's, else the token's) against the route's: 403.
+//! 8. Identity headers set from `Authenticated`; X-Forwarded-*, X-Request-Id; forwarded with
+//!    streaming bodies; 502 when refused, 504 when slow.
 #![forbid(unsafe_code)]
 
+pub mod admin_client;
+pub mod admin_sessions;
 pub mod auth;
+pub mod body;
+pub mod cli;
 pub mod config;
+pub mod demo;
+pub mod error;
+pub mod forward;
+pub mod gateway;
 pub mod hop_by_hop;
 pub mod identity_headers;
 pub mod keygen;
+pub mod observability;
 pub mod path;
+pub mod plain;
+pub mod proxy;
+pub mod request_id;
 pub mod routing;
+pub mod server;
+pub mod tls;
+pub mod upgrade;

@@ -221,3 +221,8 @@ pub struct Route {
     /// Request body limit in bytes (default 10 MiB): above it, 413.
     pub max_body: u64,
 }
+
+/// Parses a duration string ("500ms", "30s", "15m", "2h", "7d").
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration::parse(s)
+}

@@ -1,0 +1,303 @@
+//! The command line: `serve` (default), `check`, `token`, `keygen`. Exit codes: 0 ok, 1 bad
+//! config or usage, 2 runtime failure.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config, KeyMaterial, SigningKey, StoreKind};
+use crate::observability::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "TLS-terminating reverse-proxy auth gateway"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default command).
+    Serve(ConfigArg),
+    /// Validate the config and the files it names; print every error with file:line:col.
+    Check(ConfigArg),
+    /// Mint a signed access token with the configured signing key, and create its session.
+    Token(TokenArgs),
+    /// Write a self-signed TLS certificate for localhost and a fresh token-signing key pair.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, clap::Args, Default)]
+pub struct ConfigArg {
+    /// Config file. Without it: ./gateway.toml if present, else the embedded default.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The user id (the `sub` claim, or whatever `jwt.user_id_claim` names).
+    #[arg(long)]
+    pub sub: String,
+    /// A role; repeat for several.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// Session id; a random one when absent.
+    #[arg(long)]
+    pub sid: Option<String>,
+    /// Lifetime, e.g. "15m" (default: auth.access_ttl).
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Only mint the token; do not create its session in the store.
+    #[arg(long)]
+    pub no_session: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Directory to write gateway.crt, gateway.key, signing.pem, signing.pub.pem into.
+    #[arg(long, default_value = "certs")]
+    pub dir: PathBuf,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Loads the config named by `--config`, else ./gateway.toml, else the embedded default.
+pub fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {
+    let loaded = match &arg.config {
+        Some(path) => config::load(path),
+        None if Path::new("gateway.toml").exists() => config::load(Path::new("gateway.toml")),
+        None => config::load_str(config::EMBEDDED_DEFAULT, Path::new("<embedded>")),
+    };
+    loaded.map_err(|errors| {
+        eprintln!("{errors}");
+        eprintln!("{} error(s) in the configuration", errors.0.len());
+        ExitCode::from(1)
+    })
+}
+
+/// `check`: the config, then every file it names, the way `serve` would load them.
+pub async fn check(arg: &ConfigArg) -> ExitCode {
+    let config = match load_config(arg) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut errors = Vec::new();
+    if let Err(e) = crate::tls::server_config(&config.tls) {
+        if !(config.tls.self_signed_if_missing
+            && !config.tls.cert.exists()
+            && !config.tls.key.exists())
+        {
+            errors.push(format!("{}: tls: {e}", config.source.display()));
+        }
+    }
+    let dev_keys_pending = config.tls.self_signed_if_missing && signing_files_missing(&config);
+    if !dev_keys_pending {
+        if let Err(e) = crate::auth::jwt::Verifier::new(&config.jwt).await {
+            errors.push(format!("{}: jwt: {e}", config.source.display()));
+        }
+        if let Some(auth) = &config.auth {
+            if let Err(e) = crate::auth::mint::Signer::from_config(auth) {
+                errors.push(format!(
+                    "{}: auth.signing_key: {e}",
+                    config.source.display()
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        println!(
+            "{}: ok ({} routes)",
+            config.source.display(),
+            config.routes.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        ExitCode::from(1)
+    }
+}
+
+/// True when every signing-related key file the config names is absent (a fresh checkout).
+fn signing_files_missing(config: &Config) -> bool {
+    let mut files: Vec<&Path> = config
+        .jwt
+        .keys
+        .iter()
+        .filter_map(|k| match &k.material {
+            KeyMaterial::PublicKeyFile(p) => Some(p.as_path()),
+            KeyMaterial::Secret { .. } => None,
+        })
+        .collect();
+    if let Some(SigningKey::PrivateKeyFile(p)) = config.auth.as_ref().map(|a| &a.signing_key) {
+        files.push(p);
+    }
+    !files.is_empty() && files.iter().all(|p| !p.exists())
+}
+
+/// With `tls.self_signed_if_missing`, writes development material that is absent: the TLS
+/// pair, and the Ed25519 signing pair when the config names one private and one public file.
+pub fn ensure_dev_material(config: &Config) -> Result<(), String> {
+    if !config.tls.self_signed_if_missing {
+        return Ok(());
+    }
+    let tls = &config.tls;
+    if !tls.cert.exists() && !tls.key.exists() {
+        crate::keygen::write_tls_pair(&tls.cert, &tls.key).map_err(|e| e.to_string())?;
+        tracing::warn!(cert = %tls.cert.display(), "wrote a self-signed development certificate");
+    }
+    if signing_files_missing(config) {
+        let private = match config.auth.as_ref().map(|a| &a.signing_key) {
+            Some(SigningKey::PrivateKeyFile(p)) => p.clone(),
+            _ => return Ok(()),
+        };
+        let public: Vec<&PathBuf> = config
+            .jwt
+            .keys
+            .iter()
+            .filter_map(|k| match &k.material {
+                KeyMaterial::PublicKeyFile(p) => Some(p),
+                KeyMaterial::Secret { .. } => None,
+            })
+            .collect();
+        if let [public] = public.as_slice() {
+            crate::keygen::write_signing_pair(&private, public).map_err(|e| e.to_string())?;
+            tracing::warn!(key = %private.display(), "wrote a development token-signing key pair");
+        }
+    }
+    Ok(())
+}
+
+/// `token`: mint, then create the session (directly in Redis, or through the admin listener
+/// for the memory store, which lives inside the running gateway).
+pub async fn token(args: &TokenArgs) -> ExitCode {
+    let config = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(auth) = &config.auth else {
+        eprintln!(
+            "{}: auth: `gateway token` needs the [auth] table (auth.signing_key)",
+            config.source.display()
+        );
+        return ExitCode::from(1);
+    };
+    let ttl = match &args.ttl {
+        None => auth.access_ttl,
+        Some(s) => match config::parse_duration(s) {
+            Ok(d) if d > Duration::ZERO => d,
+            Ok(_) => {
+                eprintln!("--ttl: must be above zero");
+                return ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("--ttl: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    if args.sub.is_empty() {
+        eprintln!("--sub: must not be empty");
+        return ExitCode::from(1);
+    }
+    let signer = match crate::auth::mint::Signer::from_config(auth) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: auth.signing_key: {e}", config.source.display());
+            return ExitCode::from(1);
+        }
+    };
+    let sid = args
+        .sid
+        .clone()
+        .unwrap_or_else(|| crate::request_id::generate().to_string());
+    let claims = crate::auth::mint::MintClaims {
+        issuer: &config.jwt.issuer,
+        audience: &config.jwt.audience,
+        user_id_claim: &config.jwt.user_id_claim,
+        user_id: &args.sub,
+        session_claim: &config.jwt.session_claim,
+        session_id: &sid,
+        roles_claim: &config.jwt.roles_claim,
+        roles: &args.roles,
+        ttl,
+    };
+    let token = match signer.mint(&claims) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot mint the token: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !args.no_session {
+        let roles = (!args.roles.is_empty()).then(|| args.roles.clone());
+        if let Err(e) = create_session(&config, &sid, &args.sub, roles, ttl).await {
+            eprintln!("cannot create session {sid}: {e}");
+            return ExitCode::from(2);
+        }
+        eprintln!(
+            "session {sid} created for {} ({}s)",
+            args.sub,
+            ttl.as_secs()
+        );
+    }
+    println!("{token}");
+    ExitCode::SUCCESS
+}
+
+async fn create_session(
+    config: &Config,
+    sid: &str,
+    user_id: &str,
+    roles: Option<Vec<String>>,
+    ttl: Duration,
+) -> Result<(), String> {
+    match config.session.store {
+        StoreKind::Redis => {
+            let store = crate::auth::session::SessionStore::connect(&config.session)
+                .await
+                .map_err(|e| e.to_string())?;
+            let new = crate::auth::session::NewSession::admin(sid, user_id, roles);
+            store.create(&new, ttl).await.map_err(|e| e.to_string())
+        }
+        StoreKind::Memory => {
+            let Some(admin) = config.listen.admin else {
+                return Err("the memory store lives in the running gateway; configure listen.admin so `gateway token` can reach it".into());
+            };
+            let body = crate::admin_sessions::CreateSession {
+                session_id: sid.to_owned(),
+                user_id: user_id.to_owned(),
+                roles,
+                ttl: ttl.as_secs().max(1),
+            };
+            crate::admin_client::post_json(admin, "/sessions", &body).await
+        }
+    }
+}
+
+pub fn keygen(args: &KeygenArgs) -> ExitCode {
+    match crate::keygen::write_dev_material(&args.dir, args.force) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("keygen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The built-in demo upstream (`[demo] echo = ...`): answers every request with a JSON echo
+//! of the method, path and headers it received, so the quick start shows what the gateway
+//! injected. Not for production.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::{self, Body};
+use crate::server::shutdown_signalled;
+
+pub async fn serve_echo(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
+            _ = shutdown_signalled(&mut shutdown) => return,
+        };
+        tokio::spawn(async move {
+            let svc = service_fn(|req| async move { Ok::<_, Infallible>(echo(req)) });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+fn echo(req: Request<Incoming>) -> Response<Body> {
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in req.headers() {
+        headers
+            .entry(name.as_str().to_owned())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    let body = serde_json::json!({
+        "method": req.method().as_str(),
+        "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "headers": headers,
+    });
+    let mut resp = Response::new(body::full(Bytes::from(
+        serde_json::to_string_pretty(&body).unwrap_or_default() + "\n",
+    )));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

@@ -1,0 +1,216 @@
+//! Every way the gateway itself answers a request, mapped to one status and one JSON body in
+//! one place. The detailed reason goes to the log (and later a metric label), never to the
+//! client: bodies carry a stable code and a plain message, never a token or internals.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+
+use crate::body::{self, Body};
+
+/// Why the gateway answered instead of the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("ambiguous or malformed path: {0}")]
+    BadPath(#[from] crate::path::PathError),
+    #[error("missing, repeated or disagreeing Host")]
+    BadHost,
+    #[error("request headers too large")]
+    HeadersTooLarge,
+    #[error("no route")]
+    NoRoute,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: Option<HeaderValue> },
+    #[error("no token")]
+    MissingToken,
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    #[error("session store unavailable: {0}")]
+    StoreUnavailable(#[from] crate::auth::session::StoreError),
+    #[error("role missing")]
+    InsufficientRole,
+    #[error("request body too large")]
+    BodyTooLarge,
+    #[error("upstream unavailable: {0}")]
+    UpstreamUnavailable(String),
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The status for each case; no catch-all arm, so a new variant forces a decision.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadPath(_) | GatewayError::BadHost => StatusCode::BAD_REQUEST,
+            GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::MissingToken | GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::InsufficientRole => StatusCode::FORBIDDEN,
+            GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code in the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::BadPath(_) => "bad_path",
+            GatewayError::BadHost => "bad_host",
+            GatewayError::HeadersTooLarge => "headers_too_large",
+            GatewayError::NoRoute => "not_found",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::MissingToken => "missing_token",
+            GatewayError::InvalidToken(_) => "invalid_token",
+            GatewayError::StoreUnavailable(_) => "session_store_unavailable",
+            GatewayError::InsufficientRole => "insufficient_scope",
+            GatewayError::BodyTooLarge => "body_too_large",
+            GatewayError::UpstreamUnavailable(_) => "bad_gateway",
+            GatewayError::UpstreamTimeout => "gateway_timeout",
+            GatewayError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// What a person reads: plain, never the token or a cause chain.
+    fn message(&self) -> &'static str {
+        match self {
+            GatewayError::BadPath(_) => "the request path is malformed or ambiguous",
+            GatewayError::BadHost => "the request needs exactly one Host",
+            GatewayError::HeadersTooLarge => "the request headers are too large",
+            GatewayError::NoRoute => "no route matches this request",
+            GatewayError::MethodNotAllowed { .. } => "this method is not allowed on this route",
+            GatewayError::MissingToken => "a bearer token is required",
+            GatewayError::InvalidToken(_) => "the token is invalid, expired or revoked",
+            GatewayError::StoreUnavailable(_) => "the session store is unavailable; retry shortly",
+            GatewayError::InsufficientRole => "the token lacks a role this route requires",
+            GatewayError::BodyTooLarge => "the request body is too large",
+            GatewayError::UpstreamUnavailable(_) => "the upstream service is unavailable",
+            GatewayError::UpstreamTimeout => "the upstream service did not answer in time",
+            GatewayError::Internal(_) => "internal error",
+        }
+    }
+
+    /// A short label for the access log and metrics (more detailed than `code`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidToken(reason) => reason,
+            other => other.code(),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let body = serde_json::json!({ "error": self.code(), "message": self.message() });
+        let mut resp = Response::new(body::full(Bytes::from(body.to_string())));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match self {
+            GatewayError::MissingToken => {
+                h.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="gateway""#),
+                );
+            }
+            GatewayError::InvalidToken(_) => {
+                h.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="gateway", error="invalid_token""#),
+                );
+            }
+            GatewayError::InsufficientRole => {
+                h.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        r#"Bearer realm="gateway", error="insufficient_scope""#,
+                    ),
+                );
+            }
+            GatewayError::StoreUnavailable(_) => {
+                h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            GatewayError::MethodNotAllowed { allow: Some(allow) } => {
+                h.insert(http::header::ALLOW, allow);
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_json(resp: Response<Body>) -> serde_json::Value {
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn statuses_and_headers() {
+        let cases: Vec<(GatewayError, u16, Option<&str>)> = vec![
+            (GatewayError::NoRoute, 404, None),
+            (GatewayError::BadHost, 400, None),
+            (
+                GatewayError::MissingToken,
+                401,
+                Some(r#"Bearer realm="gateway""#),
+            ),
+            (
+                GatewayError::InvalidToken("expired"),
+                401,
+                Some(r#"Bearer realm="gateway", error="invalid_token""#),
+            ),
+            (
+                GatewayError::InsufficientRole,
+                403,
+                Some(r#"Bearer realm="gateway", error="insufficient_scope""#),
+            ),
+            (GatewayError::BodyTooLarge, 413, None),
+            (GatewayError::HeadersTooLarge, 431, None),
+            (
+                GatewayError::UpstreamUnavailable("refused".into()),
+                502,
+                None,
+            ),
+            (GatewayError::UpstreamTimeout, 504, None),
+        ];
+        for (err, status, www) in cases {
+            let code = err.code();
+            let resp = err.into_response();
+            assert_eq!(resp.status().as_u16(), status);
+            assert_eq!(
+                resp.headers()
+                    .get(WWW_AUTHENTICATE)
+                    .map(|v| v.to_str().unwrap()),
+                www
+            );
+            let body = body_json(resp).await;
+            assert_eq!(body["error"], code);
+            assert!(body["message"].is_string());
+        }
+    }
+
+    #[tokio::test]
+    async fn store_unavailable_has_retry_after() {
+        let err = GatewayError::StoreUnavailable(crate::auth::session::StoreError::Timeout);
+        let resp = err.into_response();
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()[RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn body_never_carries_details() {
+        let err = GatewayError::UpstreamUnavailable("connect 10.0.0.1:9 secret".into());
+        let body = body_json(err.into_response()).await.to_string();
+        assert!(!body.contains("10.0.0.1"));
+    }
+}

@@ -1,0 +1,182 @@
+//! The two plain-HTTP listeners: the redirect listener (308 to https, but `/healthz` and
+//! `/readyz` answered in place for probes) and the admin listener (`/healthz`, `/readyz`,
+//! and session administration for operators; never expose it beyond the host or cluster).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, HOST, LOCATION};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::{self, Body};
+use crate::gateway::Gateway;
+use crate::server::{drain, http_builder, shutdown_signalled};
+
+/// Accepts plain connections and serves `handler` on each, until shutdown.
+async fn serve_plain<F, Fut>(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    handler: F,
+) where
+    F: Fn(Arc<Gateway>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    let builder = Arc::new(http_builder(&gw.config.limits));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown_signalled(&mut shutdown) => break,
+        };
+        let gw = gw.clone();
+        let handler = handler.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let fut = handler(gw.clone(), req);
+                async move { Ok::<_, Infallible>(fut.await) }
+            });
+            let conn = builder
+                .serve_connection(TokioIo::new(tcp), svc)
+                .into_owned();
+            let _ = watcher.watch(conn).await;
+        });
+    }
+    drain(graceful, gw.config.limits.shutdown_grace).await;
+}
+
+pub async fn serve_redirect(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    https_port: u16,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_plain(gw, listener, shutdown, move |gw, req| async move {
+        match req.uri().path() {
+            "/healthz" | "/readyz" => probe(&gw, req.uri().path()).await,
+            _ => redirect(&req, https_port),
+        }
+    })
+    .await
+}
+
+/// 308 to the same host and path on https; a request without a usable Host gets 400.
+fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(crate::routing::host_without_port);
+    let Some(host) = host else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"bad_host","message":"the request needs a Host"}"#,
+        );
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let location = format!("https://{host}{port}{pq}");
+    match HeaderValue::from_str(&location) {
+        Ok(v) => {
+            let mut resp = Response::new(body::empty());
+            *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            resp.headers_mut().insert(LOCATION, v);
+            resp
+        }
+        Err(_) => json(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"bad_request","message":"cannot redirect this request"}"#,
+        ),
+    }
+}
+
+pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    serve_plain(gw, listener, shutdown, |gw, req| async move {
+        admin(gw, req).await
+    })
+    .await
+}
+
+async fn admin(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/healthz" | "/readyz") => probe(&gw, &path).await,
+        (&Method::POST, "/sessions") => crate::admin_sessions::create(&gw, req).await,
+        (&Method::DELETE, p) if p.starts_with("/sessions/") => {
+            crate::admin_sessions::delete(&gw, &p["/sessions/".len()..]).await
+        }
+        _ => json(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"not_found","message":"no such admin endpoint"}"#,
+        ),
+    }
+}
+
+/// `/healthz`: the process answers. `/readyz`: and the session store answers too.
+async fn probe(gw: &Gateway, path: &str) -> Response<Body> {
+    if path == "/readyz" {
+        if let Err(e) = gw.auth.store().ping().await {
+            tracing::warn!(error = %e, "not ready: session store");
+            let mut r = json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"status":"unavailable","message":"the session store does not answer"}"#,
+            );
+            r.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    }
+    json(StatusCode::OK, r#"{"status":"ok"}"#)
+}
+
+pub fn json(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(body::full(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// Reads a small JSON body (at most `max` bytes).
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<T, String> {
+    let bytes = Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map_err(|e| format!("cannot read the body: {e}"))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| format!("invalid JSON: {e}"))
+}

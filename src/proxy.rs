@@ -1,0 +1,268 @@
+//! The request pipeline on the TLS listener, one named step per line of CONTRACT.md section 3:
+//! host -> path -> route -> method -> strip headers -> token/JWT/session -> roles -> body limit
+//! -> set identity -> forward -> response.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST};
+use http::{HeaderMap, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use crate::auth::{AuthError, Authenticated};
+use crate::body::{self, Body};
+use crate::config::{AuthMode, Route};
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::identity_headers::{self, Identity};
+use crate::{hop_by_hop, request_id, routing};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// What the access log needs from a finished request.
+#[derive(Default)]
+struct Outcome {
+    route: Option<String>,
+    user_id: Option<String>,
+    denial: Option<&'static str>,
+}
+
+/// Serves one request from a client connection; never fails (errors become responses).
+pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let version = req.version();
+    let rid = request_id::from_request(req.headers());
+    let mut outcome = Outcome::default();
+    let mut resp = match pipeline(&gw, peer, req, &rid, &mut outcome).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            outcome.denial = Some(err.reason());
+            tracing::debug!(request_id = %rid, error = %err, "request refused");
+            err.into_response()
+        }
+    };
+    let h = resp.headers_mut();
+    h.insert(request_id::HEADER.clone(), rid.header_value());
+    if let Some(hsts) = &gw.hsts {
+        h.insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    tracing::info!(
+        target: "access",
+        method = %method,
+        version = ?version,
+        route = outcome.route.as_deref().unwrap_or("-"),
+        status = resp.status().as_u16(),
+        user_id = outcome.user_id.as_deref().unwrap_or("-"),
+        denial = outcome.denial.unwrap_or("-"),
+        latency_us = started.elapsed().as_micros() as u64,
+        request_id = %rid,
+        peer = %peer.ip(),
+    );
+    resp
+}
+
+async fn pipeline(
+    gw: &Gateway,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    rid: &request_id::RequestId,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, GatewayError> {
+    let host = request_host(&req)?;
+    check_header_size(req.headers(), gw.config.limits.max_header_bytes)?;
+    let raw_path = req.uri().path();
+    let path = crate::path::normalise(raw_path)?;
+    let route = gw
+        .routes
+        .find(routing::host_without_port(&host).as_deref(), &path)
+        .ok_or(GatewayError::NoRoute)?
+        .clone();
+    outcome.route = Some(route.path.clone());
+    if !routing::allows(&route, req.method()) {
+        return Err(GatewayError::MethodNotAllowed {
+            allow: routing::allow_header(&route),
+        });
+    }
+    // Strip before anything reads identity: hop-by-hop (and what Connection names) first,
+    // then every spelling of the identity headers. Only `set_identity` below adds them back.
+    let upgrade =
+        req.version() == Version::HTTP_11 && hop_by_hop::upgrade_requested(req.headers()).is_some();
+    if upgrade {
+        hop_by_hop::remove_keep_upgrade(req.headers_mut());
+    } else {
+        hop_by_hop::remove(req.headers_mut());
+    }
+    identity_headers::strip_inbound(req.headers_mut(), &gw.identity);
+
+    let who = authenticate(gw, &route, req.headers()).await?;
+    outcome.user_id = who.as_ref().map(|a| a.user_id().to_owned());
+    if let Some(a) = &who {
+        if !a.has_any_role(&route.roles) {
+            return Err(GatewayError::InsufficientRole);
+        }
+    }
+    check_content_length(req.headers(), route.max_body)?;
+
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let upstream_req =
+        build_upstream_request(gw, &route, peer, &host, &path, rid, who.as_ref(), req)?;
+    let mut resp = gw.forwarder.forward(&route, upstream_req).await?;
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(GatewayError::UpstreamUnavailable(
+                "upstream switched protocols unasked".into(),
+            ));
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(crate::upgrade::splice(client_upgrade, upstream_upgrade));
+        let (parts, _) = resp.into_parts();
+        let mut out = Response::from_parts(parts, body::empty());
+        hop_by_hop::remove_keep_upgrade(out.headers_mut());
+        return Ok(out);
+    }
+    let (mut parts, incoming) = resp.into_parts();
+    hop_by_hop::remove(&mut parts.headers);
+    let idle = gw.config.limits.body_idle_timeout;
+    Ok(Response::from_parts(
+        parts,
+        body::bounded(incoming, idle, u64::MAX),
+    ))
+}
+
+/// Step 4-7: which identity, if any, goes upstream, by the route's auth mode.
+async fn authenticate(
+    gw: &Gateway,
+    route: &Route,
+    headers: &HeaderMap,
+) -> Result<Option<Authenticated>, GatewayError> {
+    if route.auth == AuthMode::Public {
+        return Ok(None);
+    }
+    match gw.auth.authenticate(headers).await {
+        Ok(Some(a)) => Ok(Some(a)),
+        Ok(None) if route.auth == AuthMode::Optional => Ok(None),
+        Ok(None) => Err(GatewayError::MissingToken),
+        Err(AuthError::Missing) if route.auth == AuthMode::Optional => Ok(None),
+        Err(AuthError::Missing) => Err(GatewayError::MissingToken),
+        Err(AuthError::Invalid(reason)) => Err(GatewayError::InvalidToken(reason)),
+        Err(AuthError::Store(e)) => Err(GatewayError::StoreUnavailable(e)),
+    }
+}
+
+/// Step 8: the request as the upstream sees it: the normalised (and maybe stripped) path,
+/// identity from `who` only, X-Forwarded-*, X-Request-Id, token removed unless forwarded.
+#[allow(clippy::too_many_arguments)]
+fn build_upstream_request(
+    gw: &Gateway,
+    route: &Route,
+    peer: SocketAddr,
+    host: &str,
+    path: &str,
+    rid: &request_id::RequestId,
+    who: Option<&Authenticated>,
+    req: Request<Incoming>,
+) -> Result<Request<Body>, GatewayError> {
+    let (mut parts, incoming) = req.into_parts();
+    let mut target = routing::upstream_path(route, path);
+    if let Some(q) = parts.uri.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    parts.uri = target
+        .parse()
+        .map_err(|_| GatewayError::BadPath(crate::path::PathError::Ambiguous))?;
+    let h = &mut parts.headers;
+    if !route.forward_token {
+        crate::auth::bearer::strip_token(h, gw.auth.cookie());
+    }
+    if let Some(a) = who {
+        let identity = Identity {
+            user_id: a.user_id(),
+            roles: a.roles(),
+            session_id: a.session_id(),
+        };
+        identity_headers::set(h, &gw.identity, &identity)
+            .map_err(|_| GatewayError::InvalidToken("identity_not_a_header_value"))?;
+    }
+    append_forwarded_for(h, peer);
+    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+    if let Ok(v) = HeaderValue::from_str(host) {
+        h.insert(X_FORWARDED_HOST.clone(), v.clone());
+        h.insert(HOST, v);
+    }
+    h.insert(request_id::HEADER.clone(), rid.header_value());
+    let idle = gw.config.limits.body_idle_timeout;
+    Ok(Request::from_parts(
+        parts,
+        body::bounded(incoming, idle, route.max_body),
+    ))
+}
+
+fn append_forwarded_for(h: &mut HeaderMap, peer: SocketAddr) {
+    let ip = peer.ip().to_string();
+    let mut chain = String::new();
+    for v in h.get_all(&X_FORWARDED_FOR) {
+        if let Ok(s) = v.to_str() {
+            chain.push_str(s.trim());
+            chain.push_str(", ");
+        }
+    }
+    chain.push_str(&ip);
+    if let Ok(v) = HeaderValue::from_str(&chain) {
+        h.insert(X_FORWARDED_FOR.clone(), v);
+    }
+}
+
+/// Exactly one host: HTTP/1 needs one Host header (and an absolute-form target must agree);
+/// HTTP/2 has `:authority`, and a Host header beside it must agree.
+fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(GatewayError::BadHost);
+    }
+    let header = match header {
+        Some(v) => Some(v.to_str().map_err(|_| GatewayError::BadHost)?),
+        None => None,
+    };
+    let authority = req.uri().authority().map(|a| a.as_str());
+    let host = match (header, authority) {
+        (Some(h), Some(a)) if !h.eq_ignore_ascii_case(a) => return Err(GatewayError::BadHost),
+        (Some(h), _) => h,
+        (None, Some(a)) if req.version() == Version::HTTP_2 => a,
+        _ => return Err(GatewayError::BadHost),
+    };
+    if host.is_empty() || host.contains('@') {
+        return Err(GatewayError::BadHost);
+    }
+    Ok(host.to_owned())
+}
+
+fn check_header_size(h: &HeaderMap, max: usize) -> Result<(), GatewayError> {
+    let total: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if total > max {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+/// A declared length above the route's limit is refused before anything is forwarded; a
+/// streamed body is cut by `body::Bounded` when it passes the limit.
+fn check_content_length(h: &HeaderMap, max: u64) -> Result<(), GatewayError> {
+    if let Some(v) = h.get(CONTENT_LENGTH) {
+        let len: u64 = v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(GatewayError::BodyTooLarge)?;
+        if len > max {
+            return Err(GatewayError::BodyTooLarge);
+        }
+    }
+    Ok(())
+}
