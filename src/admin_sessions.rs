@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::session::NewSession;
+use crate::auth::session::{NewSession, StoreError};
 use crate::body::{self, Body};
 use crate::gateway::Gateway;
 use crate::plain::{json, read_json};
@@ -38,7 +38,15 @@ pub async fn create(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
             "session_id, user_id and a ttl above zero are required",
         );
     }
-    let new = NewSession::admin(&body.session_id, &body.user_id, body.roles.clone());
+    let new = NewSession {
+        sid: body.session_id.clone(),
+        user_id: body.user_id.clone(),
+        roles: body.roles.clone(),
+        created_at: unix_now(),
+        ip: None,
+        user_agent: None,
+        device_id: None,
+    };
     match gw
         .auth
         .store()
@@ -54,6 +62,7 @@ pub async fn create(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
+        Err(StoreError::Invalid(msg)) => error(StatusCode::BAD_REQUEST, "bad_request", &msg),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "session_store_unavailable",
@@ -79,6 +88,14 @@ pub async fn delete(gw: &Gateway, sid: &str) -> Response<Body> {
             &e.to_string(),
         ),
     }
+}
+
+/// Seconds since the epoch (0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {

@@ -271,7 +271,15 @@ async fn create_session(
             let store = crate::auth::session::SessionStore::connect(&config.session)
                 .await
                 .map_err(|e| e.to_string())?;
-            let new = crate::auth::session::NewSession::admin(sid, user_id, roles);
+            let new = crate::auth::session::NewSession {
+                sid: sid.to_owned(),
+                user_id: user_id.to_owned(),
+                roles,
+                created_at: crate::admin_sessions::unix_now(),
+                ip: None,
+                user_agent: None,
+                device_id: None,
+            };
             store.create(&new, ttl).await.map_err(|e| e.to_string())
         }
         StoreKind::Memory => {
@@ -292,7 +300,14 @@ async fn create_session(
 pub fn keygen(args: &KeygenArgs) -> ExitCode {
     match crate::keygen::write_dev_material(&args.dir, args.force) {
         Ok(out) => {
-            println!("{out}");
+            for (what, path) in [
+                ("TLS certificate", &out.cert),
+                ("TLS private key", &out.key),
+                ("token-signing private key", &out.signing_private),
+                ("token-signing public key", &out.signing_public),
+            ] {
+                println!("{what}: {}", path.display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use crate::auth::{AuthError, Authenticated};
 use crate::body::{self, Body};
-use crate::config::{AuthMode, Route};
+use crate::config::{AuthMode, Route, UpstreamProtocol};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::identity_headers::{self, Identity};
@@ -91,12 +91,19 @@ async fn pipeline(
     // then every spelling of the identity headers. Only `set_identity` below adds them back.
     let upgrade =
         req.version() == Version::HTTP_11 && hop_by_hop::upgrade_requested(req.headers()).is_some();
+    // gRPC over h2c needs `te: trailers`, the one TE value a proxy may pass on.
+    let keep_te =
+        route.protocol == UpstreamProtocol::H2c && hop_by_hop::wants_trailers(req.headers());
     if upgrade {
         hop_by_hop::remove_keep_upgrade(req.headers_mut());
     } else {
         hop_by_hop::remove(req.headers_mut());
     }
     identity_headers::strip_inbound(req.headers_mut(), &gw.identity);
+    if keep_te {
+        req.headers_mut()
+            .insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
 
     let who = authenticate(gw, &route, req.headers()).await?;
     outcome.user_id = who.as_ref().map(|a| a.user_id().to_owned());
@@ -175,7 +182,7 @@ fn build_upstream_request(
     }
     parts.uri = target
         .parse()
-        .map_err(|_| GatewayError::BadPath(crate::path::PathError::Ambiguous))?;
+        .map_err(|_| GatewayError::BadPath(crate::path::PathError::InvalidEscape))?;
     let h = &mut parts.headers;
     if !route.forward_token {
         crate::auth::bearer::strip_token(h, gw.auth.cookie());

@@ -49,7 +49,12 @@ fn keygen_then_check_then_token() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = gateway(dir.path(), &["keygen", "--dir", "certs"]);
     assert_eq!(code, 0, "{err}");
-    for f in ["gateway.crt", "gateway.key", "signing.pem", "signing.pub.pem"] {
+    for f in [
+        "gateway.crt",
+        "gateway.key",
+        "signing.pem",
+        "signing.pub.pem",
+    ] {
         assert!(dir.path().join("certs").join(f).exists(), "{f} missing");
     }
     // A second keygen refuses to overwrite.
@@ -62,7 +67,18 @@ fn keygen_then_check_then_token() {
 
     let (code, token, err) = gateway(
         dir.path(),
-        &["token", "--config", "gateway.toml", "--sub", "alice", "--role", "admin", "--ttl", "5m", "--no-session"],
+        &[
+            "token",
+            "--config",
+            "gateway.toml",
+            "--sub",
+            "alice",
+            "--role",
+            "admin",
+            "--ttl",
+            "5m",
+            "--no-session",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(token.trim().split('.').count(), 3, "{token}");
@@ -73,7 +89,10 @@ fn check_names_every_mistake_with_file_line_col() {
     let dir = tempfile::tempdir().unwrap();
     let bad = GOOD
         .replace("issuer = \"gateway\"", "issuer = \"gateway\"\nbogus = 1")
-        .replace("upstream = \"http://127.0.0.1:9000\"", "upstream = \"ftp://x\"")
+        .replace(
+            "upstream = \"http://127.0.0.1:9000\"",
+            "upstream = \"ftp://x\"",
+        )
         .replace("algorithms = [\"EdDSA\"]", "algorithms = [\"none\"]");
     std::fs::write(dir.path().join("bad.toml"), &bad).unwrap();
     let (code, _, err) = gateway(dir.path(), &["check", "--config", "bad.toml"]);
@@ -85,13 +104,24 @@ fn check_names_every_mistake_with_file_line_col() {
     assert!(err.contains("bogus"), "{err}");
 
     let semantic = GOOD
-        .replace("upstream = \"http://127.0.0.1:9000\"", "upstream = \"ftp://x\"")
+        .replace(
+            "upstream = \"http://127.0.0.1:9000\"",
+            "upstream = \"ftp://x\"",
+        )
         .replace("algorithms = [\"EdDSA\"]", "algorithms = [\"none\"]");
     std::fs::write(dir.path().join("bad2.toml"), &semantic).unwrap();
     let (code, _, err) = gateway(dir.path(), &["check", "--config", "bad2.toml"]);
     assert_eq!(code, 1, "{err}");
-    let up_line = semantic.lines().position(|l| l.starts_with("upstream")).unwrap() + 1;
-    let alg_line = semantic.lines().position(|l| l.starts_with("algorithms")).unwrap() + 1;
+    let up_line = semantic
+        .lines()
+        .position(|l| l.starts_with("upstream"))
+        .unwrap()
+        + 1;
+    let alg_line = semantic
+        .lines()
+        .position(|l| l.starts_with("algorithms"))
+        .unwrap()
+        + 1;
     assert!(err.contains(&format!("bad2.toml:{up_line}:")), "{err}");
     assert!(err.contains(&format!("bad2.toml:{alg_line}:")), "{err}");
     assert!(err.contains("route[0].upstream"), "{err}");
@@ -104,7 +134,10 @@ fn check_reports_files_that_do_not_load() {
     std::fs::write(dir.path().join("gateway.toml"), GOOD).unwrap();
     let (code, _, err) = gateway(dir.path(), &["check", "--config", "gateway.toml"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("gateway.crt") || err.contains("gateway.key"), "{err}");
+    assert!(
+        err.contains("gateway.crt") || err.contains("gateway.key"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -118,7 +151,8 @@ fn a_missing_config_file_is_exit_1() {
 #[test]
 fn the_shipped_config_checks() {
     let dir = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
     std::fs::write(dir.path().join("gateway.toml"), shipped).unwrap();
     // Its development keys are made on first start; check accepts their absence.
     let (code, out, err) = gateway(dir.path(), &["check"]);

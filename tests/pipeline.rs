@@ -63,7 +63,10 @@ async fn no_token_is_401_with_realm_and_nothing_forwarded() {
     for proto in BOTH {
         let r = gw.client(proto).get("/api/x", None).await;
         assert_eq!(r.status, 401);
-        assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="gateway""#));
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(r#"Bearer realm="gateway""#)
+        );
         assert_eq!(r.error_code(), "missing_token");
         assert!(r.header("x-request-id").is_some());
     }
@@ -106,7 +109,10 @@ async fn invalid_tokens_are_401_invalid_token() {
                 Some(r#"Bearer realm="gateway", error="invalid_token""#),
                 "{proto:?} {name}"
             );
-            assert!(!String::from_utf8_lossy(&r.body).contains(token.as_str()), "{name}: body echoes the token");
+            assert!(
+                !String::from_utf8_lossy(&r.body).contains(token.as_str()),
+                "{name}: body echoes the token"
+            );
         }
     }
     assert_eq!(up.count(), 0);
@@ -136,7 +142,10 @@ async fn token_from_cookie_and_ambiguity() {
         assert_eq!(got.one("x-user-id").as_deref(), Some("alice"));
         let cookies = got.all("cookie").join("; ");
         assert!(cookies.contains("theme=dark"), "{cookies}");
-        assert!(!cookies.contains("gw_access"), "token cookie must be removed: {cookies}");
+        assert!(
+            !cookies.contains("gw_access"),
+            "token cookie must be removed: {cookies}"
+        );
 
         // A header and a different cookie: ambiguous.
         let req = c
@@ -181,12 +190,18 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
     ];
     for proto in BOTH {
         let c = gw.client(proto);
-        for (path, tok) in [("/public/x", None), ("/api/x", Some(&token)), ("/maybe/x", None)] {
+        for (path, tok) in [
+            ("/public/x", None),
+            ("/api/x", Some(&token)),
+            ("/maybe/x", None),
+        ] {
             let mut b = c.req("GET", path);
             for (n, v) in spoofs {
                 b = b.header(n, v);
             }
-            b = b.header("x-user-roles", "admin").header("x-user-roles", "root");
+            b = b
+                .header("x-user-roles", "admin")
+                .header("x-user-roles", "root");
             if let Some(t) = tok {
                 b = b.header("authorization", format!("Bearer {t}"));
             }
@@ -196,7 +211,10 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
             for name in got.names() {
                 let folded = name.replace('_', "-");
                 if ["x-user-id", "x-user-roles", "x-session-id"].contains(&folded.as_str()) {
-                    assert_eq!(name, folded, "{proto:?} {path}: underscore spelling {name} passed");
+                    assert_eq!(
+                        name, folded,
+                        "{proto:?} {path}: underscore spelling {name} passed"
+                    );
                 }
             }
             match tok {
@@ -223,7 +241,10 @@ async fn connection_header_cannot_drop_or_keep_identity() {
     let req = c
         .req("GET", "/api/x")
         .header("authorization", format!("Bearer {token}"))
-        .header("connection", "keep-alive, X-User-Id, x-user-roles, X-Forwarded-For, X-Request-Id")
+        .header(
+            "connection",
+            "keep-alive, X-User-Id, x-user-roles, X-Forwarded-For, X-Request-Id",
+        )
         .header("x-user-id", "admin")
         .header("x-forwarded-for", "10.9.9.9")
         .body(body(""))
@@ -272,7 +293,9 @@ async fn routing_longest_prefix_404_405_and_strip_prefix() {
         assert_eq!(c.get("/api/v2/items", Some(&token)).await.status, 200);
         assert_eq!(up.last().target, "/items");
         // 405 before authentication, with Allow.
-        let r = c.send(c.req("POST", "/ro/x").body(body("x")).unwrap()).await;
+        let r = c
+            .send(c.req("POST", "/ro/x").body(body("x")).unwrap())
+            .await;
         assert_eq!(r.status, 405, "{proto:?}");
         let allow = r.header("allow").unwrap().to_owned();
         assert!(allow.contains("GET") && allow.contains("HEAD"), "{allow}");
@@ -294,7 +317,10 @@ async fn roles_from_session_win_and_missing_role_is_403() {
         assert_eq!(r.status, 200, "{proto:?}");
         assert_eq!(up.last().all("x-user-roles"), vec!["admin"]);
         let r = c.get("/admin/x", Some(&demoted)).await;
-        assert_eq!(r.status, 403, "{proto:?}: the session's empty roles must win");
+        assert_eq!(
+            r.status, 403,
+            "{proto:?}: the session's empty roles must win"
+        );
         assert_eq!(
             r.header("www-authenticate"),
             Some(r#"Bearer realm="gateway", error="insufficient_scope""#)
@@ -342,6 +368,8 @@ async fn path_spellings_cannot_reach_a_protected_route_unauthenticated() {
         ("/public/..\\api/x", 400),
         ("/public/..;/api/x", 400),
         ("/public/%2e%2e;/api/x", 400),
+        ("/admin;x/secret", 400),
+        ("/public/x;jsessionid=1", 400),
         ("/public/%c0%ae%c0%ae/api/x", 400),
         ("/public/%00/x", 400),
         ("/../api/x", 400),
@@ -354,7 +382,8 @@ async fn path_spellings_cannot_reach_a_protected_route_unauthenticated() {
     }
     assert_eq!(up.count(), 0, "nothing may reach the upstream");
     // The upstream receives the normalised path that was authorised.
-    let raw = "GET /public/a/./b/../c/%7Euser HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let raw =
+        "GET /public/a/./b/../c/%7Euser HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     let answer = c.raw_h1(raw.as_bytes(), Duration::from_secs(5)).await;
     assert_eq!(raw_status(&answer), 200, "{answer}");
     assert_eq!(up.last().target, "/public/a/c/~user");
@@ -366,9 +395,18 @@ async fn host_must_be_present_once() {
     let c = gw.client(Proto::H1);
     let cases: &[(&str, u16)] = &[
         ("GET /public/x HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
-        ("GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", 400),
-        ("GET https://other/public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 400),
-        ("GET /public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 200),
+        (
+            "GET /public/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            "GET https://other/public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            "GET /public/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            200,
+        ),
     ];
     for (raw, want) in cases {
         let answer = c.raw_h1(raw.as_bytes(), Duration::from_secs(5)).await;
@@ -382,7 +420,9 @@ async fn oversized_headers_get_431() {
     let (gw, up) = setup().await;
     let c = gw.client(Proto::H1);
     let big = "a".repeat(40 * 1024);
-    let raw = format!("GET /public/x HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\nConnection: close\r\n\r\n");
+    let raw = format!(
+        "GET /public/x HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"
+    );
     let answer = c.raw_h1(raw.as_bytes(), Duration::from_secs(5)).await;
     assert_eq!(raw_status(&answer), 431, "{answer}");
     assert_eq!(up.count(), 0);
@@ -393,11 +433,19 @@ async fn request_id_is_kept_when_well_formed() {
     let (gw, up) = setup().await;
     for proto in BOTH {
         let c = gw.client(proto);
-        let req = c.req("GET", "/public/x").header("x-request-id", "trace-123").body(body("")).unwrap();
+        let req = c
+            .req("GET", "/public/x")
+            .header("x-request-id", "trace-123")
+            .body(body(""))
+            .unwrap();
         let r = c.send(req).await;
         assert_eq!(r.header("x-request-id"), Some("trace-123"));
         assert_eq!(up.last().one("x-request-id").as_deref(), Some("trace-123"));
-        let req = c.req("GET", "/public/x").header("x-request-id", "bad id!").body(body("")).unwrap();
+        let req = c
+            .req("GET", "/public/x")
+            .header("x-request-id", "bad id!")
+            .body(body(""))
+            .unwrap();
         let r = c.send(req).await;
         let generated = r.header("x-request-id").unwrap().to_owned();
         assert_ne!(generated, "bad id!");
@@ -411,7 +459,10 @@ async fn forward_token_passes_the_authorization_header() {
     let token = gw.token("alice", "s-alice", &[]);
     let r = gw.client(Proto::H1).get("/fwd/x", Some(&token)).await;
     assert_eq!(r.status, 200);
-    assert_eq!(up.last().one("authorization"), Some(format!("Bearer {token}")));
+    assert_eq!(
+        up.last().one("authorization"),
+        Some(format!("Bearer {token}"))
+    );
 }
 
 #[tokio::test]
@@ -430,10 +481,20 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
     let r = c.send(req).await;
     assert_eq!(r.status, 200);
     let got = up.last();
-    for h in ["connection", "x-secret", "keep-alive", "te", "proxy-authorization"] {
+    for h in [
+        "connection",
+        "x-secret",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+    ] {
         assert!(got.all(h).is_empty(), "{h} reached the upstream");
     }
-    assert_eq!(r.header("x-foo"), None, "a header the upstream named in Connection came back");
+    assert_eq!(
+        r.header("x-foo"),
+        None,
+        "a header the upstream named in Connection came back"
+    );
 }
 
 #[tokio::test]
@@ -467,16 +528,23 @@ async fn plain_listener_redirects_but_answers_probes() {
     let http = gw.http.unwrap();
     for (path, want) in [("/api/x?y=1", 308u16), ("/healthz", 200), ("/readyz", 200)] {
         let tcp = tokio::net::TcpStream::connect(http).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
         tokio::spawn(conn);
-        let req = http::Request::get(path).header("host", "example.com:8080").body(Full::new(Bytes::new())).unwrap();
+        let req = http::Request::get(path)
+            .header("host", "example.com:8080")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         let r = send.send_request(req).await.unwrap();
         assert_eq!(r.status().as_u16(), want, "{path}");
         if want == 308 {
             let loc = r.headers()["location"].to_str().unwrap();
-            assert_eq!(loc, format!("https://example.com:{}/api/x?y=1", gw.https.port()));
+            assert_eq!(
+                loc,
+                format!("https://example.com:{}/api/x?y=1", gw.https.port())
+            );
         }
     }
 }

@@ -21,7 +21,11 @@ async fn refused_is_502_slow_is_504() {
     let up = Upstream::start().await;
     let routes = [
         route("/down/", &format!("http://{refused}"), "auth = \"public\""),
-        route("/slow/", &up.url(), "auth = \"public\"\ntimeout = \"300ms\""),
+        route(
+            "/slow/",
+            &up.url(),
+            "auth = \"public\"\ntimeout = \"300ms\"",
+        ),
     ]
     .concat();
     let gw = TestGateway::start(MEMORY_SESSION, &routes).await;
@@ -52,7 +56,12 @@ async fn balancing_skips_a_refusing_address() {
         assert_eq!(c.get("/x", None).await.status, 200);
     }
     assert_eq!(a.count() + b.count(), 12);
-    assert!(a.count() >= 4 && b.count() >= 4, "a={} b={}", a.count(), b.count());
+    assert!(
+        a.count() >= 4 && b.count() >= 4,
+        "a={} b={}",
+        a.count(),
+        b.count()
+    );
 }
 
 #[tokio::test]
@@ -62,10 +71,15 @@ async fn upstream_reset_mid_body_is_never_a_complete_message() {
     for proto in BOTH {
         let c = gw.client(proto);
         let tls = c.tls().await;
-        let req = c.req("GET", "/reset").body(Full::new(Bytes::new())).unwrap();
+        let req = c
+            .req("GET", "/reset")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         let resp = match proto {
             Proto::H1 => {
-                let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+                let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .unwrap();
                 tokio::spawn(conn);
                 s.send_request(req).await.unwrap()
             }
@@ -81,15 +95,24 @@ async fn upstream_reset_mid_body_is_never_a_complete_message() {
             }
         };
         assert_eq!(resp.status(), 200);
-        let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect()).await.unwrap();
-        assert!(body.is_err(), "{proto:?}: a truncated body must end in an error");
+        let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
+            .await
+            .unwrap();
+        assert!(
+            body.is_err(),
+            "{proto:?}: a truncated body must end in an error"
+        );
     }
 }
 
 #[tokio::test]
 async fn hundred_mib_stream_both_ways_with_bounded_memory() {
     let up = Upstream::start().await;
-    let gw = TestGateway::start(MEMORY_SESSION, &route("/", &up.url(), "auth = \"public\"\nmax_body = \"200MiB\"")).await;
+    let gw = TestGateway::start(
+        MEMORY_SESSION,
+        &route("/", &up.url(), "auth = \"public\"\nmax_body = \"200MiB\""),
+    )
+    .await;
     const TOTAL: usize = 100 * 1024 * 1024;
     let rss_before = rss_kib();
     for proto in BOTH {
@@ -104,7 +127,9 @@ async fn hundred_mib_stream_both_ways_with_bounded_memory() {
             .unwrap();
         let resp = match proto {
             Proto::H1 => {
-                let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+                let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .unwrap();
                 tokio::spawn(conn);
                 s.send_request(req).await.unwrap()
             }
@@ -161,7 +186,10 @@ async fn websocket_echo_through_the_gateway_after_auth() {
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", tokio_tungstenite::tungstenite::handshake::client::generate_key())
+        .header(
+            "sec-websocket-key",
+            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+        )
         .body(())
         .unwrap();
     assert!(tokio_tungstenite::client_async(req, tls).await.is_err());
@@ -174,15 +202,24 @@ async fn websocket_echo_through_the_gateway_after_auth() {
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", tokio_tungstenite::tungstenite::handshake::client::generate_key())
+        .header(
+            "sec-websocket-key",
+            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+        )
         .body(())
         .unwrap();
     let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.unwrap();
     assert_eq!(resp.status(), 101);
     for i in 0..5 {
         let msg = format!("hello {i}");
-        ws.send(tokio_tungstenite::tungstenite::Message::text(msg.clone())).await.unwrap();
-        let back = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+        ws.send(tokio_tungstenite::tungstenite::Message::text(msg.clone()))
+            .await
+            .unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(back.into_text().unwrap().as_str(), msg);
     }
     assert_eq!(up.last().one("x-user-id").as_deref(), Some("alice"));
@@ -191,7 +228,11 @@ async fn websocket_echo_through_the_gateway_after_auth() {
 #[tokio::test]
 async fn h2c_upstream() {
     let up = Upstream::start_with(true).await;
-    let gw = TestGateway::start(MEMORY_SESSION, &route("/", &up.url(), "auth = \"public\"\nprotocol = \"h2c\"")).await;
+    let gw = TestGateway::start(
+        MEMORY_SESSION,
+        &route("/", &up.url(), "auth = \"public\"\nprotocol = \"h2c\""),
+    )
+    .await;
     for proto in BOTH {
         let r = gw.client(proto).get("/x", None).await;
         assert_eq!(r.status, 200, "{proto:?}");
@@ -209,7 +250,10 @@ async fn slow_headers_and_stalled_handshakes_are_cut() {
     let mut tcp = tokio::net::TcpStream::connect(gw.https).await.unwrap();
     let mut buf = [0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(15), tcp.read(&mut buf)).await;
-    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "stalled handshake not closed: {n:?}");
+    assert!(
+        matches!(n, Ok(Ok(0)) | Ok(Err(_))),
+        "stalled handshake not closed: {n:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(15));
 
     // Slowloris: a request head trickled one byte a second.

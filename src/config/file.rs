@@ -1,1 +1,489 @@
-//! Serde shapes that mirror gateway.toml one to one.
+//! Serde shapes that mirror gateway.toml one to one, every value `Spanned` so that validation
+//! can point at `line:col`. Unknown keys are errors (`deny_unknown_fields`). Defaults and
+//! checks live in `load.rs`; this file only says what the TOML may contain.
+//!
+//! The document is parsed once into a spanned tree, then each top-level table and each
+//! `[[route]]` is deserialized on its own, so one mistake does not hide the others.
+
+use std::ops::Range;
+
+use serde::de::{DeserializeOwned, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct ListenFile {
+    pub https: S<String>,
+    #[serde(default)]
+    pub http: Option<S<String>>,
+    #[serde(default)]
+    pub admin: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RuntimeFile {
+    #[serde(default)]
+    pub workers: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct TlsFile {
+    pub cert: S<String>,
+    pub key: S<String>,
+    #[serde(default)]
+    pub min_version: Option<S<String>>,
+    #[serde(default)]
+    pub hsts: Option<S<String>>,
+    #[serde(default)]
+    pub self_signed_if_missing: Option<S<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct JwtFile {
+    pub algorithms: S<Vec<S<String>>>,
+    pub issuer: S<String>,
+    pub audience: S<String>,
+    #[serde(default)]
+    pub leeway: Option<S<String>>,
+    #[serde(default)]
+    pub user_id_claim: Option<S<String>>,
+    #[serde(default)]
+    pub roles_claim: Option<S<String>>,
+    #[serde(default)]
+    pub session_claim: Option<S<String>>,
+    #[serde(default)]
+    pub cookie: Option<S<String>>,
+    #[serde(default)]
+    pub keys: Option<S<Vec<S<JwtKeyFile>>>>,
+    #[serde(default)]
+    pub jwks_url: Option<S<String>>,
+    #[serde(default)]
+    pub jwks_refresh: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a key table: { kid = \"k1\", public_key = \"file.pem\" } or { kid = \"h1\", secret_env = \"VAR\" }"
+)]
+pub(super) struct JwtKeyFile {
+    pub kid: S<String>,
+    #[serde(default)]
+    pub public_key: Option<S<String>>,
+    #[serde(default)]
+    pub secret_env: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct SessionFile {
+    #[serde(default)]
+    pub store: Option<S<String>>,
+    #[serde(default)]
+    pub redis_url: Option<S<String>>,
+    #[serde(default)]
+    pub key_prefix: Option<S<String>>,
+    #[serde(default)]
+    pub timeout: Option<S<String>>,
+    #[serde(default)]
+    pub max_concurrent: Option<S<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct HeadersFile {
+    #[serde(default)]
+    pub user_id: Option<S<String>>,
+    #[serde(default)]
+    pub roles: Option<S<String>>,
+    #[serde(default)]
+    pub session_id: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct AuthFile {
+    #[serde(default)]
+    pub path: Option<S<String>>,
+    #[serde(default)]
+    pub signing_key: Option<S<String>>,
+    #[serde(default)]
+    pub signing_secret_env: Option<S<String>>,
+    #[serde(default)]
+    pub signing_kid: Option<S<String>>,
+    #[serde(default)]
+    pub access_ttl: Option<S<String>>,
+    #[serde(default)]
+    pub refresh_ttl: Option<S<String>>,
+    #[serde(default)]
+    pub refresh_max_uses: Option<S<i64>>,
+    #[serde(default)]
+    pub bind_refresh: Option<S<String>>,
+    #[serde(default)]
+    pub registration: Option<S<bool>>,
+    #[serde(default)]
+    pub cookies: Option<S<bool>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct LimitsFile {
+    #[serde(default)]
+    pub header_timeout: Option<S<String>>,
+    #[serde(default)]
+    pub max_header_bytes: Option<S<i64>>,
+    #[serde(default)]
+    pub max_headers: Option<S<i64>>,
+    #[serde(default)]
+    pub max_connections: Option<S<i64>>,
+    #[serde(default)]
+    pub h2_max_streams: Option<S<i64>>,
+    #[serde(default)]
+    pub idle_timeout: Option<S<String>>,
+    #[serde(default)]
+    pub body_idle_timeout: Option<S<String>>,
+    #[serde(default)]
+    pub shutdown_grace: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct DemoFile {
+    pub echo: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RouteFile {
+    pub path: S<String>,
+    #[serde(default)]
+    pub host: Option<S<String>>,
+    #[serde(default)]
+    pub methods: Option<S<Vec<S<String>>>>,
+    pub upstream: S<Upstream>,
+    #[serde(default)]
+    pub protocol: Option<S<String>>,
+    #[serde(default)]
+    pub auth: Option<S<String>>,
+    #[serde(default)]
+    pub roles: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub strip_prefix: Option<S<bool>>,
+    #[serde(default)]
+    pub forward_token: Option<S<bool>>,
+    #[serde(default)]
+    pub timeout: Option<S<String>>,
+    #[serde(default)]
+    pub max_body: Option<S<ByteSize>>,
+}
+
+/// `upstream = "http://a:1"` or `upstream = ["http://a:1", "http://b:2"]`.
+#[derive(Debug)]
+pub(super) enum Upstream {
+    /// The single address; its span is the enclosing `Spanned<Upstream>`'s.
+    One(String),
+    Many(Vec<S<String>>),
+}
+
+impl<'de> Deserialize<'de> for Upstream {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Upstream;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"http://host:port\" or an array of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Upstream, E> {
+                Ok(Upstream::One(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Upstream, A::Error> {
+                let mut all = Vec::new();
+                while let Some(one) = seq.next_element::<S<String>>()? {
+                    all.push(one);
+                }
+                Ok(Upstream::Many(all))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `max_body = 1048576` or `max_body = "10MiB"`.
+#[derive(Debug)]
+pub(super) enum ByteSize {
+    Int(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size: a number of bytes, or a string like \"512KiB\", \"10MiB\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                Ok(ByteSize::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                i64::try_from(v)
+                    .map(ByteSize::Int)
+                    .map_err(|_| E::custom("size too large"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                Ok(ByteSize::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The file, table by table. A table is `None` when it is absent or did not deserialize (then
+/// an error says why).
+#[derive(Debug, Default)]
+pub(super) struct Document {
+    pub listen: Option<S<ListenFile>>,
+    pub runtime: Option<S<RuntimeFile>>,
+    pub tls: Option<S<TlsFile>>,
+    pub jwt: Option<S<JwtFile>>,
+    pub session: Option<S<SessionFile>>,
+    pub headers: Option<S<HeadersFile>>,
+    pub auth: Option<S<AuthFile>>,
+    pub limits: Option<S<LimitsFile>>,
+    pub demo: Option<S<DemoFile>>,
+    /// `(index in the file, route)` for every `[[route]]` that deserialized.
+    pub routes: Vec<(usize, S<RouteFile>)>,
+    /// How many `[[route]]` tables the file has, good or bad.
+    pub route_count: usize,
+}
+
+/// A syntax or shape error: where (byte span), which key, and serde's or our message.
+#[derive(Debug)]
+pub(super) struct RawError {
+    pub span: Option<Range<usize>>,
+    pub key: String,
+    pub message: String,
+}
+
+const TABLES: &[&str] = &[
+    "listen", "runtime", "tls", "jwt", "session", "headers", "auth", "limits", "demo", "route",
+];
+const REQUIRED: &[&str] = &["listen", "tls", "jwt", "route"];
+
+/// Parses `src` into its tables. On a TOML syntax error only the syntax errors are returned
+/// (the recovered tree is not trusted for anything else).
+pub(super) fn parse(src: &str) -> (Document, Vec<RawError>) {
+    let mut doc = Document::default();
+    let (root, syntax) = DeTable::parse_recoverable(src);
+    if !syntax.is_empty() {
+        let errors = syntax
+            .into_iter()
+            .map(|e| RawError {
+                key: e
+                    .span()
+                    .map(|s| key_at(String::new(), &root, s.start))
+                    .unwrap_or_default(),
+                span: e.span(),
+                message: format!("TOML syntax: {}", e.message().trim_end()),
+            })
+            .collect();
+        return (doc, errors);
+    }
+    let mut errors = Vec::new();
+    let root = root.into_inner();
+    for name in REQUIRED {
+        if !root.keys().any(|k| k.get_ref().as_ref() == *name) {
+            let reason = if *name == "route" {
+                "missing: at least one [[route]] table is required".to_owned()
+            } else {
+                format!("missing required table [{name}]")
+            };
+            errors.push(RawError {
+                span: None,
+                key: (*name).to_owned(),
+                message: reason,
+            });
+        }
+    }
+    for (key, value) in root {
+        let name: &str = key.get_ref();
+        let e = &mut errors;
+        match name {
+            "listen" => doc.listen = table(name, value, e),
+            "runtime" => doc.runtime = table(name, value, e),
+            "tls" => doc.tls = table(name, value, e),
+            "jwt" => doc.jwt = table(name, value, e),
+            "session" => doc.session = table(name, value, e),
+            "headers" => doc.headers = table(name, value, e),
+            "auth" => doc.auth = table(name, value, e),
+            "limits" => doc.limits = table(name, value, e),
+            "demo" => doc.demo = table(name, value, e),
+            "route" => routes(value, &mut doc, e),
+            _ => {
+                let what = if matches!(value.get_ref(), DeValue::Table(_)) {
+                    "table"
+                } else {
+                    "key"
+                };
+                errors.push(RawError {
+                    span: Some(key.span()),
+                    key: name.to_owned(),
+                    message: format!(
+                        "unknown top-level {what} `{name}`, expected one of {}",
+                        TABLES
+                            .iter()
+                            .map(|t| format!("`{t}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    (doc, errors)
+}
+
+fn routes(value: S<DeValue<'_>>, doc: &mut Document, errors: &mut Vec<RawError>) {
+    let span = value.span();
+    let DeValue::Array(items) = value.into_inner() else {
+        errors.push(RawError {
+            span: Some(span),
+            key: "route".to_owned(),
+            message: "expected [[route]] tables (note the double brackets)".to_owned(),
+        });
+        return;
+    };
+    doc.route_count = items.len();
+    for (i, item) in items.into_iter().enumerate() {
+        if let Some(route) = table(&format!("route[{i}]"), item, errors) {
+            doc.routes.push((i, route));
+        }
+    }
+}
+
+/// Deserializes one table; on failure records the error with the key found under its span.
+fn table<T: DeserializeOwned>(
+    key: &str,
+    value: S<DeValue<'_>>,
+    errors: &mut Vec<RawError>,
+) -> Option<S<T>> {
+    if !matches!(value.get_ref(), DeValue::Table(_)) {
+        errors.push(RawError {
+            span: Some(value.span()),
+            key: key.to_owned(),
+            message: format!("expected a table, got {}", kind(value.get_ref())),
+        });
+        return None;
+    }
+    match S::<T>::deserialize(ValueDeserializer::from(value.clone())) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let span = e.span();
+            let key = match &span {
+                Some(s) => key_at(key.to_owned(), &value, s.start),
+                None => key.to_owned(),
+            };
+            errors.push(RawError {
+                span: span.or(Some(value.span())),
+                key,
+                message: with_quote_hint(e.message().trim_end()),
+            });
+            None
+        }
+    }
+}
+
+/// serde says "invalid type: floating point `1.2`, expected a string"; add how to fix it.
+fn with_quote_hint(message: &str) -> String {
+    let bare = message
+        .strip_suffix(", expected a string")
+        .and_then(|m| m.split_once('`'))
+        .and_then(|(_, rest)| rest.strip_suffix('`'));
+    match bare {
+        Some(v) if !v.contains('`') => format!("{message} (write it in quotes: \"{v}\")"),
+        _ => message.to_owned(),
+    }
+}
+
+/// The dotted key of the deepest key or value whose span holds byte `pos`.
+fn key_at(prefix: String, value: &S<impl AsDeValue>, pos: usize) -> String {
+    let holds = |r: Range<usize>| r.start <= pos && (pos < r.end || r.start == r.end);
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match value.get_ref().as_de_value() {
+        DeValueRef::Table(t) => {
+            for (k, v) in t.iter() {
+                if holds(k.span()) {
+                    return join(k.get_ref());
+                }
+                if holds(v.span()) {
+                    return key_at(join(k.get_ref()), v, pos);
+                }
+            }
+            prefix
+        }
+        DeValueRef::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                if holds(v.span()) {
+                    return key_at(format!("{prefix}[{i}]"), v, pos);
+                }
+            }
+            prefix
+        }
+        DeValueRef::Other => prefix,
+    }
+}
+
+/// The root of the document is a `DeTable`, every value below it a `DeValue`: `key_at`
+/// walks both.
+enum DeValueRef<'a, 'i> {
+    Table(&'a DeTable<'i>),
+    Array(&'a [S<DeValue<'i>>]),
+    Other,
+}
+
+trait AsDeValue {
+    fn as_de_value(&self) -> DeValueRef<'_, '_>;
+}
+
+impl AsDeValue for DeValue<'_> {
+    fn as_de_value(&self) -> DeValueRef<'_, '_> {
+        match self {
+            DeValue::Table(t) => DeValueRef::Table(t),
+            DeValue::Array(a) => DeValueRef::Array(a),
+            _ => DeValueRef::Other,
+        }
+    }
+}
+
+impl AsDeValue for DeTable<'_> {
+    fn as_de_value(&self) -> DeValueRef<'_, '_> {
+        DeValueRef::Table(self)
+    }
+}
+
+/// "a string", "an integer"... for messages.
+pub(super) fn kind(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}

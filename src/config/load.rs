@@ -1,21 +1,356 @@
 //! Reading `gateway.toml` into [`Config`]: parse with spans, then convert and validate,
 //! collecting every error rather than stopping at the first.
+//!
+//! This file holds the entry points and the conversion helpers every table uses;
+//! `load/tables.rs` converts the small tables, `load/jwt.rs` `[jwt]` and `[auth]`,
+//! `load/route.rs` the `[[route]]` tables.
 
-use std::path::Path;
+mod jwt;
+mod route;
+mod tables;
+#[cfg(test)]
+mod tests;
 
-use super::{Config, ConfigErrors};
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::duration::{self, parse_duration};
+use super::error::Collector;
+use super::file::{self, Document};
+use super::{Config, ConfigError, ConfigErrors};
 
 /// The shipped `gateway.toml`, used when no config file is given and none exists.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../gateway.toml");
 
+/// The `source` of the embedded default: its relative paths resolve against the current
+/// directory.
+const EMBEDDED_SOURCE: &str = "<embedded>";
+
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let _ = path;
-    todo!("config helper")
+    let unplaced = |reason: String| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line: 0,
+            col: 0,
+            key: String::new(),
+            reason,
+        }])
+    };
+    let bytes = std::fs::read(path).map_err(|e| unplaced(format!("cannot read the file: {e}")))?;
+    let src = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let lossy = String::from_utf8_lossy(e.as_bytes());
+            let mut errs = Collector::new(path.to_owned(), &lossy);
+            // The lossy text is identical to the input up to `valid`, so the offset holds.
+            errs.at(valid, "", "the file is not UTF-8 text (TOML must be UTF-8)");
+            return Err(errs
+                .finish()
+                .err()
+                .unwrap_or_else(|| unplaced(String::new())));
+        }
+    };
+    load_str(&src, path)
 }
 
 /// Validates `src` as if read from `source` (relative paths resolve against its directory).
+/// `*_env` keys are read from the process environment.
 pub fn load_str(src: &str, source: &Path) -> Result<Config, ConfigErrors> {
-    let _ = (src, source);
-    todo!("config helper")
+    load_str_with_env(src, source, &|name| std::env::var_os(name))
+}
+
+/// Where `*_env` values come from: the process environment, or a map in tests.
+type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+pub(super) fn load_str_with_env(
+    src: &str,
+    source: &Path,
+    env: Env<'_>,
+) -> Result<Config, ConfigErrors> {
+    let base = if source == Path::new(EMBEDDED_SOURCE) {
+        PathBuf::new()
+    } else {
+        source.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let mut cx = Cx {
+        errs: Collector::new(source.to_owned(), src),
+        base,
+        env,
+    };
+    let (doc, raw) = file::parse(src);
+    for e in raw {
+        match e.span {
+            Some(span) => cx.errs.at(span.start, e.key, e.message),
+            None => cx.errs.unplaced(e.key, e.message),
+        }
+    }
+    let config = convert(&mut cx, &doc, source);
+    cx.errs.finish()?;
+    config.ok_or_else(|| {
+        // Every `None` above comes with an error; this is a guard, not an expected path.
+        ConfigErrors(vec![ConfigError {
+            file: source.to_owned(),
+            line: 0,
+            col: 0,
+            key: String::new(),
+            reason: "invalid configuration".to_owned(),
+        }])
+    })
+}
+
+fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
+    let listen = doc.listen.as_ref().and_then(|l| tables::listen(cx, l));
+    let runtime = tables::runtime(cx, doc.runtime.as_ref().map(Spanned::get_ref));
+    let tls = doc.tls.as_ref().and_then(|t| tables::tls(cx, t));
+    let jwt = doc.jwt.as_ref().and_then(|j| jwt::jwt(cx, j));
+    let session = tables::session(cx, doc.session.as_ref().map(Spanned::get_ref));
+    let headers = tables::headers(cx, doc.headers.as_ref().map(Spanned::get_ref));
+    let auth = match &doc.auth {
+        Some(a) => jwt::auth(cx, a, doc.jwt.as_ref().map(Spanned::get_ref)).map(Some),
+        None => Some(None),
+    };
+    let limits = tables::limits(cx, doc.limits.as_ref().map(Spanned::get_ref));
+    let demo = opt(cx, doc.demo.as_ref(), tables::demo);
+    let routes = route::routes(cx, doc);
+    if let (Some(l), Some(d)) = (&listen, &demo) {
+        tables::distinct_addresses(cx, doc, l, d);
+    }
+    Some(Config {
+        source: source.to_owned(),
+        listen: listen?,
+        runtime: runtime?,
+        tls: tls?,
+        jwt: jwt?,
+        session: session?,
+        headers: headers?,
+        auth: auth?,
+        limits: limits?,
+        demo: demo?,
+        routes: routes?,
+    })
+}
+
+/// The conversion context: the error collector, where relative paths start, the environment.
+pub(super) struct Cx<'a> {
+    pub errs: Collector,
+    base: PathBuf,
+    env: Env<'a>,
+}
+
+/// `"value"` as TOML would write it, for "got ..." in messages.
+pub(super) fn quoted(s: &str) -> String {
+    format!("{s:?}")
+}
+
+impl Cx<'_> {
+    pub(super) fn err(&mut self, at: &Spanned<impl Sized>, key: &str, reason: impl Into<String>) {
+        self.errs.at(at.span().start, key, reason);
+    }
+
+    pub(super) fn addr(&mut self, v: &Spanned<String>, key: &str) -> Option<SocketAddr> {
+        match v.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                let hint = if v.get_ref().contains("localhost") {
+                    " (a literal IP address; \"localhost\" is not resolved here)"
+                } else {
+                    ""
+                };
+                self.err(
+                    v,
+                    key,
+                    format!(
+                        "expected an address like \"0.0.0.0:8443\" or \"[::1]:8443\"{hint}, got {}",
+                        quoted(v.get_ref())
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// An optional duration with a default and inclusive bounds.
+    pub(super) fn duration(
+        &mut self,
+        v: Option<&Spanned<String>>,
+        key: &str,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Option<Duration> {
+        let Some(v) = v else { return Some(default) };
+        match parse_duration(v.get_ref()) {
+            Ok(d) if d < min || d > max => {
+                self.err(
+                    v,
+                    key,
+                    format!(
+                        "expected a duration from {} to {}, got {}",
+                        duration::display(min),
+                        duration::display(max),
+                        quoted(v.get_ref())
+                    ),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(why) => {
+                self.err(
+                    v,
+                    key,
+                    format!(
+                        "expected {}, got {} ({why})",
+                        duration::EXPECTED,
+                        quoted(v.get_ref())
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// An optional integer with a default and inclusive bounds.
+    pub(super) fn int(
+        &mut self,
+        v: Option<&Spanned<i64>>,
+        key: &str,
+        default: i64,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
+        let Some(v) = v else { return Some(default) };
+        let n = *v.get_ref();
+        if (min..=max).contains(&n) {
+            Some(n)
+        } else {
+            self.err(
+                v,
+                key,
+                format!("expected an integer from {min} to {max}, got {n}"),
+            );
+            None
+        }
+    }
+
+    /// `int` converted to `usize` (the bounds are chosen so it always fits).
+    pub(super) fn usize(
+        &mut self,
+        v: Option<&Spanned<i64>>,
+        key: &str,
+        d: i64,
+        lo: i64,
+        hi: i64,
+    ) -> Option<usize> {
+        self.int(v, key, d, lo, hi)
+            .and_then(|n| usize::try_from(n).ok())
+    }
+
+    /// One of a fixed set of strings.
+    pub(super) fn choice<T: Copy>(
+        &mut self,
+        v: Option<&Spanned<String>>,
+        key: &str,
+        options: &[(&str, T)],
+        default: T,
+    ) -> Option<T> {
+        let Some(v) = v else { return Some(default) };
+        if let Some((_, t)) = options.iter().find(|(name, _)| *name == v.get_ref()) {
+            return Some(*t);
+        }
+        let names: Vec<String> = options.iter().map(|(n, _)| quoted(n)).collect();
+        self.err(
+            v,
+            key,
+            format!(
+                "expected one of {}, got {}",
+                names.join(", "),
+                quoted(v.get_ref())
+            ),
+        );
+        None
+    }
+
+    /// A string that must not be empty (or only spaces).
+    pub(super) fn nonempty(
+        &mut self,
+        v: &Spanned<String>,
+        key: &str,
+        what: &str,
+    ) -> Option<String> {
+        if v.get_ref().trim().is_empty() {
+            self.err(v, key, format!("expected {what}, got an empty string"));
+            None
+        } else {
+            Some(v.get_ref().clone())
+        }
+    }
+
+    /// A file path, resolved against the config file's directory.
+    pub(super) fn path(&mut self, v: &Spanned<String>, key: &str) -> Option<PathBuf> {
+        let s = self.nonempty(v, key, "a file path")?;
+        let p = Path::new(&s);
+        Some(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        })
+    }
+
+    /// The bytes of the environment variable named by `v`, which must be set and non-empty.
+    pub(super) fn secret_env(&mut self, v: &Spanned<String>, key: &str) -> Option<Vec<u8>> {
+        let name = v.get_ref();
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            self.err(
+                v,
+                key,
+                format!(
+                    "expected the name of an environment variable (letters, digits, '_'), got {}",
+                    quoted(name)
+                ),
+            );
+            return None;
+        }
+        match (self.env)(name) {
+            Some(value) if !value.is_empty() => Some(value.into_encoded_bytes()),
+            Some(_) => {
+                self.err(v, key, format!("the environment variable {name} is empty"));
+                None
+            }
+            None => {
+                self.err(
+                    v,
+                    key,
+                    format!("the environment variable {name} is not set"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Converts an optional value: absent is `Some(None)`, invalid is `None`.
+pub(super) fn opt<V, T>(
+    cx: &mut Cx<'_>,
+    v: Option<&V>,
+    f: impl FnOnce(&mut Cx<'_>, &V) -> Option<T>,
+) -> Option<Option<T>> {
+    match v {
+        None => Some(None),
+        Some(v) => f(cx, v).map(Some),
+    }
+}
+
+pub(super) const fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86_400)
 }

@@ -224,5 +224,5 @@ pub struct Route {
 
 /// Parses a duration string ("500ms", "30s", "15m", "2h", "7d").
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    duration::parse(s)
+    duration::parse_duration(s).map_err(str::to_owned)
 }

@@ -77,12 +77,42 @@ impl TestGateway {
     }
 
     pub async fn start_toml(toml: &str) -> TestGateway {
+        Self::start_toml_keys(toml, None).await
+    }
+
+    /// A second instance with `other`'s certificate and signing keys, as replicas have.
+    pub async fn start_sharing_keys(
+        other: &TestGateway,
+        session: &str,
+        routes: &str,
+    ) -> TestGateway {
+        let toml = format!("{}\n{session}\n{routes}", base_toml(""));
+        Self::start_toml_keys(&toml, Some(other.dir.path())).await
+    }
+
+    async fn start_toml_keys(toml: &str, keys_from: Option<&Path>) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
-        gateway::keygen::write_dev_material(dir.path(), false).unwrap();
+        match keys_from {
+            None => {
+                gateway::keygen::write_dev_material(dir.path(), false).unwrap();
+            }
+            Some(from) => {
+                for f in [
+                    "gateway.crt",
+                    "gateway.key",
+                    "signing.pem",
+                    "signing.pub.pem",
+                ] {
+                    std::fs::copy(from.join(f), dir.path().join(f)).unwrap();
+                }
+            }
+        }
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, toml).unwrap();
         let config = gateway::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-        let gw = gateway::gateway::Gateway::build(config.clone()).await.unwrap();
+        let gw = gateway::gateway::Gateway::build(config.clone())
+            .await
+            .unwrap();
         let bound = gw.bind().await.unwrap();
         let (https, http, admin) = (bound.https_addr(), bound.http_addr(), bound.admin_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -41,7 +41,11 @@ impl Recorded {
     }
     pub fn one(&self, name: &str) -> Option<String> {
         let all = self.all(name);
-        assert!(all.len() <= 1, "{name} arrived {} times: {all:?}", all.len());
+        assert!(
+            all.len() <= 1,
+            "{name} arrived {} times: {all:?}",
+            all.len()
+        );
         all.into_iter().next()
     }
     /// Header names as they arrived (lower-case), for spotting any spelling.
@@ -69,7 +73,9 @@ impl Upstream {
         let log2 = log.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let log = log2.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
@@ -108,7 +114,9 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Recorded {
-        self.requests().pop().expect("the upstream received no request")
+        self.requests()
+            .pop()
+            .expect("the upstream received no request")
     }
 }
 
@@ -142,10 +150,20 @@ async fn respond(mut req: Request<Incoming>, log: Arc<Mutex<Vec<Recorded>>>) -> 
     }
     if path.ends_with("/reset") {
         // Promise 1000 bytes, send 10, then fail: the client must see a truncated message.
-        let stream = futures_util::stream::iter(vec![
-            Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"0123456789"))),
-            Err::<Frame<Bytes>, BoxError>("upstream reset".into()),
-        ]);
+        // The pause lets the head and the first bytes reach the gateway before the reset.
+        let stream = futures_util::stream::unfold(0u8, |step| async move {
+            match step {
+                0 => Some((
+                    Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"0123456789"))),
+                    1,
+                )),
+                1 => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Some((Err::<Frame<Bytes>, BoxError>("upstream reset".into()), 2))
+                }
+                _ => None,
+            }
+        });
         let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
         resp.headers_mut()
             .insert(http::header::CONTENT_LENGTH, "1000".parse().unwrap());
@@ -155,7 +173,10 @@ async fn respond(mut req: Request<Incoming>, log: Arc<Mutex<Vec<Recorded>>>) -> 
         let body = req.into_body().map_err(|e| Box::new(e) as BoxError).boxed();
         return Response::new(body);
     }
-    if let Some(n) = path.rsplit_once("/big/").and_then(|(_, n)| n.parse::<u64>().ok()) {
+    if let Some(n) = path
+        .rsplit_once("/big/")
+        .and_then(|(_, n)| n.parse::<u64>().ok())
+    {
         let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
         let chunks = n / chunk.len() as u64;
         let stream = futures_util::stream::iter(0..chunks)
@@ -167,8 +188,10 @@ async fn respond(mut req: Request<Incoming>, log: Arc<Mutex<Vec<Recorded>>>) -> 
     }
     if path.ends_with("/set-identity") {
         let mut resp = Response::new(full("ok"));
-        resp.headers_mut().insert("x-user-id", "from-upstream".parse().unwrap());
-        resp.headers_mut().insert("connection", "x-foo".parse().unwrap());
+        resp.headers_mut()
+            .insert("x-user-id", "from-upstream".parse().unwrap());
+        resp.headers_mut()
+            .insert("connection", "x-foo".parse().unwrap());
         resp.headers_mut().insert("x-foo", "hop".parse().unwrap());
         return resp;
     }
@@ -186,7 +209,9 @@ fn websocket(req: &mut Request<Incoming>) -> Response<Body> {
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
             TokioIo::new(upgraded),
             tokio_tungstenite::tungstenite::protocol::Role::Server,
@@ -194,10 +219,8 @@ fn websocket(req: &mut Request<Incoming>) -> Response<Body> {
         )
         .await;
         while let Some(Ok(msg)) = ws.next().await {
-            if msg.is_text() || msg.is_binary() {
-                if ws.send(msg).await.is_err() {
-                    break;
-                }
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                break;
             }
         }
     });

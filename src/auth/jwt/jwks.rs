@@ -1,0 +1,223 @@
+//! Fetching a JWKS (`jwt.jwks_url`): one bounded HTTP GET (5 s, 1 MiB), then only the keys we
+//! can use safely. Symmetric (`oct`) keys are never taken from a JWKS: the document is public,
+//! and an HMAC key anyone can read lets anyone sign.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, USER_AGENT};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+use super::keys::{check_rsa, KeyKind, NamedKey, VerifyKey};
+use super::strict_json;
+
+/// The whole fetch, connect to last byte.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest JWKS document accepted.
+const MAX_BODY: usize = 1024 * 1024;
+/// Keys beyond this many are ignored: a kid-less token is tried against each candidate.
+const MAX_KEYS: usize = 64;
+
+/// Why a JWKS could not be fetched or used.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("cannot load the system's trusted roots: {0}")]
+    Roots(#[source] std::io::Error),
+    #[error("cannot build the request: {0}")]
+    Request(#[source] http::Error),
+    #[error("request failed: {}", error_chain(.0))]
+    Connect(#[source] hyper_util::client::legacy::Error),
+    #[error("no complete answer within {}s", FETCH_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("answered {0}, expected 200")]
+    Status(StatusCode),
+    #[error("body larger than {MAX_BODY} bytes")]
+    TooLarge,
+    #[error("reading the body failed: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("not a JSON object with a \"keys\" array")]
+    NotJwks,
+    #[error("no usable signing key for the configured algorithms")]
+    NoUsableKeys,
+}
+
+/// `error: cause: cause...`; the client's own message alone ("client error (Connect)") does
+/// not say what went wrong.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+/// A client for one JWKS URL.
+pub(crate) struct JwksClient {
+    url: Uri,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+}
+
+impl JwksClient {
+    /// `https` URLs are checked against the system's roots; `http` (loopback only, enforced by
+    /// the config) never reaches TLS.
+    pub(crate) fn new(url: Uri) -> Result<JwksClient, JwksError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = if url.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            HttpsConnectorBuilder::new()
+                .with_provider_and_native_roots(provider)
+                .map_err(JwksError::Roots)?
+        } else {
+            let tls = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| JwksError::Roots(std::io::Error::other(e)))?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            HttpsConnectorBuilder::new().with_tls_config(tls)
+        };
+        let connector = builder.https_or_http().enable_http1().build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(1)
+            .build(connector);
+        Ok(JwksClient { url, client })
+    }
+
+    pub(crate) fn url(&self) -> &Uri {
+        &self.url
+    }
+
+    /// Fetches and parses the JWKS, keeping the keys usable with `algorithms`.
+    pub(crate) async fn fetch(&self, algorithms: &[Algorithm]) -> Result<Vec<NamedKey>, JwksError> {
+        let body = tokio::time::timeout(FETCH_TIMEOUT, self.get())
+            .await
+            .map_err(|_| JwksError::Timeout)??;
+        parse(&body, algorithms)
+    }
+
+    async fn get(&self) -> Result<Bytes, JwksError> {
+        let req = Request::get(self.url.clone())
+            .header(ACCEPT, "application/jwk-set+json, application/json")
+            .header(USER_AGENT, concat!("gateway/", env!("CARGO_PKG_VERSION")))
+            .body(Empty::new())
+            .map_err(JwksError::Request)?;
+        let resp = self.client.request(req).await.map_err(JwksError::Connect)?;
+        if resp.status() != StatusCode::OK {
+            return Err(JwksError::Status(resp.status()));
+        }
+        let collected = Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    JwksError::TooLarge
+                } else {
+                    JwksError::Body(e)
+                }
+            })?;
+        Ok(collected.to_bytes())
+    }
+}
+
+/// Parses a JWKS document; keys we cannot or must not use are skipped with a log line.
+pub(crate) fn parse(body: &[u8], algorithms: &[Algorithm]) -> Result<Vec<NamedKey>, JwksError> {
+    let doc = strict_json::parse_object(body).map_err(|_| JwksError::NotJwks)?;
+    let Some(Value::Array(entries)) = doc.get("keys") else {
+        return Err(JwksError::NotJwks);
+    };
+    let mut keys = Vec::new();
+    for entry in entries {
+        if keys.len() == MAX_KEYS {
+            tracing::warn!(
+                max = MAX_KEYS,
+                "JWKS has more keys than accepted; the rest are ignored"
+            );
+            break;
+        }
+        match key_from_entry(entry, algorithms) {
+            Ok(k) => keys.push(k),
+            Err(reason) => {
+                let kid = entry.get("kid").and_then(Value::as_str).unwrap_or("");
+                tracing::debug!(kid, reason, "JWKS key skipped");
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(JwksError::NoUsableKeys);
+    }
+    Ok(keys)
+}
+
+fn key_from_entry(entry: &Value, algorithms: &[Algorithm]) -> Result<NamedKey, &'static str> {
+    if let Some(u) = entry.get("use") {
+        if u != "sig" {
+            return Err("use is not sig");
+        }
+    }
+    if let Some(ops) = entry.get("key_ops") {
+        let verify = ops
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|o| o == "verify"));
+        if !verify {
+            return Err("key_ops lacks verify");
+        }
+    }
+    let jwk: Jwk = serde_json::from_value(entry.clone()).map_err(|_| "not a JWK")?;
+    let pinned = match jwk.common.key_algorithm {
+        None => None,
+        Some(a) => Some(Algorithm::try_from(a).map_err(|_| "alg is not a signing algorithm")?),
+    };
+    let (kind, key) = match &jwk.algorithm {
+        AlgorithmParameters::RSA(p) => {
+            let key = DecodingKey::from_rsa_components(&p.n, &p.e).map_err(|_| "bad RSA key")?;
+            check_rsa(&key)?;
+            (KeyKind::Rsa, key)
+        }
+        AlgorithmParameters::EllipticCurve(p) => {
+            let (kind, point_len) = match p.curve {
+                EllipticCurve::P256 => (KeyKind::EcP256, 65),
+                EllipticCurve::P384 => (KeyKind::EcP384, 97),
+                _ => return Err("unsupported curve"),
+            };
+            let key = DecodingKey::from_ec_components(&p.x, &p.y).map_err(|_| "bad EC key")?;
+            if key.try_get_as_bytes().map(<[u8]>::len) != Ok(point_len) {
+                return Err("bad EC key");
+            }
+            (kind, key)
+        }
+        AlgorithmParameters::OctetKeyPair(p) => {
+            if p.curve != EllipticCurve::Ed25519 {
+                return Err("unsupported curve");
+            }
+            let key = DecodingKey::from_ed_components(&p.x).map_err(|_| "bad Ed25519 key")?;
+            if key.try_get_as_bytes().map(<[u8]>::len) != Ok(32) {
+                return Err("bad Ed25519 key");
+            }
+            (KeyKind::Ed25519, key)
+        }
+        AlgorithmParameters::OctetKey(_) => {
+            return Err("symmetric keys are never taken from a JWKS")
+        }
+        AlgorithmParameters::Other(_) => return Err("unsupported key type"),
+        _ => return Err("unsupported key type"),
+    };
+    let key = VerifyKey { kind, pinned, key };
+    if !algorithms.iter().any(|a| key.accepts(*a, algorithms)) {
+        return Err("fits none of the configured algorithms");
+    }
+    Ok(NamedKey {
+        kid: jwk.common.key_id,
+        key: Arc::new(key),
+    })
+}

@@ -1,0 +1,348 @@
+//! One shared, multiplexed Redis connection that heals itself, and the bounded way to use it.
+//!
+//! Every request of the gateway pipelines its commands over one `MultiplexedConnection`. A
+//! supervisor task owns that connection: it makes it (without blocking startup), replaces it
+//! when a call reports it broken, and probes it with PING when calls time out or every few
+//! seconds. The probe is what tells a slow Redis (PING answers late but answers: keep the
+//! connection) from a dead or half-open one (no answer: reconnect), so a connection whose peer
+//! vanished without a FIN/RST cannot wedge the store forever.
+//!
+//! Callers never wait for the supervisor longer than their own deadline: [`Link::run`] puts the
+//! permit, the wait for a connection and the command under one `tokio::time::timeout`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisError};
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use super::StoreError;
+
+/// First delay between failed connection attempts; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest delay between attempts: once Redis is back, the store follows within about this.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often an idle live connection is probed, to find a dead one before a request does.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// What the callers see of the supervisor.
+#[derive(Clone)]
+enum State {
+    /// First attempt after start or after losing a live connection: callers wait for it.
+    Connecting,
+    /// `generation` identifies this connection in reports, so a late report about an old
+    /// connection cannot tear down its replacement.
+    Up {
+        generation: u64,
+        conn: MultiplexedConnection,
+    },
+    /// The last attempt failed; the next one is pending. Callers fail at once.
+    Down { error: String },
+}
+
+/// A caller's report about the connection of a generation.
+#[derive(Debug, Clone, Copy)]
+enum Report {
+    /// A call failed with a connection error: replace it now.
+    Broken(u64),
+    /// A call timed out: PING it, replace it if that gets no answer either.
+    Suspect(u64),
+}
+
+/// The handle the store uses: a shared connection, a concurrency cap and a deadline.
+pub(super) struct Link {
+    state: watch::Receiver<State>,
+    reports: mpsc::Sender<Report>,
+    permits: Semaphore,
+    timeout: Duration,
+}
+
+impl Link {
+    /// Starts the supervisor in the current Tokio runtime and returns at once; fails only
+    /// when called outside a Tokio runtime.
+    pub(super) fn start(
+        client: Client,
+        timeout: Duration,
+        max_concurrent: usize,
+    ) -> Result<Link, StoreError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            StoreError::Invalid("the Redis session store needs a Tokio runtime".into())
+        })?;
+        // A connection attempt may take longer than one call's deadline: callers stop waiting,
+        // the attempt goes on in the background.
+        let connect_timeout = (timeout * 2).clamp(Duration::from_secs(1), Duration::from_secs(5));
+        // The probe gives a slow Redis more time than a call gets before we call it dead.
+        let probe_timeout = (timeout * 4).clamp(Duration::from_secs(1), Duration::from_secs(5));
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            // The caller's deadline covers responses; a late answer to a call that gave up is
+            // read and dropped by the connection, keeping the pipeline in order.
+            .set_response_timeout(None);
+        let (state_tx, state_rx) = watch::channel(State::Connecting);
+        // Reports beyond this are dropped: one pending report is enough to act.
+        let (report_tx, report_rx) = mpsc::channel(16);
+        let supervisor = Supervisor {
+            client,
+            config,
+            probe_timeout,
+            state: state_tx,
+            reports: report_rx,
+            generation: 0,
+        };
+        runtime.spawn(supervisor.run());
+        Ok(Link {
+            state: state_rx,
+            reports: report_tx,
+            // A semaphore with no permits would turn every call into a timeout.
+            permits: Semaphore::new(max_concurrent.max(1)),
+            timeout,
+        })
+    }
+
+    /// Runs `op` on the shared connection: waiting for a permit, for a connection and for the
+    /// answer all count against the store timeout. `idempotent` operations are retried once,
+    /// within the same deadline, on a fresh connection when the first one turns out dead (say
+    /// Redis restarted while the gateway was idle); others (refresh rotation) are not, since
+    /// the first attempt may have been applied.
+    pub(super) async fn run<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let mut in_use = None;
+        let attempt = async {
+            let _permit = self
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| StoreError::Unavailable("session store closed".into()))?;
+            let (generation, conn) = self.connection(None).await?;
+            in_use = Some(generation);
+            match op(conn).await {
+                Ok(value) => Ok(value),
+                Err(e) if idempotent && is_connection_error(&e) => {
+                    self.report(Report::Broken(generation));
+                    let (generation, conn) = self.connection(Some(generation)).await?;
+                    in_use = Some(generation);
+                    op(conn).await.map_err(|e| self.failed(generation, e))
+                }
+                Err(e) => Err(self.failed(generation, e)),
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_elapsed) => {
+                if let Some(generation) = in_use {
+                    self.report(Report::Suspect(generation));
+                }
+                Err(StoreError::Timeout)
+            }
+        }
+    }
+
+    /// A live connection other than generation `not`: waits while the supervisor connects,
+    /// fails at once while Redis is known to be down.
+    async fn connection(
+        &self,
+        not: Option<u64>,
+    ) -> Result<(u64, MultiplexedConnection), StoreError> {
+        let mut state = self.state.clone();
+        let ready = state
+            .wait_for(|s| match s {
+                State::Connecting => false,
+                State::Up { generation, .. } => Some(*generation) != not,
+                State::Down { .. } => true,
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable("session store supervisor stopped".into()))?;
+        match &*ready {
+            State::Up { generation, conn } => Ok((*generation, conn.clone())),
+            State::Down { error } => Err(StoreError::Unavailable(error.clone())),
+            // wait_for returned, so the predicate excluded this.
+            State::Connecting => Err(StoreError::Unavailable("connecting".into())),
+        }
+    }
+
+    /// Maps a failed call to the caller's error, reporting connection errors.
+    fn failed(&self, generation: u64, e: RedisError) -> StoreError {
+        if is_connection_error(&e) {
+            self.report(Report::Broken(generation));
+        }
+        StoreError::Unavailable(e.to_string())
+    }
+
+    fn report(&self, report: Report) {
+        // Full: a report is already pending and will make the supervisor act.
+        let _ = self.reports.try_send(report);
+    }
+}
+
+/// Whether the error says the connection (not the command) failed.
+fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
+}
+
+struct Supervisor {
+    client: Client,
+    config: AsyncConnectionConfig,
+    probe_timeout: Duration,
+    state: watch::Sender<State>,
+    reports: mpsc::Receiver<Report>,
+    generation: u64,
+}
+
+/// Why [`Supervisor::watch`] returned.
+enum Watch {
+    /// The connection is dead: make another.
+    Lost(String),
+    /// The store was dropped: stop.
+    Closed,
+}
+
+impl Supervisor {
+    /// Connects, watches, reconnects, until the store is dropped.
+    async fn run(mut self) {
+        let mut backoff = MIN_BACKOFF;
+        let mut was_down = false;
+        loop {
+            let attempt = self
+                .client
+                .get_multiplexed_async_connection_with_config(&self.config);
+            let result = tokio::select! {
+                result = attempt => result,
+                () = self.state.closed() => return,
+            };
+            match result {
+                Ok(conn) => {
+                    self.generation += 1;
+                    backoff = MIN_BACKOFF;
+                    if was_down {
+                        tracing::info!("session store: connected to Redis again");
+                    }
+                    was_down = false;
+                    self.state.send_replace(State::Up {
+                        generation: self.generation,
+                        conn: conn.clone(),
+                    });
+                    match self.watch(conn).await {
+                        Watch::Closed => return,
+                        Watch::Lost(reason) => {
+                            tracing::warn!(%reason, "session store: Redis connection lost");
+                            self.state.send_replace(State::Connecting);
+                        }
+                    }
+                }
+                Err(e) => {
+                    if !was_down {
+                        tracing::warn!(error = %e, "session store: cannot connect to Redis");
+                    }
+                    was_down = true;
+                    self.state.send_replace(State::Down {
+                        error: e.to_string(),
+                    });
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.state.closed() => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Waits for reports about the live connection and probes it, until it is lost.
+    async fn watch(&mut self, conn: MultiplexedConnection) -> Watch {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await; // the first tick is immediate
+        loop {
+            let must_probe = tokio::select! {
+                report = self.reports.recv() => match report {
+                    None => return Watch::Closed,
+                    Some(Report::Broken(g)) if g == self.generation => {
+                        return Watch::Lost("a call failed with a connection error".into());
+                    }
+                    Some(Report::Suspect(g)) => g == self.generation,
+                    Some(Report::Broken(_)) => false,
+                },
+                _ = heartbeat.tick() => true,
+                () = self.state.closed() => return Watch::Closed,
+            };
+            if !must_probe {
+                continue;
+            }
+            let mut probe_conn = conn.clone();
+            let ping_cmd = redis::cmd("PING");
+            let ping = ping_cmd.query_async::<()>(&mut probe_conn);
+            match tokio::time::timeout(self.probe_timeout, ping).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if !is_connection_error(&e) => {}
+                Ok(Err(e)) => return Watch::Lost(format!("PING failed: {e}")),
+                Err(_) => {
+                    return Watch::Lost(format!(
+                        "no answer to PING within {:?}",
+                        self.probe_timeout
+                    ))
+                }
+            }
+            // The connection answers: what was reported while we probed is settled.
+            while let Ok(report) = self.reports.try_recv() {
+                if matches!(report, Report::Broken(g) if g == self.generation) {
+                    return Watch::Lost("a call failed with a connection error".into());
+                }
+            }
+            heartbeat.reset();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_client() -> Client {
+        // Port 1 on loopback: nothing listens there, the connection is refused at once.
+        Client::open("redis://127.0.0.1:1/0").unwrap()
+    }
+
+    #[tokio::test]
+    async fn refused_connection_fails_within_the_timeout() {
+        let link = Link::start(refused_client(), Duration::from_millis(200), 4).unwrap();
+        let started = tokio::time::Instant::now();
+        let result: Result<(), StoreError> = link
+            .run(true, |mut c| async move {
+                redis::cmd("PING").query_async::<()>(&mut c).await
+            })
+            .await;
+        assert!(
+            matches!(
+                result,
+                Err(StoreError::Unavailable(_) | StoreError::Timeout)
+            ),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(800));
+    }
+
+    #[tokio::test]
+    async fn zero_permits_are_raised_to_one() {
+        let link = Link::start(refused_client(), Duration::from_millis(100), 0).unwrap();
+        assert_eq!(link.permits.available_permits(), 1);
+    }
+
+    #[test]
+    fn outside_a_runtime_is_an_error_not_a_panic() {
+        let result = Link::start(refused_client(), Duration::from_millis(100), 1);
+        assert!(matches!(result, Err(StoreError::Invalid(_))));
+    }
+
+    #[test]
+    fn io_errors_are_connection_errors_server_errors_are_not() {
+        let io: RedisError =
+            std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset").into();
+        assert!(is_connection_error(&io));
+        let typed: RedisError = (redis::ErrorKind::UnexpectedReturnType, "bad type").into();
+        assert!(!is_connection_error(&typed));
+    }
+}

@@ -1,0 +1,276 @@
+//! The Redis session store: the keys of CONTRACT.md section 4, read and written so that a
+//! session created or revoked by another service behaves exactly like one of ours. Writes that
+//! touch two keys are Lua scripts, so no reader ever sees half of them.
+
+use std::fmt;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{Client, FromRedisValue, RedisError, Script, ScriptInvocation};
+
+use super::connection::Link;
+use super::{ttl_millis, NewSession, SessionRecord, StoreError};
+use crate::config;
+
+/// `KEYS[1]` session hash, `KEYS[2]` the user's set; `ARGV[1]` TTL in ms, `ARGV[2]` sid,
+/// `ARGV[3..]` field/value pairs. Replaces the hash, and extends the set's expiry to at least
+/// the session's end (a set without expiry, made by someone else, keeps none).
+const CREATE_LUA: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local left = redis.call('PTTL', KEYS[2])
+redis.call('SADD', KEYS[2], ARGV[2])
+if left == -2 or (left >= 0 and left < tonumber(ARGV[1])) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
+return 1
+";
+
+/// `KEYS[1]` session hash; `ARGV[1]` key prefix, `ARGV[2]` sid. Deletes the hash and removes
+/// the sid from its user's set (named by the hash's own `user_id`). Returns 1 if it existed.
+const DELETE_LUA: &str = r"
+local user = redis.call('HGET', KEYS[1], 'user_id')
+local existed = redis.call('DEL', KEYS[1])
+if user then
+  redis.call('SREM', ARGV[1] .. 'user-sessions:' .. user, ARGV[2])
+end
+return existed
+";
+
+/// Sessions in Redis, over one shared self-healing connection.
+pub struct RedisStore {
+    link: Link,
+    prefix: String,
+    create: Script,
+    delete: Script,
+}
+
+impl fmt::Debug for RedisStore {
+    // The URL may hold a password: it is not shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Starts connecting in the background and returns at once; see [`Link`]. Fails only on a
+    /// `redis_url` that does not parse, or outside a Tokio runtime.
+    pub fn connect(cfg: &config::Session) -> Result<RedisStore, StoreError> {
+        let client = Client::open(cfg.redis_url.as_str())
+            .map_err(|e| StoreError::Invalid(format!("session.redis_url: {e}")))?;
+        Ok(RedisStore {
+            link: Link::start(client, cfg.timeout, cfg.max_concurrent)?,
+            prefix: cfg.key_prefix.clone(),
+            create: Script::new(CREATE_LUA),
+            delete: Script::new(DELETE_LUA),
+        })
+    }
+
+    /// `session.key_prefix`, for callers that build keys of their own (the auth center).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `{P}session:{sid}`.
+    pub fn session_key(&self, sid: &str) -> String {
+        format!("{}session:{sid}", self.prefix)
+    }
+
+    /// `{P}user-sessions:{user_id}`.
+    pub fn user_sessions_key(&self, user_id: &str) -> String {
+        format!("{}user-sessions:{user_id}", self.prefix)
+    }
+
+    pub async fn get(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.session_key(sid));
+        let cmd = &cmd;
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self
+            .link
+            .run(
+                true,
+                move |mut c| async move { cmd.query_async(&mut c).await },
+            )
+            .await?;
+        Ok(SessionRecord::from_fields(fields))
+    }
+
+    pub async fn create(&self, new: &NewSession, ttl: Duration) -> Result<(), StoreError> {
+        new.validate(ttl)?;
+        let mut invocation = self.create.prepare_invoke();
+        invocation
+            .key(self.session_key(&new.sid))
+            .key(self.user_sessions_key(&new.user_id))
+            .arg(ttl_millis(ttl))
+            .arg(&new.sid);
+        for (name, value) in new.fields() {
+            invocation.arg(name).arg(value);
+        }
+        // Idempotent: running it twice leaves the same keys.
+        self.run_script_inner::<()>(&invocation, true).await
+    }
+
+    pub async fn delete(&self, sid: &str) -> Result<bool, StoreError> {
+        let mut invocation = self.delete.prepare_invoke();
+        invocation
+            .key(self.session_key(sid))
+            .arg(&self.prefix)
+            .arg(sid);
+        // Retrying a delete is safe; only its "existed" answer could turn false.
+        self.run_script_inner::<i64>(&invocation, true)
+            .await
+            .map(|n| n > 0)
+    }
+
+    pub async fn list_for_user(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(String, SessionRecord)>, StoreError> {
+        let set_key = self.user_sessions_key(user_id);
+        let (set_key, prefix) = (&set_key, &self.prefix);
+        let mut sessions = self
+            .link
+            .run(true, move |mut c| async move {
+                list_sessions(&mut c, prefix, set_key, user_id).await
+            })
+            .await?;
+        sessions.sort_by(|a, b| (a.1.created_at, &a.0).cmp(&(b.1.created_at, &b.0)));
+        Ok(sessions)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let cmd = &redis::cmd("PING");
+        self.link
+            .run(
+                true,
+                move |mut c| async move { cmd.query_async(&mut c).await },
+            )
+            .await
+    }
+
+    /// Runs a Lua script under the same deadline and concurrency cap as every store call, for
+    /// the auth center's atomic operations (refresh rotation). Not retried: a script may have
+    /// run even when its answer was lost.
+    pub async fn run_script<T>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, StoreError>
+    where
+        T: FromRedisValue,
+    {
+        self.run_script_inner(invocation, false).await
+    }
+
+    async fn run_script_inner<T>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        idempotent: bool,
+    ) -> Result<T, StoreError>
+    where
+        T: FromRedisValue,
+    {
+        self.link
+            .run(idempotent, move |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await
+    }
+}
+
+/// SMEMBERS, then every hash in one pipeline, then SREM of the sids whose hash is gone (or
+/// now belongs to someone else). Sids that are not UTF-8 are skipped, not pruned.
+async fn list_sessions(
+    c: &mut MultiplexedConnection,
+    prefix: &str,
+    set_key: &str,
+    user_id: &str,
+) -> Result<Vec<(String, SessionRecord)>, RedisError> {
+    let members: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(set_key).query_async(c).await?;
+    let sids: Vec<String> = members
+        .into_iter()
+        .filter_map(|m| String::from_utf8(m).ok())
+        .collect();
+    if sids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for sid in &sids {
+        pipe.cmd("HGETALL").arg(format!("{prefix}session:{sid}"));
+    }
+    let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = pipe.query_async(c).await?;
+    let mut live = Vec::new();
+    let mut gone = Vec::new();
+    for (sid, fields) in sids.into_iter().zip(hashes) {
+        match SessionRecord::from_fields(fields) {
+            Some(record) if record.user_id == user_id => live.push((sid, record)),
+            _ => gone.push(sid),
+        }
+    }
+    if !gone.is_empty() {
+        redis::cmd("SREM")
+            .arg(set_key)
+            .arg(&gone)
+            .query_async::<()>(c)
+            .await?;
+    }
+    Ok(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreKind;
+
+    fn cfg(url: &str) -> config::Session {
+        config::Session {
+            store: StoreKind::Redis,
+            redis_url: url.into(),
+            key_prefix: "gw:".into(),
+            timeout: Duration::from_millis(200),
+            max_concurrent: 4,
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_url_is_invalid() {
+        let err = RedisStore::connect(&cfg("http://nope")).unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn keys_follow_the_contract() {
+        let store = RedisStore::connect(&cfg("redis://127.0.0.1:1/0")).unwrap();
+        assert_eq!(store.session_key("abc"), "gw:session:abc");
+        assert_eq!(store.user_sessions_key("u1"), "gw:user-sessions:u1");
+        assert!(!format!("{store:?}").contains("127.0.0.1"));
+    }
+
+    #[tokio::test]
+    async fn store_futures_are_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let store = RedisStore::connect(&cfg("redis://127.0.0.1:1/0")).unwrap();
+        let new = NewSession {
+            sid: "s".into(),
+            user_id: "u".into(),
+            roles: None,
+            created_at: 0,
+            ip: None,
+            user_agent: None,
+            device_id: None,
+        };
+        assert_send(&store.get("s"));
+        assert_send(&store.create(&new, Duration::from_secs(1)));
+        assert_send(&store.delete("s"));
+        assert_send(&store.list_for_user("u"));
+        assert_send(&store.ping());
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_answers_an_error_in_time() {
+        let store = RedisStore::connect(&cfg("redis://127.0.0.1:1/0")).unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(store.get("s").await.is_err());
+        assert!(store.ping().await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}

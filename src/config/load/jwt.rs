@@ -1,0 +1,511 @@
+//! Converts `[jwt]` (algorithms, keys, JWKS) and `[auth]` (the auth center), including the
+//! checks that tie them together: every algorithm has a key of its kind, every key an
+//! algorithm, and the auth center's signing key is one the gateway itself can verify.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use toml::Spanned;
+
+use super::route::normalise_prefix;
+use super::{days, opt, quoted, Cx};
+use crate::config::file::{AuthFile, JwtFile, JwtKeyFile};
+use crate::config::{AuthCenter, BindRefresh, Jwt, JwtKey, KeyMaterial, SigningKey};
+
+const ALGORITHMS: &[(&str, Algorithm)] = &[
+    ("HS256", Algorithm::HS256),
+    ("HS384", Algorithm::HS384),
+    ("HS512", Algorithm::HS512),
+    ("RS256", Algorithm::RS256),
+    ("RS384", Algorithm::RS384),
+    ("RS512", Algorithm::RS512),
+    ("PS256", Algorithm::PS256),
+    ("PS384", Algorithm::PS384),
+    ("PS512", Algorithm::PS512),
+    ("ES256", Algorithm::ES256),
+    ("ES384", Algorithm::ES384),
+    ("EdDSA", Algorithm::EdDSA),
+];
+
+fn is_hmac(a: Algorithm) -> bool {
+    matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+fn algorithm(cx: &mut Cx<'_>, v: &Spanned<String>, key: &str) -> Option<Algorithm> {
+    let name = v.get_ref();
+    if let Some((_, a)) = ALGORITHMS.iter().find(|(n, _)| n == name) {
+        return Some(*a);
+    }
+    let reason = if name.trim().eq_ignore_ascii_case("none") {
+        "the \"none\" algorithm is never accepted: tokens must be signed".to_owned()
+    } else {
+        let all: Vec<&str> = ALGORITHMS.iter().map(|(n, _)| *n).collect();
+        let hint = ALGORITHMS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(n, _)| format!(" (names are case-sensitive: \"{n}\")"))
+            .unwrap_or_default();
+        format!(
+            "expected one of {}, got {}{hint}",
+            all.join(", "),
+            quoted(name)
+        )
+    };
+    cx.err(v, key, reason);
+    None
+}
+
+pub(super) fn jwt(cx: &mut Cx<'_>, j: &Spanned<JwtFile>) -> Option<Jwt> {
+    let table = j;
+    let j = j.get_ref();
+
+    let mut algorithms = Some(Vec::new());
+    for (i, v) in j.algorithms.get_ref().iter().enumerate() {
+        match (
+            algorithm(cx, v, &format!("jwt.algorithms[{i}]")),
+            &mut algorithms,
+        ) {
+            (Some(a), Some(all)) if !all.contains(&a) => all.push(a),
+            (Some(_), _) => {}
+            (None, all) => *all = None,
+        }
+    }
+    if j.algorithms.get_ref().is_empty() {
+        cx.err(
+            &j.algorithms,
+            "jwt.algorithms",
+            "expected at least one algorithm, like [\"EdDSA\"]",
+        );
+        algorithms = None;
+    }
+
+    let issuer = cx.nonempty(
+        &j.issuer,
+        "jwt.issuer",
+        "the issuer (`iss`) tokens must carry",
+    );
+    let audience = cx.nonempty(
+        &j.audience,
+        "jwt.audience",
+        "the audience (`aud`) tokens must carry",
+    );
+    let leeway = cx.duration(
+        j.leeway.as_ref(),
+        "jwt.leeway",
+        Duration::from_secs(30),
+        Duration::ZERO,
+        Duration::from_secs(300),
+    );
+    let claim = |cx: &mut Cx<'_>, v: Option<&Spanned<String>>, key: &str, default: &str| match v {
+        Some(v) => cx.nonempty(v, key, "a claim name"),
+        None => Some(default.to_owned()),
+    };
+    let user_id_claim = claim(cx, j.user_id_claim.as_ref(), "jwt.user_id_claim", "sub");
+    let roles_claim = claim(cx, j.roles_claim.as_ref(), "jwt.roles_claim", "roles");
+    let session_claim = claim(cx, j.session_claim.as_ref(), "jwt.session_claim", "sid");
+    let cookie = opt(cx, j.cookie.as_ref(), cookie_name);
+
+    let key_files: &[Spanned<JwtKeyFile>] = j.keys.as_ref().map_or(&[], |k| k.get_ref());
+    let mut keys = Some(Vec::new());
+    for (i, k) in key_files.iter().enumerate() {
+        let key = jwt_key(cx, k, i, &key_files[..i]);
+        match (key, &mut keys) {
+            (Some(key), Some(all)) => all.push(key),
+            (Some(_), None) => {}
+            (None, all) => *all = None,
+        }
+    }
+    let jwks_url = opt(cx, j.jwks_url.as_ref(), jwks_url);
+    let jwks_refresh = cx.duration(
+        j.jwks_refresh.as_ref(),
+        "jwt.jwks_refresh",
+        Duration::from_secs(300),
+        Duration::from_secs(10),
+        days(1),
+    );
+
+    if key_files.is_empty() && j.jwks_url.is_none() {
+        cx.err(
+            table,
+            "jwt",
+            "no verification key: set jwt.keys (like [{ kid = \"k1\", public_key = \"certs/signing.pub.pem\" }]) or jwt.jwks_url",
+        );
+    }
+    if let Some(algs) = &algorithms {
+        agree(cx, j, algs, key_files);
+    }
+
+    Some(Jwt {
+        algorithms: algorithms?,
+        issuer: issuer?,
+        audience: audience?,
+        leeway: leeway?,
+        user_id_claim: user_id_claim?,
+        roles_claim: roles_claim?,
+        session_claim: session_claim?,
+        cookie: cookie?,
+        keys: keys?,
+        jwks_url: jwks_url?,
+        jwks_refresh: jwks_refresh?,
+    })
+}
+
+/// Every algorithm needs a key of its kind, and every key an algorithm that uses it.
+fn agree(cx: &mut Cx<'_>, j: &JwtFile, algs: &[Algorithm], keys: &[Spanned<JwtKeyFile>]) {
+    let malformed = |k: &Spanned<JwtKeyFile>| {
+        let k = k.get_ref();
+        k.secret_env.is_some() == k.public_key.is_some()
+    };
+    if keys.iter().any(malformed) {
+        return; // `jwt_key` already said a key needs exactly one of them; fix that first
+    }
+    let has_secret = keys.iter().any(|k| k.get_ref().secret_env.is_some());
+    let has_public = keys.iter().any(|k| k.get_ref().public_key.is_some()) || j.jwks_url.is_some();
+    for (i, v) in j.algorithms.get_ref().iter().enumerate() {
+        let Some((name, a)) = ALGORITHMS.iter().find(|(n, _)| n == v.get_ref()) else {
+            continue;
+        };
+        let key = format!("jwt.algorithms[{i}]");
+        if is_hmac(*a) && !has_secret {
+            cx.err(
+                v,
+                &key,
+                format!(
+                    "{name} verifies with a shared secret: add a key with `secret_env` to jwt.keys"
+                ),
+            );
+        } else if !is_hmac(*a) && !has_public {
+            cx.err(
+                v,
+                &key,
+                format!("{name} verifies with a public key: add a key with `public_key` to jwt.keys, or set jwt.jwks_url"),
+            );
+        }
+    }
+    let any_hmac = algs.iter().any(|a| is_hmac(*a));
+    let any_asym = algs.iter().any(|a| !is_hmac(*a));
+    for (i, k) in keys.iter().enumerate() {
+        let kf = k.get_ref();
+        if let (Some(at), false) = (&kf.secret_env, any_hmac) {
+            cx.err(
+                at,
+                &format!("jwt.keys[{i}].secret_env"),
+                "a `secret_env` key is used by HS256, HS384 or HS512, and jwt.algorithms lists none of them",
+            );
+        }
+        if let (Some(at), false) = (&kf.public_key, any_asym) {
+            cx.err(
+                at,
+                &format!("jwt.keys[{i}].public_key"),
+                "a `public_key` key is used by RS*, PS*, ES* or EdDSA, and jwt.algorithms lists none of them",
+            );
+        }
+    }
+}
+
+fn jwt_key(
+    cx: &mut Cx<'_>,
+    k: &Spanned<JwtKeyFile>,
+    i: usize,
+    before: &[Spanned<JwtKeyFile>],
+) -> Option<JwtKey> {
+    let kf = k.get_ref();
+    let prefix = format!("jwt.keys[{i}]");
+    let kid_key = format!("{prefix}.kid");
+    let mut kid = cx.nonempty(&kf.kid, &kid_key, "a key id");
+    if kid
+        .as_deref()
+        .is_some_and(|s| s.chars().any(char::is_control))
+    {
+        cx.err(&kf.kid, &kid_key, "a key id cannot hold control characters");
+        kid = None;
+    }
+    if let Some(j) = before
+        .iter()
+        .position(|b| b.get_ref().kid.get_ref() == kf.kid.get_ref())
+    {
+        cx.err(
+            &kf.kid,
+            &kid_key,
+            format!(
+                "kid {} is already used by jwt.keys[{j}]; kids must be unique",
+                quoted(kf.kid.get_ref())
+            ),
+        );
+        kid = None;
+    }
+    let material = match (&kf.public_key, &kf.secret_env) {
+        (Some(p), None) => cx
+            .path(p, &format!("{prefix}.public_key"))
+            .map(KeyMaterial::PublicKeyFile),
+        (None, Some(e)) => {
+            let key = format!("{prefix}.secret_env");
+            cx.secret_env(e, &key).map(|value| KeyMaterial::Secret {
+                env: e.get_ref().clone(),
+                value,
+            })
+        }
+        (Some(_), Some(e)) => {
+            cx.err(
+                e,
+                &format!("{prefix}.secret_env"),
+                "a key has either `public_key` or `secret_env`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            cx.err(
+                k,
+                &prefix,
+                "a key needs `public_key` (a PEM file, for RS*/PS*/ES*/EdDSA) or `secret_env` (an environment variable holding an HS* secret)",
+            );
+            None
+        }
+    };
+    Some(JwtKey {
+        kid: kid?,
+        material: material?,
+    })
+}
+
+/// A cookie name is an RFC 6265 token: visible ASCII without separators.
+fn cookie_name(cx: &mut Cx<'_>, v: &Spanned<String>) -> Option<String> {
+    let s = v.get_ref();
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+    if ok {
+        Some(s.clone())
+    } else {
+        cx.err(
+            v,
+            "jwt.cookie",
+            format!(
+                "expected a cookie name (letters, digits and !#$%&'*+-.^_`|~), like \"gw_access\", got {}",
+                quoted(s)
+            ),
+        );
+        None
+    }
+}
+
+/// `https://...`, or `http://` to a loopback host only (the keys decide who is trusted).
+fn jwks_url(cx: &mut Cx<'_>, v: &Spanned<String>) -> Option<http::Uri> {
+    const KEY: &str = "jwt.jwks_url";
+    let s = v.get_ref();
+    let Ok(uri) = s.parse::<http::Uri>() else {
+        cx.err(
+            v,
+            KEY,
+            format!(
+                "expected a URL like \"https://idp.example/.well-known/jwks.json\", got {}",
+                quoted(s)
+            ),
+        );
+        return None;
+    };
+    let host = uri.host().unwrap_or_default();
+    let reason = match uri.scheme_str() {
+        _ if host.is_empty() => Some(format!(
+            "expected a URL like \"https://idp.example/.well-known/jwks.json\", got {}",
+            quoted(s)
+        )),
+        _ if uri.authority().is_some_and(|a| a.as_str().contains('@')) => {
+            Some("credentials in the URL are not supported".to_owned())
+        }
+        Some("https") => None,
+        Some("http") if is_loopback(host) => None,
+        Some("http") => Some(format!(
+            "plain http:// is allowed only for loopback hosts (127.0.0.1, ::1, localhost); use https:// for {host}"
+        )),
+        _ => Some(format!("expected an https:// URL, got {}", quoted(s))),
+    };
+    match reason {
+        None => Some(uri),
+        Some(r) => {
+            cx.err(v, KEY, r);
+            None
+        }
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return ip.is_loopback();
+    }
+    let inner = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    inner
+        .and_then(|h| h.parse::<Ipv6Addr>().ok())
+        .is_some_and(|ip| ip.is_loopback())
+}
+
+pub(super) fn auth(
+    cx: &mut Cx<'_>,
+    a: &Spanned<AuthFile>,
+    jwt: Option<&JwtFile>,
+) -> Option<AuthCenter> {
+    let table = a;
+    let a = a.get_ref();
+    let path = match &a.path {
+        None => Some("/auth".to_owned()),
+        Some(raw) => match normalise_prefix(raw.get_ref()) {
+            Ok(p) if p == "/" => {
+                cx.err(
+                    raw,
+                    "auth.path",
+                    "the auth center cannot take the whole site: use a prefix like \"/auth\"",
+                );
+                None
+            }
+            Ok(p) => Some(p),
+            Err(why) => {
+                cx.err(
+                    raw,
+                    "auth.path",
+                    format!(
+                        "expected a path prefix like \"/auth\", got {} ({why})",
+                        quoted(raw.get_ref())
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let signing_key = match (&a.signing_key, &a.signing_secret_env) {
+        (Some(p), None) => cx
+            .path(p, "auth.signing_key")
+            .map(SigningKey::PrivateKeyFile),
+        (None, Some(e)) => {
+            cx.secret_env(e, "auth.signing_secret_env")
+                .map(|value| SigningKey::Secret {
+                    env: e.get_ref().clone(),
+                    value,
+                })
+        }
+        (Some(_), Some(e)) => {
+            cx.err(
+                e,
+                "auth.signing_secret_env",
+                "set either auth.signing_key or auth.signing_secret_env, not both",
+            );
+            None
+        }
+        (None, None) => {
+            cx.err(
+                table,
+                "auth",
+                "missing signing key: set auth.signing_key (a private key file) or auth.signing_secret_env (HS256)",
+            );
+            None
+        }
+    };
+    let signing_kid = match &a.signing_kid {
+        Some(v) => cx.nonempty(v, "auth.signing_kid", "a key id"),
+        None => Some("k1".to_owned()),
+    };
+    let access_ttl = cx.duration(
+        a.access_ttl.as_ref(),
+        "auth.access_ttl",
+        Duration::from_secs(15 * 60),
+        Duration::from_secs(10),
+        days(1),
+    );
+    let refresh_ttl = cx.duration(
+        a.refresh_ttl.as_ref(),
+        "auth.refresh_ttl",
+        days(7),
+        Duration::from_secs(60),
+        days(365),
+    );
+    if let (Some(acc), Some(refr), Some(at)) = (access_ttl, refresh_ttl, &a.refresh_ttl) {
+        if refr < acc {
+            cx.err(at, "auth.refresh_ttl", "the login session (refresh_ttl) must last at least as long as one access token (access_ttl)");
+        }
+    }
+    let refresh_max_uses = cx
+        .int(
+            a.refresh_max_uses.as_ref(),
+            "auth.refresh_max_uses",
+            500,
+            1,
+            i64::from(u32::MAX),
+        )
+        .and_then(|n| u32::try_from(n).ok());
+    let bind_refresh = cx.choice(
+        a.bind_refresh.as_ref(),
+        "auth.bind_refresh",
+        &[
+            ("none", BindRefresh::None),
+            ("device", BindRefresh::Device),
+            ("ip", BindRefresh::Ip),
+        ],
+        BindRefresh::Device,
+    );
+    if let (Some(jwt), Some(kid), Some(key)) = (jwt, &signing_kid, &signing_key) {
+        verifiable(cx, table, jwt, kid, key);
+    }
+    Some(AuthCenter {
+        path: path?,
+        signing_key: signing_key?,
+        signing_kid: signing_kid?,
+        access_ttl: access_ttl?,
+        refresh_ttl: refresh_ttl?,
+        refresh_max_uses: refresh_max_uses?,
+        bind_refresh: bind_refresh?,
+        registration: a.registration.as_ref().is_some_and(|b| *b.get_ref()),
+        cookies: a.cookies.as_ref().is_none_or(|b| *b.get_ref()),
+    })
+}
+
+/// The tokens the auth center signs must verify against `[jwt]`: its kid names a key of the
+/// same kind there (unless a JWKS may hold it), and an HS256 secret needs HS256 allowed.
+fn verifiable(
+    cx: &mut Cx<'_>,
+    table: &Spanned<AuthFile>,
+    jwt: &JwtFile,
+    kid: &str,
+    key: &SigningKey,
+) {
+    let a = table.get_ref();
+    let (kid_at, kid_key) = match &a.signing_kid {
+        Some(v) => (v.span().start, "auth.signing_kid"),
+        None => (table.span().start, "auth"),
+    };
+    let keys: &[Spanned<JwtKeyFile>] = jwt.keys.as_ref().map_or(&[], |k| k.get_ref());
+    let found = keys
+        .iter()
+        .map(Spanned::get_ref)
+        .find(|k| k.kid.get_ref() == kid);
+    match (found, key) {
+        (None, _) if jwt.jwks_url.is_none() => cx.errs.at(
+            kid_at,
+            kid_key,
+            format!("kid {} names no key in jwt.keys, so the gateway could not verify the tokens its auth center signs", quoted(kid)),
+        ),
+        (Some(k), SigningKey::PrivateKeyFile(_)) if k.public_key.is_none() => cx.errs.at(
+            kid_at,
+            kid_key,
+            format!("jwt.keys has kid {} as a `secret_env` key, but auth.signing_key is a private key; give it the matching `public_key`", quoted(kid)),
+        ),
+        (Some(k), SigningKey::Secret { .. }) if k.secret_env.is_none() => cx.errs.at(
+            kid_at,
+            kid_key,
+            format!("jwt.keys has kid {} as a `public_key` key, but auth.signing_secret_env is an HS256 secret; give it `secret_env`", quoted(kid)),
+        ),
+        _ => {}
+    }
+    if let (SigningKey::Secret { .. }, Some(at)) = (key, &a.signing_secret_env) {
+        let hs256 = jwt
+            .algorithms
+            .get_ref()
+            .iter()
+            .any(|v| v.get_ref() == "HS256");
+        if !hs256 {
+            cx.err(at, "auth.signing_secret_env", "the auth center signs HS256 with this secret, and jwt.algorithms does not list HS256");
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! Converts the small tables: `[listen]`, `[runtime]`, `[tls]`, `[session]`, `[headers]`,
+//! `[limits]` and `[demo]`, with their defaults and bounds.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use toml::Spanned;
+
+use super::{days, opt, quoted, Cx};
+use crate::config::file::{
+    DemoFile, Document, HeadersFile, LimitsFile, ListenFile, RuntimeFile, SessionFile, TlsFile,
+};
+use crate::config::{Demo, Headers, Limits, Listen, Runtime, Session, StoreKind, Tls, TlsVersion};
+
+pub(super) fn listen(cx: &mut Cx<'_>, l: &Spanned<ListenFile>) -> Option<Listen> {
+    let l = l.get_ref();
+    let https = cx.addr(&l.https, "listen.https");
+    let http = opt(cx, l.http.as_ref(), |cx, v| cx.addr(v, "listen.http"));
+    let admin = opt(cx, l.admin.as_ref(), |cx, v| cx.addr(v, "listen.admin"));
+    Some(Listen {
+        https: https?,
+        http: http?,
+        admin: admin?,
+    })
+}
+
+/// Two listeners (or a listener and the demo upstream) on one address cannot both bind.
+pub(super) fn distinct_addresses(cx: &mut Cx<'_>, doc: &Document, l: &Listen, demo: &Option<Demo>) {
+    let Some(lf) = doc.listen.as_ref().map(Spanned::get_ref) else {
+        return;
+    };
+    let mut seen: Vec<(SocketAddr, &str)> = vec![(l.https, "listen.https")];
+    let mut check = |cx: &mut Cx<'_>, addr: SocketAddr, at: &Spanned<String>, key: &'static str| {
+        // Port 0 asks the kernel for a free port: never a clash.
+        if let Some((_, first)) = seen.iter().find(|(a, _)| *a == addr && addr.port() != 0) {
+            cx.err(at, key, format!("{addr} is already used by {first}"));
+        } else {
+            seen.push((addr, key));
+        }
+    };
+    if let (Some(a), Some(at)) = (l.http, &lf.http) {
+        check(cx, a, at, "listen.http");
+    }
+    if let (Some(a), Some(at)) = (l.admin, &lf.admin) {
+        check(cx, a, at, "listen.admin");
+    }
+    if let (Some(d), Some(df)) = (demo, &doc.demo) {
+        check(cx, d.echo, &df.get_ref().echo, "demo.echo");
+    }
+}
+
+pub(super) fn runtime(cx: &mut Cx<'_>, r: Option<&RuntimeFile>) -> Option<Runtime> {
+    let workers = r.and_then(|r| r.workers.as_ref());
+    Some(Runtime {
+        workers: cx.usize(workers, "runtime.workers", 0, 0, 1024)?,
+    })
+}
+
+pub(super) fn tls(cx: &mut Cx<'_>, t: &Spanned<TlsFile>) -> Option<Tls> {
+    let t = t.get_ref();
+    let cert = cx.path(&t.cert, "tls.cert");
+    let key = cx.path(&t.key, "tls.key");
+    let min_version = cx.choice(
+        t.min_version.as_ref(),
+        "tls.min_version",
+        &[("1.2", TlsVersion::V1_2), ("1.3", TlsVersion::V1_3)],
+        TlsVersion::V1_2,
+    );
+    let hsts = opt(cx, t.hsts.as_ref(), |cx, v| {
+        cx.duration(
+            Some(v),
+            "tls.hsts",
+            Duration::ZERO,
+            Duration::ZERO,
+            days(2 * 365),
+        )
+    });
+    if let (Some(c), Some(k)) = (&cert, &key) {
+        if c == k {
+            cx.err(
+                &t.key,
+                "tls.key",
+                "the key must be a different file from tls.cert",
+            );
+        }
+    }
+    Some(Tls {
+        cert: cert?,
+        key: key?,
+        min_version: min_version?,
+        hsts: hsts?,
+        self_signed_if_missing: t
+            .self_signed_if_missing
+            .as_ref()
+            .is_some_and(|b| *b.get_ref()),
+    })
+}
+
+pub(super) fn session(cx: &mut Cx<'_>, s: Option<&SessionFile>) -> Option<Session> {
+    let default = SessionFile::default();
+    let s = s.unwrap_or(&default);
+    let store = cx.choice(
+        s.store.as_ref(),
+        "session.store",
+        &[("redis", StoreKind::Redis), ("memory", StoreKind::Memory)],
+        StoreKind::Redis,
+    );
+    let redis_url = match &s.redis_url {
+        None => Some("redis://127.0.0.1:6379/0".to_owned()),
+        Some(v) => {
+            const SCHEMES: [&str; 4] = ["redis://", "rediss://", "unix://", "redis+unix://"];
+            let u = v.get_ref();
+            if SCHEMES
+                .iter()
+                .any(|p| u.starts_with(p) && u.len() > p.len())
+            {
+                Some(u.clone())
+            } else {
+                cx.err(
+                    v,
+                    "session.redis_url",
+                    format!(
+                        "expected a URL starting with redis://, rediss:// or unix://, like \"redis://127.0.0.1:6379/0\", got {}",
+                        quoted(u)
+                    ),
+                );
+                None
+            }
+        }
+    };
+    let key_prefix = match &s.key_prefix {
+        None => Some("gw:".to_owned()),
+        Some(v)
+            if v.get_ref()
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            cx.err(
+                v,
+                "session.key_prefix",
+                "expected a prefix without spaces or control characters",
+            );
+            None
+        }
+        Some(v) => Some(v.get_ref().clone()),
+    };
+    let timeout = cx.duration(
+        s.timeout.as_ref(),
+        "session.timeout",
+        Duration::from_millis(500),
+        Duration::from_millis(1),
+        Duration::from_secs(5),
+    );
+    let max_concurrent = cx.usize(
+        s.max_concurrent.as_ref(),
+        "session.max_concurrent",
+        256,
+        1,
+        65_536,
+    );
+    Some(Session {
+        store: store?,
+        redis_url: redis_url?,
+        key_prefix: key_prefix?,
+        timeout: timeout?,
+        max_concurrent: max_concurrent?,
+    })
+}
+
+/// Headers an identity header must never be: hop-by-hop, framing, routing and credential
+/// headers that a proxy or backend gives a meaning of their own.
+const RESERVED_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "cookie",
+    "date",
+    "expect",
+    "forwarded",
+    "host",
+    "keep-alive",
+    "location",
+    "origin",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "range",
+    "referer",
+    "server",
+    "set-cookie",
+    "strict-transport-security",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "via",
+    "www-authenticate",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-request-id",
+];
+
+fn header_name(cx: &mut Cx<'_>, v: &Spanned<String>, key: &str) -> Option<HeaderName> {
+    let Ok(name) = HeaderName::from_bytes(v.get_ref().as_bytes()) else {
+        cx.err(
+            v,
+            key,
+            format!(
+                "expected a header name (letters, digits, '-'), like \"X-User-Id\", got {}",
+                quoted(v.get_ref())
+            ),
+        );
+        return None;
+    };
+    let lower = name.as_str();
+    if RESERVED_HEADERS.contains(&lower) || lower.starts_with("sec-") || lower.starts_with("if-") {
+        cx.err(
+            v,
+            key,
+            format!(
+                "{} is a standard header with its own meaning; pick a name of your own, like \"X-User-Id\"",
+                v.get_ref()
+            ),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+pub(super) fn headers(cx: &mut Cx<'_>, h: Option<&HeadersFile>) -> Option<Headers> {
+    let default = HeadersFile::default();
+    let h = h.unwrap_or(&default);
+    let user_id = match &h.user_id {
+        Some(v) => header_name(cx, v, "headers.user_id"),
+        None => Some(HeaderName::from_static("x-user-id")),
+    };
+    let roles = match &h.roles {
+        Some(v) => header_name(cx, v, "headers.roles"),
+        None => Some(HeaderName::from_static("x-user-roles")),
+    };
+    let session_id = opt(cx, h.session_id.as_ref(), |cx, v| {
+        header_name(cx, v, "headers.session_id")
+    });
+    // Distinct, also when '_' is read as '-' (some backends fold the two).
+    let fold = |n: &HeaderName| n.as_str().replace('_', "-");
+    let named = [
+        (user_id.as_ref(), h.user_id.as_ref(), "headers.user_id"),
+        (roles.as_ref(), h.roles.as_ref(), "headers.roles"),
+        (
+            session_id.as_ref().and_then(Option::as_ref),
+            h.session_id.as_ref(),
+            "headers.session_id",
+        ),
+    ];
+    for (i, (name, at, key)) in named.iter().enumerate() {
+        let (Some(name), Some(at)) = (name, at) else {
+            continue;
+        };
+        if let Some((_, _, other)) = named[..i]
+            .iter()
+            .find(|(n, _, _)| n.is_some_and(|n| fold(n) == fold(name)))
+        {
+            cx.err(
+                at,
+                key,
+                format!("{} is already used by {other}", at.get_ref()),
+            );
+        }
+    }
+    Some(Headers {
+        user_id: user_id?,
+        roles: roles?,
+        session_id: session_id?,
+    })
+}
+
+pub(super) fn limits(cx: &mut Cx<'_>, l: Option<&LimitsFile>) -> Option<Limits> {
+    let default = LimitsFile::default();
+    let l = l.unwrap_or(&default);
+    let ms = Duration::from_millis;
+    let s = Duration::from_secs;
+    let header_timeout = cx.duration(
+        l.header_timeout.as_ref(),
+        "limits.header_timeout",
+        s(10),
+        ms(100),
+        s(30),
+    );
+    let max_header_bytes = cx.usize(
+        l.max_header_bytes.as_ref(),
+        "limits.max_header_bytes",
+        32 * 1024,
+        1024,
+        1024 * 1024,
+    );
+    let max_headers = cx.usize(l.max_headers.as_ref(), "limits.max_headers", 100, 1, 10_000);
+    let max_connections = cx.usize(
+        l.max_connections.as_ref(),
+        "limits.max_connections",
+        10_000,
+        1,
+        1_000_000,
+    );
+    let h2_max_streams = cx
+        .int(
+            l.h2_max_streams.as_ref(),
+            "limits.h2_max_streams",
+            100,
+            1,
+            10_000,
+        )
+        .and_then(|n| u32::try_from(n).ok());
+    let idle_timeout = cx.duration(
+        l.idle_timeout.as_ref(),
+        "limits.idle_timeout",
+        s(60),
+        ms(100),
+        s(3600),
+    );
+    let body_idle_timeout = cx.duration(
+        l.body_idle_timeout.as_ref(),
+        "limits.body_idle_timeout",
+        s(30),
+        ms(100),
+        s(3600),
+    );
+    let shutdown_grace = cx.duration(
+        l.shutdown_grace.as_ref(),
+        "limits.shutdown_grace",
+        s(30),
+        ms(0),
+        s(3600),
+    );
+    Some(Limits {
+        header_timeout: header_timeout?,
+        max_header_bytes: max_header_bytes?,
+        max_headers: max_headers?,
+        max_connections: max_connections?,
+        h2_max_streams: h2_max_streams?,
+        idle_timeout: idle_timeout?,
+        body_idle_timeout: body_idle_timeout?,
+        shutdown_grace: shutdown_grace?,
+    })
+}
+
+pub(super) fn demo(cx: &mut Cx<'_>, d: &Spanned<DemoFile>) -> Option<Demo> {
+    let at = &d.get_ref().echo;
+    let echo = cx.addr(at, "demo.echo")?;
+    if echo.ip().is_loopback() {
+        Some(Demo { echo })
+    } else {
+        cx.err(
+            at,
+            "demo.echo",
+            format!("the demo echo upstream listens on loopback only (like \"127.0.0.1:9000\"), got \"{echo}\""),
+        );
+        None
+    }
+}

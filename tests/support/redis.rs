@@ -1,0 +1,180 @@
+//! A real `redis-server` for integration tests: its own free port and temp directory (never
+//! the shared Redis on 6379), stopped, restarted, paused and resumed at will to test faults,
+//! killed on drop, and its log printed when a test fails.
+#![allow(dead_code)] // each test binary uses a different part of the support code
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// How long a start may take before the test fails.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+    paused: bool,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it answers PING.
+    pub fn start() -> RedisServer {
+        // Another process may grab the port between our probe and redis-server's bind: try a
+        // few ports before giving up.
+        for _ in 0..5 {
+            let mut server = RedisServer {
+                child: None,
+                port: free_port(),
+                dir: tempfile::tempdir().expect("temp dir for redis-server"),
+                paused: false,
+            };
+            if server.spawn_and_wait().is_ok() {
+                return server;
+            }
+            server.kill();
+        }
+        panic!("redis-server did not start on any of 5 ports");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// A client for test setup and inspection (sync API).
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("valid redis url")
+    }
+
+    /// A sync connection for test setup and inspection.
+    pub fn connection(&self) -> redis::Connection {
+        self.client()
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .expect("connect to test redis-server")
+    }
+
+    /// Kills the server (SIGKILL) and waits for it: clients see the connection reset and new
+    /// connections refused.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts the server again on the same port (empty: nothing is persisted).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "start_again on a running server");
+        if let Err(e) = self.spawn_and_wait() {
+            self.kill();
+            panic!(
+                "redis-server did not start again on port {}: {e}",
+                self.port
+            );
+        }
+    }
+
+    /// SIGSTOP: connections stay open, nothing answers.
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+        self.paused = true;
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+        self.paused = false;
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let child = Command::new("redis-server")
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--protected-mode", "yes"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server (is it installed?): {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Err(format!("redis-server exited: {status}"));
+            }
+            if self.answers_ping() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no PING answer within {START_TIMEOUT:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn answers_ping(&self) -> bool {
+        let Ok(mut conn) = self
+            .client()
+            .get_connection_with_timeout(Duration::from_millis(200))
+        else {
+            return false;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+        redis::cmd("PING").query::<String>(&mut conn).is_ok()
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGKILL works on a stopped process too.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused = false;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            match std::fs::read_to_string(self.log_path()) {
+                Ok(log) => eprintln!("---- redis-server log (port {}) ----\n{log}", self.port),
+                Err(e) => eprintln!("---- redis-server log unreadable: {e}"),
+            }
+        }
+    }
+}
+
+/// A port that was free a moment ago (the kernel picks it; we release it for redis-server).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
