@@ -26,6 +26,8 @@ pub struct Gateway {
     pub forwarder: Forwarder,
     pub tls: Arc<rustls::ServerConfig>,
     pub hsts: Option<HeaderValue>,
+    /// `Some` when `[auth]` is configured.
+    pub auth_center: Option<crate::auth_center::AuthCenter>,
 }
 
 /// A start-up failure: names what failed to load.
@@ -60,7 +62,9 @@ impl Gateway {
             .map(|d| HeaderValue::from_str(&format!("max-age={}", d.as_secs())))
             .transpose()
             .map_err(|e| StartError::Other(format!("tls.hsts: {e}")))?;
+        let auth_center = crate::auth_center::AuthCenter::new(&config).await?;
         Ok(Arc::new(Gateway {
+            auth_center,
             routes: RouteTable::new(config.routes.clone()),
             identity: IdentityNames::new(&config.headers),
             forwarder: Forwarder::new(&config.routes),

@@ -31,6 +31,7 @@
 pub mod admin_client;
 pub mod admin_sessions;
 pub mod auth;
+pub mod auth_center;
 pub mod body;
 pub mod cli;
 pub mod config;

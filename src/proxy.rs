@@ -76,6 +76,10 @@ async fn pipeline(
     check_header_size(req.headers(), gw.config.limits.max_header_bytes)?;
     let raw_path = req.uri().path();
     let path = crate::path::normalise(raw_path)?;
+    if let Some(center) = gw.auth_center.as_ref().filter(|c| c.owns(&path)) {
+        outcome.route = Some("auth_center".into());
+        return Ok(center.handle(gw, peer, &path, req).await);
+    }
     let route = gw
         .routes
         .find(routing::host_without_port(&host).as_deref(), &path)
@@ -142,7 +146,7 @@ async fn pipeline(
 }
 
 /// Step 4-7: which identity, if any, goes upstream, by the route's auth mode.
-async fn authenticate(
+pub(crate) async fn authenticate(
     gw: &Gateway,
     route: &Route,
     headers: &HeaderMap,
