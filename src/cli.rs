@@ -156,7 +156,15 @@ pub fn ensure_dev_material(config: &Config) -> Result<(), String> {
         return Ok(());
     }
     let tls = &config.tls;
+    let mkdir = |path: &Path| match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))
+        }
+        _ => Ok(()),
+    };
     if !tls.cert.exists() && !tls.key.exists() {
+        mkdir(&tls.cert)?;
+        mkdir(&tls.key)?;
         crate::keygen::write_tls_pair(&tls.cert, &tls.key).map_err(|e| e.to_string())?;
         tracing::warn!(cert = %tls.cert.display(), "wrote a self-signed development certificate");
     }
@@ -175,6 +183,8 @@ pub fn ensure_dev_material(config: &Config) -> Result<(), String> {
             })
             .collect();
         if let [public] = public.as_slice() {
+            mkdir(&private)?;
+            mkdir(public)?;
             crate::keygen::write_signing_pair(&private, public).map_err(|e| e.to_string())?;
             tracing::warn!(key = %private.display(), "wrote a development token-signing key pair");
         }

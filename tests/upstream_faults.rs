@@ -279,3 +279,35 @@ async fn slow_headers_and_stalled_handshakes_are_cut() {
     assert!(closed.is_ok(), "slow header connection was never closed");
     assert_eq!(up.count(), 0);
 }
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
+    let up = Upstream::start().await;
+    let toml = format!(
+        "{}\n{MEMORY_SESSION}\n{}",
+        support::gateway::base_toml("")
+            .replace("shutdown_grace = \"2s\"", "shutdown_grace = \"8s\""),
+        route("/", &up.url(), "auth = \"public\"\ntimeout = \"10s\"")
+    );
+    for proto in BOTH {
+        let gw = TestGateway::start_toml(&toml).await;
+        let https = gw.https;
+        let c = gw.client(proto);
+        // /slow/ answers after 3 s; shutdown starts while it is in flight.
+        let in_flight = tokio::spawn(async move { c.get("/slow/x", None).await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stopping = tokio::spawn(gw.stop());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let refused = tokio::net::TcpStream::connect(https).await;
+        assert!(
+            refused.is_err(),
+            "{proto:?}: no new connection once shutdown began"
+        );
+        let r = in_flight.await.unwrap();
+        assert_eq!(
+            r.status, 200,
+            "{proto:?}: the in-flight request must finish"
+        );
+        stopping.await.unwrap();
+    }
+}
