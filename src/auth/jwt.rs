@@ -257,6 +257,17 @@ impl Verifier {
         }
     }
 
+    /// Bumped whenever the key set is replaced (a JWKS refresh): what was verified under an
+    /// older generation must be verified again.
+    pub fn key_generation(&self) -> u64 {
+        self.inner.generation()
+    }
+
+    /// The clock skew allowed on `exp`/`nbf`, in seconds.
+    pub fn leeway_secs(&self) -> u64 {
+        self.inner.rules.leeway
+    }
+
     /// Verifies `token` with the keys in memory; never does I/O.
     pub fn verify_cached_keys(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         self.inner.verify_cached(token, unix_now())

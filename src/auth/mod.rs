@@ -6,11 +6,18 @@ pub mod bearer;
 pub mod jwt;
 pub mod mint;
 pub mod session;
+pub mod token_cache;
 
 use http::HeaderMap;
 
-use self::jwt::Verifier;
+use std::sync::Arc;
+
+use self::jwt::{VerifiedToken, Verifier};
 use self::session::{SessionStore, StoreError};
+use self::token_cache::TokenCache;
+
+/// Verified tokens kept in memory (about 200 bytes each).
+pub const TOKEN_CACHE_ENTRIES: usize = 65_536;
 
 /// Proof that this request carried a valid token whose session is live. Fields are private
 /// and there is no public constructor.
@@ -53,6 +60,7 @@ pub enum AuthError {
 /// Token -> JWT -> session, in that order.
 pub struct Authenticator {
     verifier: Verifier,
+    tokens: TokenCache,
     store: SessionStore,
     cookie: Option<String>,
 }
@@ -61,6 +69,7 @@ impl Authenticator {
     pub fn new(verifier: Verifier, store: SessionStore, cookie: Option<String>) -> Self {
         Authenticator {
             verifier,
+            tokens: TokenCache::new(TOKEN_CACHE_ENTRIES),
             store,
             cookie,
         }
@@ -84,11 +93,7 @@ impl Authenticator {
             Ok(None) => return Ok(None),
             Err(e) => return Err(AuthError::Invalid(e.reason())),
         };
-        let verified = self
-            .verifier
-            .verify(&token)
-            .await
-            .map_err(|e| AuthError::Invalid(e.reason()))?;
+        let verified = self.verify(&token).await?;
         let session = self
             .store
             .get(&verified.session_id)
@@ -98,11 +103,41 @@ impl Authenticator {
             return Err(AuthError::Invalid("session_user_mismatch"));
         }
         // The session's roles win, so a permission change applies on the next request.
-        let roles = session.roles.unwrap_or(verified.roles);
+        let roles = session.roles.unwrap_or_else(|| verified.roles.clone());
         Ok(Some(Authenticated {
-            user_id: verified.user_id,
+            user_id: session.user_id,
             roles,
-            session_id: verified.session_id,
+            session_id: verified.session_id.clone(),
         }))
     }
+
+    /// The JWT step, through the verified-token cache: signature and claims are checked once
+    /// per token; the expiry is checked on every hit.
+    async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthError> {
+        let now = unix_now();
+        let generation = self.verifier.key_generation();
+        let digest = token_cache::digest(token);
+        if let Some(hit) = self.tokens.get(&digest, now, generation) {
+            return Ok(hit);
+        }
+        let verified = Arc::new(
+            self.verifier
+                .verify(token)
+                .await
+                .map_err(|e| AuthError::Invalid(e.reason()))?,
+        );
+        let valid_until = verified
+            .expires_at
+            .saturating_add(self.verifier.leeway_secs());
+        self.tokens
+            .insert(digest, verified.clone(), valid_until, generation, now);
+        Ok(verified)
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
