@@ -11,8 +11,9 @@ use tokio::net::TcpListener;
 
 use crate::auth::jwt::Verifier;
 use crate::auth::session::SessionStore;
+use crate::auth::session_cache::SessionCache;
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::forward::Forwarder;
 use crate::identity_headers::IdentityNames;
 use crate::routing::RouteTable;
@@ -55,7 +56,11 @@ impl Gateway {
         let tls = crate::tls::server_config(&config.tls)?;
         let verifier = Verifier::new(&config.jwt).await?;
         let store = SessionStore::connect(&config.session).await?;
-        let auth = Authenticator::new(verifier, store, config.jwt.cookie.clone());
+        let sessions = match config.session.store {
+            StoreKind::Redis if config.session.cache => Some(SessionCache::start(&config.session)?),
+            StoreKind::Redis | StoreKind::Memory => None,
+        };
+        let auth = Authenticator::new(verifier, store, sessions, config.jwt.cookie.clone());
         let hsts = config
             .tls
             .hsts

@@ -8,8 +8,10 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The headers that are hop-by-hop whatever `Connection` says.
-const ALWAYS: [HeaderName; 9] = [
+const ALWAYS: [HeaderName; 10] = [
     header::CONNECTION,
+    // Only meaningful with `Upgrade: h2c` (RFC 7540 3.2.1), which is never passed on.
+    HeaderName::from_static("http2-settings"),
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
@@ -45,7 +47,11 @@ pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
     }
     let mut upgrades = headers.get_all(header::UPGRADE).iter();
     match (upgrades.next(), upgrades.next()) {
-        (Some(value), None) => Some(value.clone()),
+        // WebSocket is the one upgrade a proxy passes: `h2c` would turn the connection into a
+        // tunnel past routing and authorisation (h2c smuggling), and nothing else is needed.
+        (Some(value), None) if value.as_bytes().eq_ignore_ascii_case(b"websocket") => {
+            Some(value.clone())
+        }
         _ => None,
     }
 }

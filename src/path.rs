@@ -83,6 +83,9 @@ pub fn normalise(raw: &str) -> Result<String, PathError> {
                 if canonical.contains(';') || canonical.contains("%3B") {
                     return Err(PathError::Semicolon);
                 }
+                if has_separator_lookalike(canonical) {
+                    return Err(PathError::EncodedSeparator);
+                }
                 trailing_slash = false;
             }
         }
@@ -167,8 +170,41 @@ fn check_utf8(canonical: &str, scratch: &mut Vec<u8>) -> Result<(), PathError> {
 /// - Windows trims trailing dots and spaces from path components, so an IIS or file-serving
 ///   backend may read `...`, `.. ` or `. .` as a dot segment.
 ///
-/// A segment made only of dots and spaces (encoded), before any `;`, is refused.
+/// - a backend that applies Unicode NFKC (Python, Java normalisers) reads the fullwidth dot
+///   U+FF0E, the one-dot leader U+2024, the small full stop U+FE52, and the leaders U+2025 and
+///   U+2026 as dots.
+///
+/// A segment made only of dots, dot lookalikes and spaces (encoded), before any `;`, is refused.
 fn is_ambiguous_dot_segment(canonical: &str) -> bool {
+    /// Percent-encoded UTF-8 of the characters NFKC turns into `.`, `..` or `...`.
+    const LOOKALIKES: [&str; 5] = [
+        "%EF%BC%8E", // U+FF0E FULLWIDTH FULL STOP
+        "%E2%80%A4", // U+2024 ONE DOT LEADER
+        "%EF%B9%92", // U+FE52 SMALL FULL STOP
+        "%E2%80%A5", // U+2025 TWO DOT LEADER
+        "%E2%80%A6", // U+2026 HORIZONTAL ELLIPSIS
+    ];
+    if canonical.contains("%E2%80%A") || canonical.contains("%EF%B") {
+        let mut plain = canonical.to_owned();
+        for l in LOOKALIKES {
+            plain = plain.replace(l, ".");
+        }
+        if plain != canonical {
+            return is_ambiguous_plain(&plain);
+        }
+    }
+    is_ambiguous_plain(canonical)
+}
+
+/// Characters that NFKC turns into `/` or `\`: U+FF0F FULLWIDTH SOLIDUS, U+FF3C FULLWIDTH
+/// REVERSE SOLIDUS, U+FE68 SMALL REVERSE SOLIDUS (percent-encoded, as in the canonical form).
+fn has_separator_lookalike(canonical: &str) -> bool {
+    ["%EF%BC%8F", "%EF%BC%BC", "%EF%B9%A8"]
+        .iter()
+        .any(|l| canonical.contains(l))
+}
+
+fn is_ambiguous_plain(canonical: &str) -> bool {
     let semi = canonical.find(';');
     let encoded = canonical.find("%3B");
     let cut = match (semi, encoded) {
@@ -285,6 +321,16 @@ mod tests {
         ("/a/.%2e;/b", Err(AmbiguousDotSegment)),
         ("/a/..%3bx/b", Err(AmbiguousDotSegment)),
         ("/a/..x;y/b", Err(Semicolon)),
+        ("/p/%EF%BC%8E%EF%BC%8E/admin", Err(AmbiguousDotSegment)),
+        ("/p/%ef%bc%8e/admin", Err(AmbiguousDotSegment)),
+        ("/p/\u{FF0E}\u{FF0E}/admin", Err(AmbiguousDotSegment)),
+        ("/p/%E2%80%A4%E2%80%A4/x", Err(AmbiguousDotSegment)),
+        ("/p/%EF%B9%92./x", Err(AmbiguousDotSegment)),
+        ("/p/%E2%80%A5/x", Err(AmbiguousDotSegment)),
+        ("/p/%E2%80%A6/x", Err(AmbiguousDotSegment)),
+        ("/p/a%EF%BC%8E/x", Ok("/p/a%EF%BC%8E/x")),
+        ("/p/%EF%BC%8E%EF%BC%8E%EF%BC%8Fadmin", Err(EncodedSeparator)),
+        ("/p/a%EF%BC%BCb", Err(EncodedSeparator)),
         ("/a;x/../b", Err(Semicolon)),
         // Encoded separators, backslash, NUL and control bytes.
         ("/a%2fb", Err(EncodedSeparator)),

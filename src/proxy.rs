@@ -73,7 +73,11 @@ async fn pipeline(
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, GatewayError> {
     let host = request_host(&req)?;
-    check_header_size(req.headers(), gw.config.limits.max_header_bytes)?;
+    check_header_size(
+        req.headers(),
+        gw.config.limits.max_header_bytes,
+        gw.config.limits.max_headers,
+    )?;
     let raw_path = req.uri().path();
     let path = crate::path::normalise(raw_path)?;
     if let Some(center) = gw.auth_center.as_ref().filter(|c| c.owns(&path)) {
@@ -124,9 +128,13 @@ async fn pipeline(
     let mut resp = gw.forwarder.forward(&route, upstream_req).await?;
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
+        // Only the WebSocket upgrade the client asked for; anything else would be a tunnel.
+        let (Some(client_upgrade), Some(_)) = (
+            client_upgrade,
+            hop_by_hop::upgrade_requested(resp.headers()),
+        ) else {
             return Err(GatewayError::UpstreamUnavailable(
-                "upstream switched protocols unasked".into(),
+                "upstream switched protocols without a WebSocket upgrade".into(),
             ));
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
@@ -254,9 +262,15 @@ fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> {
     Ok(host.to_owned())
 }
 
-fn check_header_size(h: &HeaderMap, max: usize) -> Result<(), GatewayError> {
+/// Header bytes and count, on both protocols (hyper bounds HTTP/1 itself; HTTP/2 only by
+/// bytes).
+fn check_header_size(
+    h: &HeaderMap,
+    max_bytes: usize,
+    max_count: usize,
+) -> Result<(), GatewayError> {
     let total: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-    if total > max {
+    if total > max_bytes || h.len() > max_count {
         return Err(GatewayError::HeadersTooLarge);
     }
     Ok(())

@@ -23,6 +23,7 @@ fn cfg(server: &RedisServer, timeout: Duration, max_concurrent: usize) -> Sessio
         key_prefix: "gw:".into(),
         timeout,
         max_concurrent,
+        cache: false,
     }
 }
 
@@ -172,6 +173,7 @@ async fn memory_store_from_config_needs_no_redis() {
         key_prefix: "gw:".into(),
         timeout: TIMEOUT,
         max_concurrent: 1,
+        cache: false,
     };
     let store = SessionStore::connect(&cfg).await.unwrap();
     assert!(matches!(store, SessionStore::Memory(_)));

@@ -6,6 +6,7 @@ pub mod bearer;
 pub mod jwt;
 pub mod mint;
 pub mod session;
+pub mod session_cache;
 pub mod token_cache;
 
 use http::HeaderMap;
@@ -13,7 +14,8 @@ use http::HeaderMap;
 use std::sync::Arc;
 
 use self::jwt::{VerifiedToken, Verifier};
-use self::session::{SessionStore, StoreError};
+use self::session::{SessionRecord, SessionStore, StoreError};
+use self::session_cache::{Lookup, SessionCache};
 use self::token_cache::TokenCache;
 
 /// Verified tokens kept in memory (about 200 bytes each).
@@ -62,15 +64,23 @@ pub struct Authenticator {
     verifier: Verifier,
     tokens: TokenCache,
     store: SessionStore,
+    /// Redis stores only, when `session.cache` is on.
+    sessions: Option<SessionCache>,
     cookie: Option<String>,
 }
 
 impl Authenticator {
-    pub fn new(verifier: Verifier, store: SessionStore, cookie: Option<String>) -> Self {
+    pub fn new(
+        verifier: Verifier,
+        store: SessionStore,
+        sessions: Option<SessionCache>,
+        cookie: Option<String>,
+    ) -> Self {
         Authenticator {
             verifier,
             tokens: TokenCache::new(TOKEN_CACHE_ENTRIES),
             store,
+            sessions,
             cookie,
         }
     }
@@ -95,20 +105,44 @@ impl Authenticator {
         };
         let verified = self.verify(&token).await?;
         let session = self
-            .store
-            .get(&verified.session_id)
+            .session(&verified.session_id)
             .await?
             .ok_or(AuthError::Invalid("session_revoked"))?;
         if session.user_id != verified.user_id {
             return Err(AuthError::Invalid("session_user_mismatch"));
         }
         // The session's roles win, so a permission change applies on the next request.
-        let roles = session.roles.unwrap_or_else(|| verified.roles.clone());
+        let roles = session.roles.as_ref().unwrap_or(&verified.roles).clone();
         Ok(Some(Authenticated {
-            user_id: session.user_id,
+            user_id: verified.user_id.clone(),
             roles,
             session_id: verified.session_id.clone(),
         }))
+    }
+
+    pub fn session_cache(&self) -> Option<&SessionCache> {
+        self.sessions.as_ref()
+    }
+
+    /// The session step, through the coherent session cache when there is one.
+    async fn session(&self, sid: &str) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        let Some(cache) = &self.sessions else {
+            return Ok(self.store.get(sid).await?.map(Arc::new));
+        };
+        match cache.lookup(sid) {
+            Lookup::Hit(record) => Ok(record),
+            Lookup::Bypass => Ok(self.store.get(sid).await?.map(Arc::new)),
+            Lookup::Miss(ticket) => match self.store.get(sid).await {
+                Ok(record) => {
+                    cache.fill(sid, ticket, record.clone());
+                    Ok(record.map(Arc::new))
+                }
+                Err(e) => {
+                    cache.abandon(sid, ticket);
+                    Err(e)
+                }
+            },
+        }
     }
 
     /// The JWT step, through the verified-token cache: signature and claims are checked once

@@ -94,6 +94,8 @@ pub(super) struct SessionFile {
     pub timeout: Option<S<String>>,
     #[serde(default)]
     pub max_concurrent: Option<S<i64>>,
+    #[serde(default)]
+    pub cache: Option<S<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -120,6 +120,9 @@ pub struct Session {
     pub timeout: Duration,
     /// Concurrent store calls allowed at once (default 256).
     pub max_concurrent: usize,
+    /// Redis only: keep sessions in a local cache kept coherent by Redis invalidation pushes
+    /// (RESP3 client tracking). Default true.
+    pub cache: bool,
 }
 
 #[derive(Debug, Clone)]

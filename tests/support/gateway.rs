@@ -13,6 +13,8 @@ use tempfile::TempDir;
 use super::client::{Client, Proto};
 
 pub struct TestGateway {
+    /// The running gateway's state, for looking inside (caches, counters).
+    pub gw: std::sync::Arc<gateway::gateway::Gateway>,
     pub https: SocketAddr,
     pub http: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
@@ -114,12 +116,14 @@ impl TestGateway {
             .await
             .unwrap();
         let bound = gw.bind().await.unwrap();
+        let gw = gw.clone();
         let (https, http, admin) = (bound.https_addr(), bound.http_addr(), bound.admin_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(bound.run(async move {
             let _ = rx.await;
         }));
         TestGateway {
+            gw,
             https,
             http,
             admin,

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod forge;
 pub mod gateway;
+pub mod probe;
 pub mod redis;
 pub mod upstream;

@@ -228,6 +228,7 @@ mod tests {
             key_prefix: "gw:".into(),
             timeout: Duration::from_millis(200),
             max_concurrent: 4,
+            cache: false,
         }
     }
 

@@ -165,6 +165,7 @@ pub(super) fn session(cx: &mut Cx<'_>, s: Option<&SessionFile>) -> Option<Sessio
         key_prefix: key_prefix?,
         timeout: timeout?,
         max_concurrent: max_concurrent?,
+        cache: s.cache.as_ref().is_none_or(|c| *c.get_ref()),
     })
 }
 

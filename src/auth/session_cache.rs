@@ -1,0 +1,477 @@
+//! A local cache of Redis sessions kept coherent by Redis itself: server-assisted client-side
+//! caching (RESP3 `CLIENT TRACKING ... BCAST PREFIX {P}session:`). Redis pushes an
+//! `invalidate` message on a dedicated connection for every write, delete or expiry of a
+//! session key, on any client, and the entry is dropped; the next request reads Redis again.
+//! So a steady stream of requests costs no Redis round trip, and a logout still applies at once.
+//!
+//! Fail closed: while the invalidation link is down (not yet connected, dropped, or silent past
+//! the heartbeat) the cache is empty and every lookup goes to Redis. A fill that raced with an
+//! invalidation is discarded (the slot is marked pending before the read, and an invalidation
+//! removes the mark). Bounded: at most `MAX_ENTRIES` entries, and none older than `BACKSTOP`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
+use tokio::sync::mpsc;
+
+use super::session::{SessionRecord, StoreError};
+use crate::config;
+
+const SHARDS: usize = 16;
+/// Sessions kept in memory at most (a few hundred bytes each).
+pub const MAX_ENTRIES: usize = 100_000;
+/// No entry is served older than this, whatever the link says.
+pub const BACKSTOP: Duration = Duration::from_secs(30);
+/// The link is checked this often; a silent link empties the cache within about this long.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+const RECONNECT_MAX: Duration = Duration::from_secs(1);
+
+/// What the cache says about a session id.
+pub enum Lookup {
+    /// Cached: the record, or `None` for a session known not to exist.
+    Hit(Option<Arc<SessionRecord>>),
+    /// Not cached: read the store, then [`SessionCache::fill`] with this ticket.
+    Miss(Ticket),
+    /// The invalidation link is down: read the store and do not fill.
+    Bypass,
+}
+
+pub struct Ticket {
+    id: u64,
+    epoch: u64,
+}
+
+enum Slot {
+    Pending(u64),
+    Ready {
+        record: Option<Arc<SessionRecord>>,
+        at: Instant,
+    },
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub invalidations: AtomicU64,
+    pub flushes: AtomicU64,
+}
+
+struct Inner {
+    shards: Box<[Mutex<HashMap<String, Slot>>]>,
+    /// True while the invalidation link is connected and tracking is on.
+    live: AtomicBool,
+    /// Bumped by every flush, so a fill started before it is discarded.
+    epoch: AtomicU64,
+    next_ticket: AtomicU64,
+    key_prefix: String,
+    stats: CacheStats,
+}
+
+#[derive(Clone)]
+pub struct SessionCache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache")
+            .field("live", &self.is_live())
+            .field("entries", &self.len())
+            .finish()
+    }
+}
+
+impl SessionCache {
+    /// Starts the invalidation link in the background (the cache bypasses itself until it is
+    /// up). Needs a tokio runtime.
+    pub fn start(cfg: &config::Session) -> Result<SessionCache, StoreError> {
+        let info = redis::Client::open(cfg.redis_url.as_str())
+            .map_err(|e| StoreError::Invalid(format!("session.redis_url: {e}")))?
+            .get_connection_info()
+            .clone();
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(resp3))
+            .map_err(|e| StoreError::Invalid(format!("session.redis_url: {e}")))?;
+        let inner = Arc::new(Inner {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            live: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            next_ticket: AtomicU64::new(1),
+            key_prefix: format!("{}session:", cfg.key_prefix),
+            stats: CacheStats::default(),
+        });
+        tokio::spawn(run_link(Arc::downgrade(&inner), client, cfg.timeout));
+        Ok(SessionCache { inner })
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.inner.live.load(Ordering::Acquire)
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.inner.stats
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn lookup(&self, sid: &str) -> Lookup {
+        let inner = &self.inner;
+        if !inner.live.load(Ordering::Acquire) {
+            return Lookup::Bypass;
+        }
+        // Read the epoch before looking: a flush after this point voids the ticket.
+        let epoch = inner.epoch.load(Ordering::Acquire);
+        let mut shard = lock(inner.shard(sid));
+        if let Some(Slot::Ready { record, at }) = shard.get(sid) {
+            if at.elapsed() < BACKSTOP {
+                inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+                return Lookup::Hit(record.clone());
+            }
+        }
+        inner.stats.misses.fetch_add(1, Ordering::Relaxed);
+        if shard.len() >= MAX_ENTRIES / SHARDS {
+            evict(&mut shard);
+        }
+        let id = inner.next_ticket.fetch_add(1, Ordering::Relaxed);
+        shard.insert(sid.to_owned(), Slot::Pending(id));
+        Lookup::Miss(Ticket { id, epoch })
+    }
+
+    /// Stores what the store answered, unless an invalidation or a flush came in between.
+    pub fn fill(&self, sid: &str, ticket: Ticket, record: Option<SessionRecord>) {
+        let inner = &self.inner;
+        let mut shard = lock(inner.shard(sid));
+        let still_ours = matches!(shard.get(sid), Some(Slot::Pending(id)) if *id == ticket.id);
+        if !still_ours {
+            return;
+        }
+        if inner.epoch.load(Ordering::Acquire) != ticket.epoch
+            || !inner.live.load(Ordering::Acquire)
+        {
+            shard.remove(sid);
+            return;
+        }
+        shard.insert(
+            sid.to_owned(),
+            Slot::Ready {
+                record: record.map(Arc::new),
+                at: Instant::now(),
+            },
+        );
+    }
+
+    /// The store failed: forget the pending mark.
+    pub fn abandon(&self, sid: &str, ticket: Ticket) {
+        let mut shard = lock(self.inner.shard(sid));
+        if matches!(shard.get(sid), Some(Slot::Pending(id)) if *id == ticket.id) {
+            shard.remove(sid);
+        }
+    }
+}
+
+impl Inner {
+    fn shard(&self, sid: &str) -> &Mutex<HashMap<String, Slot>> {
+        // FNV-1a: cheap, and the shard only spreads lock contention.
+        let mut h: u32 = 0x811c9dc5;
+        for b in sid.bytes() {
+            h = (h ^ b as u32).wrapping_mul(0x01000193);
+        }
+        &self.shards[h as usize % SHARDS]
+    }
+
+    fn invalidate_key(&self, key: &[u8]) {
+        let Some(sid) = key
+            .strip_prefix(self.key_prefix.as_bytes())
+            .and_then(|s| std::str::from_utf8(s).ok())
+        else {
+            return;
+        };
+        self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        lock(self.shard(sid)).remove(sid);
+    }
+
+    /// Empties the cache and voids every fill in flight.
+    fn flush(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        for s in self.shards.iter() {
+            lock(s).clear();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned shard only means a panic elsewhere mid-operation; the map itself is intact.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Makes room: drops entries past the backstop, then, if still full, arbitrary ones.
+fn evict(shard: &mut HashMap<String, Slot>) {
+    shard.retain(|_, s| match s {
+        Slot::Ready { at, .. } => at.elapsed() < BACKSTOP,
+        Slot::Pending(_) => true,
+    });
+    let target = MAX_ENTRIES / SHARDS * 3 / 4;
+    if shard.len() > target {
+        let extra: Vec<String> = shard.keys().take(shard.len() - target).cloned().collect();
+        for k in extra {
+            shard.remove(&k);
+        }
+    }
+}
+
+/// Keeps the invalidation link up for as long as the cache exists.
+async fn run_link(weak: Weak<Inner>, client: redis::Client, timeout: Duration) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let prefix = inner.key_prefix.clone();
+        drop(inner);
+        match connect(&client, &prefix, timeout).await {
+            Ok((con, rx)) => {
+                backoff = Duration::from_millis(50);
+                let Some(inner) = weak.upgrade() else { return };
+                inner.flush();
+                inner.live.store(true, Ordering::Release);
+                drop(inner);
+                tracing::debug!("session cache: invalidation link up");
+                serve_link(&weak, con, rx, timeout).await;
+                if let Some(inner) = weak.upgrade() {
+                    inner.live.store(false, Ordering::Release);
+                    inner.flush();
+                }
+                tracing::warn!("session cache: invalidation link down; reading Redis directly");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "session cache: cannot open the invalidation link")
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RECONNECT_MAX);
+    }
+}
+
+async fn connect(
+    client: &redis::Client,
+    prefix: &str,
+    timeout: Duration,
+) -> Result<
+    (
+        redis::aio::MultiplexedConnection,
+        mpsc::UnboundedReceiver<PushInfo>,
+    ),
+    redis::RedisError,
+> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let deadline = timeout.max(Duration::from_millis(500));
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(deadline))
+        .set_response_timeout(Some(deadline))
+        .set_push_sender(tx);
+    let mut con = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    redis::cmd("CLIENT")
+        .arg("TRACKING")
+        .arg("ON")
+        .arg("BCAST")
+        .arg("PREFIX")
+        .arg(prefix)
+        .query_async::<()>(&mut con)
+        .await?;
+    Ok((con, rx))
+}
+
+/// Applies invalidations until the link drops or stops answering the heartbeat.
+async fn serve_link(
+    weak: &Weak<Inner>,
+    mut con: redis::aio::MultiplexedConnection,
+    mut rx: mpsc::UnboundedReceiver<PushInfo>,
+    timeout: Duration,
+) {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            push = rx.recv() => {
+                let Some(push) = push else { return };
+                let Some(inner) = weak.upgrade() else { return };
+                match push.kind {
+                    PushKind::Invalidate => apply_invalidation(&inner, &push.data),
+                    PushKind::Disconnection => return,
+                    _ => {}
+                }
+            }
+            _ = heartbeat.tick() => {
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                let deadline = timeout.max(Duration::from_millis(250)).min(HEARTBEAT * 2);
+                let ping_cmd = redis::cmd("PING");
+                let ping = ping_cmd.query_async::<()>(&mut con);
+                if !matches!(tokio::time::timeout(deadline, ping).await, Ok(Ok(()))) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// `invalidate` carries an array of keys, or nil when the whole database was flushed.
+fn apply_invalidation(inner: &Inner, data: &[Value]) {
+    for v in data {
+        match v {
+            Value::Array(keys) => {
+                for k in keys {
+                    if let Value::BulkString(k) = k {
+                        inner.invalidate_key(k);
+                    }
+                }
+            }
+            Value::BulkString(k) => inner.invalidate_key(k),
+            Value::Nil => inner.flush(),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(live: bool) -> SessionCache {
+        let inner = Arc::new(Inner {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            live: AtomicBool::new(live),
+            epoch: AtomicU64::new(0),
+            next_ticket: AtomicU64::new(1),
+            key_prefix: "gw:session:".into(),
+            stats: CacheStats::default(),
+        });
+        SessionCache { inner }
+    }
+
+    fn rec(user: &str) -> SessionRecord {
+        SessionRecord {
+            user_id: user.into(),
+            roles: None,
+            created_at: None,
+            ip: None,
+            user_agent: None,
+            device_id: None,
+            refresh_count: 0,
+        }
+    }
+
+    fn miss(c: &SessionCache, sid: &str) -> Ticket {
+        match c.lookup(sid) {
+            Lookup::Miss(t) => t,
+            _ => panic!("expected a miss"),
+        }
+    }
+
+    #[test]
+    fn miss_fill_hit() {
+        let c = cache(true);
+        let t = miss(&c, "s1");
+        c.fill("s1", t, Some(rec("alice")));
+        match c.lookup("s1") {
+            Lookup::Hit(Some(r)) => assert_eq!(r.user_id, "alice"),
+            _ => panic!("expected a hit"),
+        }
+    }
+
+    #[test]
+    fn bypass_while_the_link_is_down() {
+        let c = cache(false);
+        assert!(matches!(c.lookup("s1"), Lookup::Bypass));
+    }
+
+    #[test]
+    fn invalidation_drops_the_entry() {
+        let c = cache(true);
+        let t = miss(&c, "s1");
+        c.fill("s1", t, Some(rec("alice")));
+        apply_invalidation(
+            &c.inner,
+            &[Value::Array(vec![Value::BulkString(
+                b"gw:session:s1".to_vec(),
+            )])],
+        );
+        assert!(matches!(c.lookup("s1"), Lookup::Miss(_)));
+    }
+
+    #[test]
+    fn an_invalidation_during_the_read_voids_the_fill() {
+        let c = cache(true);
+        let t = miss(&c, "s1");
+        apply_invalidation(
+            &c.inner,
+            &[Value::Array(vec![Value::BulkString(
+                b"gw:session:s1".to_vec(),
+            )])],
+        );
+        c.fill("s1", t, Some(rec("alice")));
+        assert!(matches!(c.lookup("s1"), Lookup::Miss(_)), "stale fill kept");
+    }
+
+    #[test]
+    fn a_flush_during_the_read_voids_the_fill() {
+        let c = cache(true);
+        let t = miss(&c, "s1");
+        c.inner.flush();
+        // Another lookup re-marks the slot; the old ticket must still not fill it.
+        let t2 = miss(&c, "s1");
+        c.fill("s1", t, Some(rec("stale")));
+        assert!(matches!(c.lookup("s1"), Lookup::Miss(_)));
+        c.fill("s1", t2, Some(rec("fresh")));
+    }
+
+    #[test]
+    fn nil_invalidation_flushes_everything() {
+        let c = cache(true);
+        for sid in ["a", "b", "c"] {
+            let t = miss(&c, sid);
+            c.fill(sid, t, None);
+        }
+        apply_invalidation(&c.inner, &[Value::Nil]);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn other_prefixes_are_ignored() {
+        let c = cache(true);
+        let t = miss(&c, "s1");
+        c.fill("s1", t, Some(rec("alice")));
+        apply_invalidation(
+            &c.inner,
+            &[Value::Array(vec![Value::BulkString(b"other:s1".to_vec())])],
+        );
+        assert!(matches!(c.lookup("s1"), Lookup::Hit(Some(_))));
+    }
+
+    #[test]
+    fn bounded() {
+        let c = cache(true);
+        for i in 0..(MAX_ENTRIES + 5_000) {
+            let sid = format!("s{i}");
+            let t = miss(&c, &sid);
+            c.fill(&sid, t, None);
+        }
+        assert!(c.len() <= MAX_ENTRIES, "{}", c.len());
+    }
+}
