@@ -86,16 +86,25 @@ impl Forwarder {
         if version == Version::HTTP_2 {
             parts.headers.remove(http::header::HOST);
         }
-        let retryable = http_body::Body::is_end_stream(&body);
+        // Only a request with no body can be tried again (nothing of it was sent when an
+        // address refused); only then are its parts kept for a second attempt.
+        let retryable = route.upstreams.len() > 1 && http_body::Body::is_end_stream(&body);
         let order = self.order(&route.upstreams);
-        let mut body = Some(body);
+        let mut spare = retryable.then(|| clone_parts(&parts));
+        let mut next = Some((parts, body));
         let mut last_err = String::from("no upstream");
         for (attempt, authority) in order.iter().enumerate() {
-            let this_body = match body.take() {
-                Some(b) => b,
-                None => body::empty(),
+            let (parts, body) = match next.take() {
+                Some(p) => p,
+                None => match spare.take() {
+                    Some(p) => {
+                        spare = Some(clone_parts(&p));
+                        (p, body::empty())
+                    }
+                    None => break,
+                },
             };
-            let mut req = Request::from_parts(clone_parts(&parts), this_body);
+            let mut req = Request::from_parts(parts, body);
             *req.uri_mut() = upstream_uri(authority, &path_and_query)?;
             let outcome = tokio::time::timeout(route.timeout, client.request(req)).await;
             match outcome {

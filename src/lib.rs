@@ -28,6 +28,11 @@
 //!    streaming bodies; 502 when refused, 504 when slow.
 #![forbid(unsafe_code)]
 
+/// mimalloc: the request path allocates many small, short-lived buffers (headers, URIs,
+/// futures); glibc's malloc was about 8% of the gateway's CPU in a profile under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod admin_client;
 pub mod admin_sessions;
 pub mod auth;

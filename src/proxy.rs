@@ -25,7 +25,9 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 /// What the access log needs from a finished request.
 #[derive(Default)]
 struct Outcome {
-    route: Option<String>,
+    /// The matched route (its prefix goes to the access log).
+    route: Option<Arc<Route>>,
+    auth_center: bool,
     user_id: Option<String>,
     denial: Option<&'static str>,
 }
@@ -54,7 +56,11 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         target: "access",
         method = %method,
         version = ?version,
-        route = outcome.route.as_deref().unwrap_or("-"),
+        route = match (&outcome.route, outcome.auth_center) {
+            (_, true) => "auth_center",
+            (Some(r), false) => r.path.as_str(),
+            (None, false) => "-",
+        },
         status = resp.status().as_u16(),
         user_id = outcome.user_id.as_deref().unwrap_or("-"),
         denial = outcome.denial.unwrap_or("-"),
@@ -81,7 +87,7 @@ async fn pipeline(
     let raw_path = req.uri().path();
     let path = crate::path::normalise(raw_path)?;
     if let Some(center) = gw.auth_center.as_ref().filter(|c| c.owns(&path)) {
-        outcome.route = Some("auth_center".into());
+        outcome.auth_center = true;
         return Ok(center.handle(gw, peer, &path, req).await);
     }
     let route = gw
@@ -89,7 +95,7 @@ async fn pipeline(
         .find(routing::host_without_port(&host).as_deref(), &path)
         .ok_or(GatewayError::NoRoute)?
         .clone();
-    outcome.route = Some(route.path.clone());
+    outcome.route = Some(route.clone());
     if !routing::allows(&route, req.method()) {
         return Err(GatewayError::MethodNotAllowed {
             allow: routing::allow_header(&route),
