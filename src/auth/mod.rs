@@ -120,6 +120,14 @@ impl Authenticator {
         }))
     }
 
+    /// Call after this instance revokes or changes a session (logout, kick, refresh reuse):
+    /// the local cache forgets it at once; other instances learn it from Redis' push.
+    pub fn forget_session(&self, sid: &str) {
+        if let Some(cache) = &self.sessions {
+            cache.invalidate(sid);
+        }
+    }
+
     pub fn session_cache(&self) -> Option<&SessionCache> {
         self.sessions.as_ref()
     }

@@ -174,6 +174,13 @@ impl SessionCache {
         );
     }
 
+    /// Drops `sid` now, without waiting for Redis' push: for this instance's own revocations,
+    /// so its very next request is refused even if the push is still in flight.
+    pub fn invalidate(&self, sid: &str) {
+        self.inner.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        lock(self.inner.shard(sid)).remove(sid);
+    }
+
     /// The store failed: forget the pending mark.
     pub fn abandon(&self, sid: &str, ticket: Ticket) {
         let mut shard = lock(self.inner.shard(sid));
