@@ -79,7 +79,9 @@ impl Cookies {
 }
 
 fn cookie(name: &str, value: &str, path: &str, max_age: u64) -> Option<HeaderValue> {
-    let v = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict");
+    let v = format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+    );
     // Names, paths and tokens are all header-safe by construction; a failure drops the cookie.
     HeaderValue::from_str(&v).ok()
 }
@@ -129,7 +131,12 @@ mod tests {
     #[test]
     fn issued_cookies_have_every_attribute() {
         let c = Cookies::new(&cfg(true), Some("__Host-gw_access"));
-        let set = c.issue("AT", Duration::from_secs(900), "RT", Duration::from_secs(60));
+        let set = c.issue(
+            "AT",
+            Duration::from_secs(900),
+            "RT",
+            Duration::from_secs(60),
+        );
         assert_eq!(
             set[0],
             "__Host-gw_access=AT; Path=/; Max-Age=900; HttpOnly; Secure; SameSite=Strict"
@@ -139,21 +146,33 @@ mod tests {
             "__Secure-gw_refresh=RT; Path=/auth; Max-Age=60; HttpOnly; Secure; SameSite=Strict"
         );
         let gone = c.expire();
-        assert!(gone.iter().all(|v| v.to_str().unwrap().contains("=; Path=")));
-        assert!(gone.iter().all(|v| v.to_str().unwrap().contains("Max-Age=0")));
+        assert!(gone
+            .iter()
+            .all(|v| v.to_str().unwrap().contains("=; Path=")));
+        assert!(gone
+            .iter()
+            .all(|v| v.to_str().unwrap().contains("Max-Age=0")));
         let off = Cookies::new(&cfg(false), Some("a"));
-        assert!(off.issue("a", Duration::ZERO, "b", Duration::ZERO).is_empty());
+        assert!(off
+            .issue("a", Duration::ZERO, "b", Duration::ZERO)
+            .is_empty());
         assert_eq!(off.expire().len(), 2);
     }
 
     #[test]
     fn refresh_cookie_is_read_once() {
         let mut h = HeaderMap::new();
-        h.append(COOKIE, HeaderValue::from_static("a=1; __Secure-gw_refresh=RT"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; __Secure-gw_refresh=RT"),
+        );
         assert_eq!(refresh_from(&h).unwrap().as_deref(), Some("RT"));
         h.append(COOKIE, HeaderValue::from_static("__Secure-gw_refresh=RT"));
         assert_eq!(refresh_from(&h).unwrap().as_deref(), Some("RT"));
-        h.append(COOKIE, HeaderValue::from_static("__Secure-gw_refresh=OTHER"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("__Secure-gw_refresh=OTHER"),
+        );
         assert!(refresh_from(&h).is_err());
         assert_eq!(refresh_from(&HeaderMap::new()).unwrap(), None);
     }

@@ -24,7 +24,10 @@ pub(super) async fn logout(
 }
 
 /// 200 with the caller's live sessions, oldest first.
-pub(super) async fn list(gw: &Gateway, headers: &HeaderMap) -> Result<Response<Body>, GatewayError> {
+pub(super) async fn list(
+    gw: &Gateway,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, GatewayError> {
     let who = caller(gw, headers).await?;
     let sessions = gw.auth.store().list_for_user(who.user_id()).await?;
     let list: Vec<_> = sessions

@@ -93,7 +93,11 @@ impl Hasher {
 
     /// Checks `password` against `phc`, or against the dummy hash when there is no user, so
     /// both cases take one argon2 run. `true` only for a real hash that matches.
-    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, GatewayError> {
+    pub async fn verify(
+        &self,
+        password: String,
+        phc: Option<String>,
+    ) -> Result<bool, GatewayError> {
         let real = phc.is_some();
         let phc: Arc<str> = phc.map_or_else(|| self.dummy.clone(), Into::into);
         let matched = self

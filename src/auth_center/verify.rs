@@ -82,7 +82,6 @@ fn one<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -375,7 +375,10 @@ impl RedisStore {
         let cmd = &cmd;
         let fields: Vec<(Vec<u8>, Vec<u8>)> = self
             .link
-            .run(true, move |mut c| async move { cmd.query_async(&mut c).await })
+            .run(
+                true,
+                move |mut c| async move { cmd.query_async(&mut c).await },
+            )
             .await?;
         Ok(UserRecord::from_fields(fields))
     }
@@ -410,7 +413,8 @@ impl RedisStore {
         for name in names {
             inv.key(format!("{}{name}", self.prefix()));
         }
-        inv.arg(ttl_millis(window)).arg(if count { "1" } else { "0" });
+        inv.arg(ttl_millis(window))
+            .arg(if count { "1" } else { "0" });
         let raw: Vec<i64> = if count {
             self.run_script(&inv).await?
         } else {
@@ -434,7 +438,10 @@ impl RedisStore {
         cmd.arg(format!("{}{name}", self.prefix()));
         let cmd = &cmd;
         self.link
-            .run(true, move |mut c| async move { cmd.query_async(&mut c).await })
+            .run(
+                true,
+                move |mut c| async move { cmd.query_async(&mut c).await },
+            )
             .await
     }
 }
@@ -500,7 +507,10 @@ mod tests {
             }
         );
         let no_roles = parse_rotation(&s(&["ok", "s", "u", "0", "", "1", "9"])).unwrap();
-        assert!(matches!(no_roles, RefreshOutcome::Rotated { roles: None, .. }));
+        assert!(matches!(
+            no_roles,
+            RefreshOutcome::Rotated { roles: None, .. }
+        ));
         assert!(parse_rotation(&s(&["ok", "s"])).is_err());
         assert!(parse_rotation(&[]).is_err());
     }
