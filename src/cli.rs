@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `check`, `token`, `keygen`. Exit codes: 0 ok, 1 bad
+//! The command line: `serve` (default), `check`, `token`, `keygen`, `user add`. Exit codes: 0 ok, 1 bad
 //! config or usage, 2 runtime failure.
 
 use std::path::{Path, PathBuf};
@@ -34,6 +34,32 @@ pub enum Command {
     Token(TokenArgs),
     /// Write a self-signed TLS certificate for localhost and a fresh token-signing key pair.
     Keygen(KeygenArgs),
+    /// Manage the auth center's users (in Redis).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user: `{P}user:{name}` with an argon2id hash of the password read from stdin.
+    Add(UserAddArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UserAddArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The username (letters, digits, '.', '_', '-', '@'; at most 64). Also the user id.
+    pub name: String,
+    /// A role; repeat for several.
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// Read the password from stdin (one line; the trailing newline is dropped).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Replace the user if it exists (a new password and roles).
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Debug, clap::Args, Default)]
@@ -305,6 +331,111 @@ async fn create_session(
             crate::admin_client::post_json(admin, "/sessions", &body).await
         }
     }
+}
+
+/// `user add`: hashes the password from stdin and writes the user record to Redis. The memory
+/// store is refused: its users live inside one running gateway, and there is no endpoint to
+/// add one there (use `auth.registration`, or Redis).
+pub async fn user_add(args: &UserAddArgs) -> ExitCode {
+    let config = match load_config(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match user_add_inner(&config, args).await {
+        Ok(replaced) => {
+            let verb = if replaced { "written" } else { "added" };
+            eprintln!("user {} {verb}", args.name);
+            ExitCode::SUCCESS
+        }
+        Err((code, message)) => {
+            eprintln!("user add: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn user_add_inner(config: &Config, args: &UserAddArgs) -> Result<bool, (u8, String)> {
+    use crate::auth_center::users;
+    let usage = |m: String| (1u8, m);
+    if config.session.store != StoreKind::Redis {
+        return Err(usage(format!(
+            "{}: session.store is \"memory\": users there live inside one running gateway and are lost on restart; use store = \"redis\" (or auth.registration = true)",
+            config.source.display()
+        )));
+    }
+    if !users::valid_username(&args.name) {
+        return Err(usage(format!(
+            "{:?}: a username is 1 to {} letters, digits, '.', '_', '-' or '@'",
+            args.name,
+            users::MAX_USERNAME_BYTES
+        )));
+    }
+    if let Some(bad) = args
+        .roles
+        .iter()
+        .find(|r| r.trim().is_empty() || r.contains(','))
+    {
+        return Err(usage(format!(
+            "--role {bad:?}: a role is non-empty and has no comma"
+        )));
+    }
+    if !args.password_stdin {
+        return Err(usage(
+            "give the password on stdin with --password-stdin (it is never taken as an argument)"
+                .into(),
+        ));
+    }
+    let mut password = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(std::io::stdin(), 64 * 1024),
+        &mut password,
+    )
+    .map_err(|e| (2, format!("reading stdin: {e}")))?;
+    let password = password
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&password)
+        .to_owned();
+    if !users::acceptable_password(&password) {
+        return Err(usage(format!(
+            "the password must have {} to {} bytes",
+            users::MIN_PASSWORD_CHARS,
+            users::MAX_PASSWORD_BYTES
+        )));
+    }
+    let hash = tokio::task::spawn_blocking(move || users::hash_password(password.as_bytes()))
+        .await
+        .map_err(|e| (2, e.to_string()))?
+        .map_err(|e| (2, e))?;
+    let store = crate::auth::session::SessionStore::connect(&config.session)
+        .await
+        .map_err(|e| (2, e.to_string()))?;
+    // The connection is made in the background: give it a few seconds.
+    let mut up = store.ping().await;
+    for _ in 0..20 {
+        if up.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        up = store.ping().await;
+    }
+    up.map_err(|e| (2, e.to_string()))?;
+    let user = crate::auth::session::UserRecord {
+        user_id: args.name.clone(),
+        password_hash: hash,
+        roles: args.roles.iter().map(|r| r.trim().to_owned()).collect(),
+    };
+    let written = store
+        .put_user(&args.name, &user, args.replace)
+        .await
+        .map_err(|e| (2, e.to_string()))?;
+    if !written {
+        return Err((
+            1,
+            format!("user {} exists (use --replace to overwrite it)", args.name),
+        ));
+    }
+    Ok(args.replace)
 }
 
 pub fn keygen(args: &KeygenArgs) -> ExitCode {

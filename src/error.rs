@@ -37,6 +37,21 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A request the auth center cannot read: bad JSON, an unknown field, a bad value.
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// Login refused: unknown user or wrong password (the same answer for both).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// A refresh token that gives nothing: unknown, used, exhausted, expired, or bound elsewhere.
+    #[error("invalid refresh token: {0}")]
+    InvalidRefreshToken(&'static str),
+    /// Too many failed logins for a username or an address; retry after this many seconds.
+    #[error("too many failed attempts")]
+    TooManyAttempts { retry_after: u64 },
+    /// Registration of a name that is taken.
+    #[error("user exists")]
+    UserExists,
 }
 
 impl GatewayError {
@@ -54,6 +69,12 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::InvalidCredentials | GatewayError::InvalidRefreshToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            GatewayError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::UserExists => StatusCode::CONFLICT,
         }
     }
 
@@ -73,6 +94,11 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable(_) => "bad_gateway",
             GatewayError::UpstreamTimeout => "gateway_timeout",
             GatewayError::Internal(_) => "internal_error",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::InvalidCredentials => "invalid_credentials",
+            GatewayError::InvalidRefreshToken(_) => "invalid_grant",
+            GatewayError::TooManyAttempts { .. } => "too_many_attempts",
+            GatewayError::UserExists => "user_exists",
         }
     }
 
@@ -92,13 +118,22 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable(_) => "the upstream service is unavailable",
             GatewayError::UpstreamTimeout => "the upstream service did not answer in time",
             GatewayError::Internal(_) => "internal error",
+            GatewayError::BadRequest(_) => "the request body is not what this endpoint takes",
+            GatewayError::InvalidCredentials => "the username or password is wrong",
+            GatewayError::InvalidRefreshToken(_) => {
+                "the refresh token is invalid, expired or revoked; log in again"
+            }
+            GatewayError::TooManyAttempts { .. } => "too many failed attempts; retry later",
+            GatewayError::UserExists => "this username is taken",
         }
     }
 
     /// A short label for the access log and metrics (more detailed than `code`).
     pub fn reason(&self) -> &'static str {
         match self {
-            GatewayError::InvalidToken(reason) => reason,
+            GatewayError::InvalidToken(reason)
+            | GatewayError::InvalidRefreshToken(reason)
+            | GatewayError::BadRequest(reason) => reason,
             other => other.code(),
         }
     }
@@ -137,6 +172,9 @@ impl GatewayError {
             }
             GatewayError::MethodNotAllowed { allow: Some(allow) } => {
                 h.insert(http::header::ALLOW, allow);
+            }
+            GatewayError::TooManyAttempts { retry_after } => {
+                h.insert(RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
             }
             _ => {}
         }
@@ -182,6 +220,10 @@ mod tests {
                 None,
             ),
             (GatewayError::UpstreamTimeout, 504, None),
+            (GatewayError::BadRequest("unknown_field"), 400, None),
+            (GatewayError::InvalidCredentials, 401, None),
+            (GatewayError::InvalidRefreshToken("reused"), 401, None),
+            (GatewayError::UserExists, 409, None),
         ];
         for (err, status, www) in cases {
             let code = err.code();
@@ -205,6 +247,14 @@ mod tests {
         let resp = err.into_response();
         assert_eq!(resp.status(), 503);
         assert_eq!(resp.headers()[RETRY_AFTER], "1");
+    }
+
+    #[tokio::test]
+    async fn too_many_attempts_has_retry_after() {
+        let resp = GatewayError::TooManyAttempts { retry_after: 42 }.into_response();
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()[RETRY_AFTER], "42");
+        assert_eq!(body_json(resp).await["error"], "too_many_attempts");
     }
 
     #[tokio::test]

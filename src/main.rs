@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Check(arg) => block_on(cli::check(&arg)),
         Command::Token(args) => block_on(cli::token(&args)),
         Command::Keygen(args) => cli::keygen(&args),
+        Command::User(cli::UserCommand::Add(args)) => block_on(cli::user_add(&args)),
     }
 }
 

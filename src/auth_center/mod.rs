@@ -1,33 +1,97 @@
-//! The auth center (CONTRACT.md section 5): login, refresh, logout, sessions, register,
-//! forward-auth and the JWKS document. Enabled by the `[auth]` table.
+//! The auth center (CONTRACT.md section 5): where sessions begin and end. Login, refresh,
+//! logout, the session list, registration, forward-auth for nginx/Traefik and the JWKS
+//! document, all under `auth.path` (the JWKS at `/.well-known/jwks.json`). Enabled by `[auth]`.
+//!
+//! Every answer but the JWKS document is JSON with `Cache-Control: no-store`; refusals go through
+//! [`GatewayError`] like the rest of the gateway. Request bodies are capped at
+//! [`MAX_BODY`] (413 above) and unknown JSON fields are refused (400).
+//!
+//! Map: `login.rs`, `refresh.rs`, `sessions.rs` (logout, list, kick, sign out everywhere),
+//! `register.rs`, `verify.rs`, `jwks.rs`; helpers `tokens.rs` (refresh tokens, minting, the
+//! token answer), `cookies.rs`, `users.rs` (argon2id), `lockout.rs` (login limits).
 
-use std::net::SocketAddr;
+mod cookies;
+mod jwks;
+mod lockout;
+mod login;
+mod refresh;
+mod register;
+mod sessions;
+mod tokens;
+pub mod users;
+mod verify;
 
-use http::{Request, Response};
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
 
-use crate::body::Body;
-use crate::config::Config;
+use crate::auth::mint::Signer;
+use crate::auth::{AuthError, Authenticated};
+use crate::body::{self, Body};
+use crate::config::{self, Config};
+use crate::error::GatewayError;
 use crate::gateway::{Gateway, StartError};
 
+pub use self::lockout::{ADDRESS_LIMIT, USERNAME_LIMIT, WINDOW as LOCKOUT_WINDOW};
+
+/// Request bodies of the auth endpoints: at most 16 KiB (413 above).
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Where the JWKS document is served (at the root, whatever `auth.path` is).
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
 pub struct AuthCenter {
-    path: String,
+    cfg: config::AuthCenter,
+    signer: Signer,
+    /// The JWKS document, serialised once at start.
+    jwks: Bytes,
+    cookies: cookies::Cookies,
+    hasher: users::Hasher,
+}
+
+impl std::fmt::Debug for AuthCenter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthCenter")
+            .field("path", &self.cfg.path)
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuthCenter {
+    /// `None` without `[auth]`. Loads the signing key, builds the JWKS document and the
+    /// dummy password hash that unknown users are checked against.
     pub async fn new(config: &Config) -> Result<Option<AuthCenter>, StartError> {
-        Ok(config.auth.as_ref().map(|a| AuthCenter {
-            path: a.path.clone(),
+        let Some(cfg) = config.auth.clone() else {
+            return Ok(None);
+        };
+        let signer = Signer::from_config(&cfg)?;
+        let jwks = jwks::document(&signer, &config.jwt).map_err(StartError::Other)?;
+        let cookies = cookies::Cookies::new(&cfg, config.jwt.cookie.as_deref());
+        let hasher = users::Hasher::new()
+            .await
+            .map_err(|e| StartError::Other(format!("argon2: {e}")))?;
+        Ok(Some(AuthCenter {
+            cfg,
+            signer,
+            jwks,
+            cookies,
+            hasher,
         }))
     }
 
-    /// True when `path` (normalised) belongs to the auth center rather than to a route.
+    /// True when `path` (normalised) belongs to the auth center rather than to a route:
+    /// `auth.path` and everything under it, and the JWKS document.
     pub fn owns(&self, path: &str) -> bool {
-        let _ = &self.path;
-        let _ = path;
-        false
+        path == JWKS_PATH || under(&self.cfg.path, path).is_some()
     }
 
+    /// Answers one request; never fails (refusals become their JSON answer).
     pub async fn handle(
         &self,
         gw: &Gateway,
@@ -35,7 +99,201 @@ impl AuthCenter {
         path: &str,
         req: Request<Incoming>,
     ) -> Response<Body> {
-        let _ = (gw, peer, path, req);
-        crate::error::GatewayError::NoRoute.into_response()
+        let mut resp = match self.dispatch(gw, peer, path, req).await {
+            Ok(resp) => resp,
+            Err(err) => {
+                tracing::debug!(error = %err, "auth center refused");
+                err.into_response()
+            }
+        };
+        if !resp.headers().contains_key(CACHE_CONTROL) {
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        resp
+    }
+
+    async fn dispatch(
+        &self,
+        gw: &Gateway,
+        peer: SocketAddr,
+        path: &str,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, GatewayError> {
+        if path == JWKS_PATH {
+            allow(&req, &[Method::GET, Method::HEAD])?;
+            return Ok(jwks::answer(&self.jwks));
+        }
+        let rel = under(&self.cfg.path, path).ok_or(GatewayError::NoRoute)?;
+        match rel {
+            "/login" => {
+                allow(&req, &[Method::POST])?;
+                login::login(self, gw, peer, req).await
+            }
+            "/refresh" => {
+                allow(&req, &[Method::POST])?;
+                refresh::refresh(self, gw, peer, req).await
+            }
+            "/logout" => {
+                allow(&req, &[Method::POST])?;
+                sessions::logout(self, gw, req.headers()).await
+            }
+            "/sessions" => {
+                allow(&req, &[Method::GET, Method::DELETE])?;
+                if req.method() == Method::GET {
+                    sessions::list(gw, req.headers()).await
+                } else {
+                    sessions::delete_all(self, gw, req.headers()).await
+                }
+            }
+            "/register" if self.cfg.registration => {
+                allow(&req, &[Method::POST])?;
+                register::register(self, gw, req).await
+            }
+            // Forward-auth: nginx sends GET; Traefik may keep the original method.
+            "/verify" => verify::verify(gw, req.method(), req.headers()).await,
+            other => match other.strip_prefix("/sessions/") {
+                Some(sid) if !sid.is_empty() && !sid.contains('/') => {
+                    allow(&req, &[Method::DELETE])?;
+                    sessions::delete_one(gw, req.headers(), sid).await
+                }
+                _ => Err(GatewayError::NoRoute),
+            },
+        }
+    }
+}
+
+/// The part of `path` after the prefix `base` ("" for `base` itself), on whole segments.
+fn under<'p>(base: &str, path: &'p str) -> Option<&'p str> {
+    let rest = path.strip_prefix(base)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// 405 with `Allow` unless the method is one of `methods`.
+fn allow<B>(req: &Request<B>, methods: &[Method]) -> Result<(), GatewayError> {
+    if methods.contains(req.method()) {
+        return Ok(());
+    }
+    let list: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    Err(GatewayError::MethodNotAllowed {
+        allow: HeaderValue::from_str(&list.join(", ")).ok(),
+    })
+}
+
+/// The client address for lockout and binding: the TCP peer, never X-Forwarded-For.
+fn client_ip(peer: SocketAddr) -> String {
+    let ip: IpAddr = peer.ip().to_canonical();
+    ip.to_string()
+}
+
+/// Reads a JSON body of at most [`MAX_BODY`] bytes within the body idle timeout. An empty
+/// body reads as `{}` when `empty_ok`. Unknown fields are refused by the types themselves
+/// (`deny_unknown_fields`).
+async fn read_json<T: DeserializeOwned>(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    empty_ok: bool,
+) -> Result<T, GatewayError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(GatewayError::BodyTooLarge);
+    }
+    let idle = gw.config.limits.body_idle_timeout;
+    let collected = tokio::time::timeout(idle, Limited::new(req.into_body(), MAX_BODY).collect())
+        .await
+        .map_err(|_| GatewayError::BadRequest("body_timeout"))?;
+    let bytes = match collected {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(GatewayError::BodyTooLarge)
+        }
+        Err(_) => return Err(GatewayError::BadRequest("body_unreadable")),
+    };
+    let bytes: &[u8] = if bytes.is_empty() && empty_ok {
+        b"{}"
+    } else {
+        &bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        if e.to_string().starts_with("unknown field") {
+            GatewayError::BadRequest("unknown_field")
+        } else {
+            GatewayError::BadRequest("invalid_json")
+        }
+    })
+}
+
+/// The caller of a session endpoint: a valid access token whose session is live.
+async fn caller(gw: &Gateway, headers: &HeaderMap) -> Result<Authenticated, GatewayError> {
+    gw.auth
+        .authenticate(headers)
+        .await
+        .map_err(auth_error)?
+        .ok_or(GatewayError::MissingToken)
+}
+
+fn auth_error(e: AuthError) -> GatewayError {
+    match e {
+        AuthError::Missing => GatewayError::MissingToken,
+        AuthError::Invalid(reason) => GatewayError::InvalidToken(reason),
+        AuthError::Store(e) => GatewayError::StoreUnavailable(e),
+    }
+}
+
+/// A JSON answer.
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(body::full(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn no_content() -> Response<Body> {
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_matches_whole_segments() {
+        assert_eq!(under("/auth", "/auth"), Some(""));
+        assert_eq!(under("/auth", "/auth/login"), Some("/login"));
+        assert_eq!(under("/auth", "/authx"), None);
+        assert_eq!(under("/auth", "/api/auth"), None);
+    }
+
+    #[test]
+    fn allow_lists_methods() {
+        let req = Request::builder().method("GET").body(()).unwrap();
+        assert!(allow(&req, &[Method::GET]).is_ok());
+        match allow(&req, &[Method::POST, Method::DELETE]) {
+            Err(GatewayError::MethodNotAllowed { allow: Some(v) }) => {
+                assert_eq!(v, "POST, DELETE")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn client_ip_unmaps_v4() {
+        let peer: SocketAddr = "[::ffff:10.0.0.1]:5".parse().unwrap();
+        assert_eq!(client_ip(peer), "10.0.0.1");
+        assert_eq!(client_ip("[::1]:5".parse().unwrap()), "::1");
     }
 }

@@ -28,16 +28,18 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 #[derive(Default)]
-struct Inner {
-    sessions: HashMap<String, Entry>,
+pub(super) struct Inner {
+    pub(super) sessions: HashMap<String, Entry>,
     /// user id -> sids, like `{P}user-sessions:{user_id}`.
-    by_user: HashMap<String, HashSet<String>>,
+    pub(super) by_user: HashMap<String, HashSet<String>>,
     creates_since_sweep: usize,
+    /// The auth center's records: refresh tokens, users, login-failure counters.
+    pub(super) center: super::memory_center::CenterState,
 }
 
-struct Entry {
-    record: SessionRecord,
-    expires_at: Instant,
+pub(super) struct Entry {
+    pub(super) record: SessionRecord,
+    pub(super) expires_at: Instant,
 }
 
 impl MemoryStore {
@@ -76,28 +78,8 @@ impl MemoryStore {
     }
 
     fn create_at(&self, new: &NewSession, ttl: Duration, now: Instant) -> Result<(), StoreError> {
-        new.validate(ttl)?;
-        // Through the same fields as Redis, so what reads back is the same in both stores.
-        let record = SessionRecord::from_fields(new.fields())
-            .ok_or_else(|| StoreError::Invalid("session without user id".into()))?;
-        let expires_at = now
-            .checked_add(ttl.min(MAX_TTL))
-            .ok_or_else(|| StoreError::Invalid("session TTL too long".into()))?;
         let mut inner = self.lock();
-        inner.remove(&new.sid);
-        inner
-            .by_user
-            .entry(new.user_id.clone())
-            .or_default()
-            .insert(new.sid.clone());
-        inner
-            .sessions
-            .insert(new.sid.clone(), Entry { record, expires_at });
-        inner.creates_since_sweep += 1;
-        if inner.creates_since_sweep >= SWEEP_EVERY {
-            inner.sweep(now);
-        }
-        Ok(())
+        inner.create(new, ttl, now)
     }
 
     fn delete_at(&self, sid: &str, now: Instant) -> bool {
@@ -128,7 +110,7 @@ impl MemoryStore {
         live
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         // Nothing panics while holding the lock, and every critical section leaves `Inner`
         // consistent at each step, so a poisoned lock still holds good data.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -136,8 +118,44 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// Writes a session (replacing any with the same id) and adds it to its user's set.
+    pub(super) fn create(
+        &mut self,
+        new: &NewSession,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        new.validate(ttl)?;
+        // Through the same fields as Redis, so what reads back is the same in both stores.
+        let record = SessionRecord::from_fields(new.fields())
+            .ok_or_else(|| StoreError::Invalid("session without user id".into()))?;
+        let expires_at = now
+            .checked_add(ttl.min(MAX_TTL))
+            .ok_or_else(|| StoreError::Invalid("session TTL too long".into()))?;
+        self.remove(&new.sid);
+        self.by_user
+            .entry(new.user_id.clone())
+            .or_default()
+            .insert(new.sid.clone());
+        self.sessions
+            .insert(new.sid.clone(), Entry { record, expires_at });
+        self.creates_since_sweep += 1;
+        if self.creates_since_sweep >= SWEEP_EVERY {
+            self.sweep(now);
+        }
+        Ok(())
+    }
+
+    /// The live session `sid`, removing it when it has expired.
+    pub(super) fn live(&mut self, sid: &str, now: Instant) -> Option<&mut Entry> {
+        if self.sessions.get(sid).is_some_and(|e| e.expires_at <= now) {
+            self.remove(sid);
+        }
+        self.sessions.get_mut(sid)
+    }
+
     /// Removes a session and its id from its user's set.
-    fn remove(&mut self, sid: &str) -> Option<Entry> {
+    pub(super) fn remove(&mut self, sid: &str) -> Option<Entry> {
         let entry = self.sessions.remove(sid)?;
         let user_id = &entry.record.user_id;
         if let Some(sids) = self.by_user.get_mut(user_id) {
@@ -156,6 +174,7 @@ impl Inner {
             sids.retain(|sid| sessions.contains_key(sid));
             !sids.is_empty()
         });
+        self.center.sweep(now);
         self.creates_since_sweep = 0;
     }
 }

@@ -7,12 +7,15 @@
 //! [`StoreError::Timeout`] or [`StoreError::Unavailable`], which the gateway turns into a 503,
 //! never a pass and never a 401.
 
+mod center;
 mod connection;
 mod memory;
+mod memory_center;
 mod redis;
 
 use std::time::Duration;
 
+pub use self::center::{Binding, Counter, RefreshOutcome, Rotation, UserRecord};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 

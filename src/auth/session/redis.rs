@@ -40,7 +40,7 @@ return existed
 
 /// Sessions in Redis, over one shared self-healing connection.
 pub struct RedisStore {
-    link: Link,
+    pub(super) link: Link,
     prefix: String,
     create: Script,
     delete: Script,
@@ -161,7 +161,7 @@ impl RedisStore {
         self.run_script_inner(invocation, false).await
     }
 
-    async fn run_script_inner<T>(
+    pub(super) async fn run_script_inner<T>(
         &self,
         invocation: &ScriptInvocation<'_>,
         idempotent: bool,

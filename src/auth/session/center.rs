@@ -1,0 +1,517 @@
+//! What the auth center keeps in the session store beside the sessions themselves
+//! (CONTRACT.md section 4): refresh-token records, user records and login-failure counters,
+//! and the one atomic operation everything rests on, refresh rotation.
+//!
+//! In Redis every operation that reads and then writes is one Lua script, so two gateways
+//! (or two requests on one) can never both pass the same check; the memory store does the
+//! same under its mutex (`memory_center.rs`).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+
+use super::redis::RedisStore;
+use super::{parse_roles, ttl_millis, NewSession, SessionStore, StoreError};
+
+/// A user record: `{P}user:{name}`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user_id: String,
+    /// PHC string (argon2id). Never logged, never sent anywhere.
+    pub password_hash: String,
+    pub roles: Vec<String>,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("user_id", &self.user_id)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserRecord {
+    /// Reads a user hash; `None` without a non-empty `user_id` and `password_hash`.
+    pub fn from_fields<K, V>(fields: impl IntoIterator<Item = (K, V)>) -> Option<UserRecord>
+    where
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let (mut user_id, mut hash, mut roles) = (None, None, Vec::new());
+        for (name, value) in fields {
+            let text = std::str::from_utf8(value.as_ref()).ok().map(str::to_owned);
+            match name.as_ref() {
+                b"user_id" => user_id = text,
+                b"password_hash" => hash = text,
+                b"roles" => roles = text.as_deref().map(parse_roles).unwrap_or_default(),
+                _ => {}
+            }
+        }
+        Some(UserRecord {
+            user_id: user_id.filter(|u| !u.is_empty())?,
+            password_hash: hash.filter(|h| !h.is_empty())?,
+            roles,
+        })
+    }
+
+    fn fields(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
+        if self.user_id.is_empty() || self.password_hash.is_empty() {
+            return Err(StoreError::Invalid("user without id or hash".into()));
+        }
+        if self.roles.iter().any(|r| r.contains(',')) {
+            return Err(StoreError::Invalid("a role contains a comma".into()));
+        }
+        Ok(vec![
+            ("user_id", self.user_id.clone()),
+            ("password_hash", self.password_hash.clone()),
+            ("roles", self.roles.join(",")),
+        ])
+    }
+}
+
+/// What a refresh must match, per `auth.bind_refresh`. The session's own `device_id` or `ip`
+/// is the reference; a session without one (written by another service) is not bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding<'a> {
+    None,
+    /// The `device_id` sent with the refresh ("" when none was sent).
+    Device(&'a str),
+    /// The client address of the refresh.
+    Ip(&'a str),
+}
+
+/// One refresh: the presented token's hash, the hash of its replacement, the rules.
+#[derive(Debug, Clone)]
+pub struct Rotation<'a> {
+    pub old_hash: &'a str,
+    pub new_hash: &'a str,
+    pub binding: Binding<'a>,
+    /// `auth.refresh_max_uses`.
+    pub max_uses: u64,
+    /// The new record's lifetime when the session has no expiry of its own.
+    pub fallback_ttl: Duration,
+}
+
+/// How a refresh ended. Only `Rotated` hands out anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The old token is now used, the new one live, `refresh_count` incremented.
+    Rotated {
+        sid: String,
+        user_id: String,
+        /// The session's `roles` field (`None`: absent).
+        roles: Option<Vec<String>>,
+        refresh_count: u64,
+        /// Until the session ends (the new refresh token's lifetime).
+        remaining: Duration,
+    },
+    /// No such token (never issued, or its session ended long ago).
+    Unknown,
+    /// A used token shown again: the session has been revoked.
+    Reused,
+    /// The session has ended or was revoked.
+    SessionGone,
+    /// `refresh_max_uses` reached; nothing changed.
+    Exhausted,
+    /// Another device or address: the session has been revoked.
+    BindingMismatch,
+}
+
+/// A failure counter: its count and how long until it resets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter {
+    pub count: u64,
+    pub resets_in: Duration,
+}
+
+/// Session + refresh record in one write. `KEYS[1]` session, `KEYS[2]` user set, `KEYS[3]`
+/// refresh record; `ARGV[1]` TTL ms, `ARGV[2]` sid, `ARGV[3..]` session field/value pairs.
+const BEGIN_LUA: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local left = redis.call('PTTL', KEYS[2])
+redis.call('SADD', KEYS[2], ARGV[2])
+if left == -2 or (left >= 0 and left < tonumber(ARGV[1])) then
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[3], 'sid', ARGV[2], 'state', 'live')
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+return 1
+";
+
+/// Refresh rotation, reuse detection, binding and the use count in one step. `KEYS[1]` the
+/// presented token's record, `KEYS[2]` the new one; `ARGV[1]` key prefix, `ARGV[2]` binding
+/// (`none`/`device`/`ip`), `ARGV[3]` the presented device id or address, `ARGV[4]` max uses,
+/// `ARGV[5]` fallback TTL ms. The old record keeps its expiry (the session's end), so a replay
+/// is recognised as long as the session could have lived.
+const ROTATE_LUA: &str = r"
+local rec = redis.call('HMGET', KEYS[1], 'sid', 'state')
+local sid = rec[1]
+if not sid then return {'unknown'} end
+local skey = ARGV[1] .. 'session:' .. sid
+local function revoke()
+  local user = redis.call('HGET', skey, 'user_id')
+  redis.call('DEL', skey)
+  if user then redis.call('SREM', ARGV[1] .. 'user-sessions:' .. user, sid) end
+end
+if rec[2] ~= 'live' then
+  revoke()
+  return {'reused'}
+end
+local s = redis.call('HMGET', skey, 'user_id', 'roles', 'refresh_count', 'device_id', 'ip')
+if not s[1] or s[1] == '' then
+  redis.call('HSET', KEYS[1], 'state', 'used')
+  return {'gone'}
+end
+local bound = false
+if ARGV[2] == 'device' then bound = s[4] elseif ARGV[2] == 'ip' then bound = s[5] end
+if bound and bound ~= '' and bound ~= ARGV[3] then
+  redis.call('HSET', KEYS[1], 'state', 'used')
+  revoke()
+  return {'binding'}
+end
+local count = tonumber(s[3]) or 0
+if count >= tonumber(ARGV[4]) then return {'exhausted'} end
+local ttl = redis.call('PTTL', skey)
+if ttl == -1 then ttl = tonumber(ARGV[5]) end
+if ttl <= 0 then return {'gone'} end
+redis.call('HSET', KEYS[1], 'state', 'used')
+redis.call('HSET', skey, 'refresh_count', tostring(count + 1))
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'sid', sid, 'state', 'live')
+redis.call('PEXPIRE', KEYS[2], ttl)
+local has_roles = '0'
+if s[2] then has_roles = '1' end
+return {'ok', sid, s[1], has_roles, s[2] or '', tostring(count + 1), tostring(ttl)}
+";
+
+/// `KEYS[1]` the user's set; `ARGV[1]` prefix, `ARGV[2]` user id. Deletes every session of
+/// the set that belongs to the user, then the set. Returns how many sessions were deleted.
+const DELETE_ALL_LUA: &str = r"
+local n = 0
+for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local k = ARGV[1] .. 'session:' .. sid
+  if redis.call('HGET', k, 'user_id') == ARGV[2] then n = n + redis.call('DEL', k) end
+end
+redis.call('DEL', KEYS[1])
+return n
+";
+
+/// `KEYS[1]` user hash; `ARGV[1]` '1' to replace an existing user, `ARGV[2..]` fields.
+const PUT_USER_LUA: &str = r"
+if ARGV[1] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+";
+
+/// `KEYS` counters; `ARGV[1]` window ms, `ARGV[2]` '1' to count a failure, '0' to read.
+/// A counter's window starts at its first failure. Returns count, ms left per key.
+const COUNT_LUA: &str = r"
+local out = {}
+for _, k in ipairs(KEYS) do
+  local n
+  if ARGV[2] == '1' then
+    n = redis.call('INCR', k)
+    if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, ARGV[1]) end
+  else
+    n = tonumber(redis.call('GET', k) or '0') or 0
+  end
+  out[#out + 1] = n
+  out[#out + 1] = redis.call('PTTL', k)
+end
+return out
+";
+
+// Built once: a Script hashes its source, and EVALSHA needs that hash on every call.
+static BEGIN: LazyLock<Script> = LazyLock::new(|| Script::new(BEGIN_LUA));
+static ROTATE: LazyLock<Script> = LazyLock::new(|| Script::new(ROTATE_LUA));
+static DELETE_ALL: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_ALL_LUA));
+static PUT_USER: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_USER_LUA));
+static COUNT: LazyLock<Script> = LazyLock::new(|| Script::new(COUNT_LUA));
+
+impl SessionStore {
+    /// Writes a new session and its first refresh record (state `live`) together, both
+    /// expiring after `ttl`.
+    pub async fn begin(
+        &self,
+        new: &NewSession,
+        refresh_hash: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match self {
+            SessionStore::Redis(s) => s.begin(new, refresh_hash, ttl).await,
+            SessionStore::Memory(s) => s.begin(new, refresh_hash, ttl),
+        }
+    }
+
+    /// One refresh, atomically: see [`RefreshOutcome`].
+    pub async fn rotate(&self, r: &Rotation<'_>) -> Result<RefreshOutcome, StoreError> {
+        match self {
+            SessionStore::Redis(s) => s.rotate(r).await,
+            SessionStore::Memory(s) => Ok(s.rotate(r)),
+        }
+    }
+
+    /// Deletes every session of `user_id`; returns how many there were.
+    pub async fn delete_for_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        match self {
+            SessionStore::Redis(s) => s.delete_for_user(user_id).await,
+            SessionStore::Memory(s) => Ok(s.delete_for_user(user_id)),
+        }
+    }
+
+    pub async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        match self {
+            SessionStore::Redis(s) => s.get_user(name).await,
+            SessionStore::Memory(s) => Ok(s.get_user(name)),
+        }
+    }
+
+    /// Writes a user; with `replace = false` an existing one is kept and `false` returned.
+    pub async fn put_user(
+        &self,
+        name: &str,
+        user: &UserRecord,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
+        match self {
+            SessionStore::Redis(s) => s.put_user(name, user, replace).await,
+            SessionStore::Memory(s) => s.put_user(name, user, replace),
+        }
+    }
+
+    /// Reads (`count = false`) or increments (`count = true`) the counters `{P}{name}`,
+    /// each of which resets `window` after its first failure.
+    pub async fn counters(
+        &self,
+        names: &[String],
+        window: Duration,
+        count: bool,
+    ) -> Result<Vec<Counter>, StoreError> {
+        match self {
+            SessionStore::Redis(s) => s.counters(names, window, count).await,
+            SessionStore::Memory(s) => Ok(s.counters(names, window, count)),
+        }
+    }
+
+    /// Resets the counter `{P}{name}`.
+    pub async fn reset_counter(&self, name: &str) -> Result<(), StoreError> {
+        match self {
+            SessionStore::Redis(s) => s.reset_counter(name).await,
+            SessionStore::Memory(s) => {
+                s.reset_counter(name);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl RedisStore {
+    /// `{P}refresh:{hash}`.
+    pub fn refresh_key(&self, hash: &str) -> String {
+        format!("{}refresh:{hash}", self.prefix())
+    }
+
+    /// `{P}user:{name}`.
+    pub fn user_key(&self, name: &str) -> String {
+        format!("{}user:{name}", self.prefix())
+    }
+
+    async fn begin(
+        &self,
+        new: &NewSession,
+        refresh_hash: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        new.validate(ttl)?;
+        let mut inv = BEGIN.prepare_invoke();
+        inv.key(self.session_key(&new.sid))
+            .key(self.user_sessions_key(&new.user_id))
+            .key(self.refresh_key(refresh_hash))
+            .arg(ttl_millis(ttl))
+            .arg(&new.sid);
+        for (name, value) in new.fields() {
+            inv.arg(name).arg(value);
+        }
+        // Idempotent: running it twice leaves the same keys.
+        self.run_script_inner::<()>(&inv, true).await
+    }
+
+    async fn rotate(&self, r: &Rotation<'_>) -> Result<RefreshOutcome, StoreError> {
+        let (mode, presented) = match r.binding {
+            Binding::None => ("none", ""),
+            Binding::Device(d) => ("device", d),
+            Binding::Ip(ip) => ("ip", ip),
+        };
+        let mut inv = ROTATE.prepare_invoke();
+        inv.key(self.refresh_key(r.old_hash))
+            .key(self.refresh_key(r.new_hash))
+            .arg(self.prefix())
+            .arg(mode)
+            .arg(presented)
+            .arg(r.max_uses)
+            .arg(ttl_millis(r.fallback_ttl));
+        // Never retried: the first attempt may have rotated already.
+        let answer: Vec<String> = self.run_script(&inv).await?;
+        parse_rotation(&answer)
+    }
+
+    async fn delete_for_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let mut inv = DELETE_ALL.prepare_invoke();
+        inv.key(self.user_sessions_key(user_id))
+            .arg(self.prefix())
+            .arg(user_id);
+        self.run_script_inner(&inv, true).await
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.user_key(name));
+        let cmd = &cmd;
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self
+            .link
+            .run(
+                true,
+                move |mut c| async move { cmd.query_async(&mut c).await },
+            )
+            .await?;
+        Ok(UserRecord::from_fields(fields))
+    }
+
+    async fn put_user(
+        &self,
+        name: &str,
+        user: &UserRecord,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
+        let fields = user.fields()?;
+        let mut inv = PUT_USER.prepare_invoke();
+        inv.key(self.user_key(name))
+            .arg(if replace { "1" } else { "0" });
+        for (n, v) in fields {
+            inv.arg(n).arg(v);
+        }
+        // Not retried: a lost answer to a first write would read as "exists".
+        self.run_script::<i64>(&inv).await.map(|n| n == 1)
+    }
+
+    async fn counters(
+        &self,
+        names: &[String],
+        window: Duration,
+        count: bool,
+    ) -> Result<Vec<Counter>, StoreError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = COUNT.prepare_invoke();
+        for name in names {
+            inv.key(format!("{}{name}", self.prefix()));
+        }
+        inv.arg(ttl_millis(window))
+            .arg(if count { "1" } else { "0" });
+        let raw: Vec<i64> = if count {
+            self.run_script(&inv).await?
+        } else {
+            self.run_script_inner(&inv, true).await?
+        };
+        Ok(raw
+            .chunks(2)
+            .map(|pair| Counter {
+                count: u64::try_from(pair[0]).unwrap_or(0),
+                resets_in: pair
+                    .get(1)
+                    .and_then(|ms| u64::try_from(*ms).ok())
+                    .map(Duration::from_millis)
+                    .unwrap_or(Duration::ZERO),
+            })
+            .collect())
+    }
+
+    async fn reset_counter(&self, name: &str) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(format!("{}{name}", self.prefix()));
+        let cmd = &cmd;
+        self.link
+            .run(
+                true,
+                move |mut c| async move { cmd.query_async(&mut c).await },
+            )
+            .await
+    }
+}
+
+/// Reads the rotation script's answer.
+fn parse_rotation(answer: &[String]) -> Result<RefreshOutcome, StoreError> {
+    let bad = || StoreError::Unavailable("unexpected answer from the refresh script".into());
+    match answer.first().map(String::as_str) {
+        Some("unknown") => Ok(RefreshOutcome::Unknown),
+        Some("reused") => Ok(RefreshOutcome::Reused),
+        Some("gone") => Ok(RefreshOutcome::SessionGone),
+        Some("exhausted") => Ok(RefreshOutcome::Exhausted),
+        Some("binding") => Ok(RefreshOutcome::BindingMismatch),
+        Some("ok") if answer.len() == 7 => Ok(RefreshOutcome::Rotated {
+            sid: answer[1].clone(),
+            user_id: answer[2].clone(),
+            roles: (answer[3] == "1").then(|| parse_roles(&answer[4])),
+            refresh_count: answer[5].parse().map_err(|_| bad())?,
+            remaining: Duration::from_millis(answer[6].parse().map_err(|_| bad())?),
+        }),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_record_needs_id_and_hash() {
+        let u = UserRecord::from_fields([
+            ("user_id", "alice"),
+            ("password_hash", "$argon2id$x"),
+            ("roles", "admin, ops"),
+        ])
+        .unwrap();
+        assert_eq!(u.roles, ["admin", "ops"]);
+        assert!(!format!("{u:?}").contains("argon2id"));
+        assert!(UserRecord::from_fields([("user_id", "a")]).is_none());
+        assert!(UserRecord::from_fields([("password_hash", "h")]).is_none());
+        let comma = UserRecord {
+            roles: vec!["a,b".into()],
+            ..u
+        };
+        assert!(comma.fields().is_err());
+    }
+
+    #[test]
+    fn rotation_answers_parse() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_rotation(&s(&["reused"])).unwrap(),
+            RefreshOutcome::Reused
+        );
+        assert_eq!(
+            parse_rotation(&s(&["ok", "s", "u", "1", "a,b", "2", "1500"])).unwrap(),
+            RefreshOutcome::Rotated {
+                sid: "s".into(),
+                user_id: "u".into(),
+                roles: Some(vec!["a".into(), "b".into()]),
+                refresh_count: 2,
+                remaining: Duration::from_millis(1500),
+            }
+        );
+        let no_roles = parse_rotation(&s(&["ok", "s", "u", "0", "", "1", "9"])).unwrap();
+        assert!(matches!(
+            no_roles,
+            RefreshOutcome::Rotated { roles: None, .. }
+        ));
+        assert!(parse_rotation(&s(&["ok", "s"])).is_err());
+        assert!(parse_rotation(&[]).is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! The auth center's cookies (with `auth.cookies = true`): the access token in the cookie the
+//! pipeline reads (`jwt.cookie`; `__Host-` prefixed where configured so, since it is
+//! `Path=/`), and the refresh token in `__Secure-gw_refresh`, scoped to `auth.path` so it is
+//! only ever sent to the auth center. Both `HttpOnly; Secure; SameSite=Strict`.
+
+use std::time::Duration;
+
+use http::header::{HeaderValue, COOKIE};
+use http::HeaderMap;
+
+use crate::config::AuthCenter;
+
+/// The refresh cookie's name. `__Secure-` rather than `__Host-`: it has a narrower path.
+pub const REFRESH_COOKIE: &str = "__Secure-gw_refresh";
+
+/// What to set, or `None` inside when cookies are off.
+pub(super) struct Cookies {
+    enabled: bool,
+    /// `None`: no `jwt.cookie`, so the pipeline would not read an access cookie: none is set.
+    access: Option<String>,
+    refresh_path: String,
+}
+
+impl Cookies {
+    pub(super) fn new(cfg: &AuthCenter, jwt_cookie: Option<&str>) -> Cookies {
+        if cfg.cookies {
+            match jwt_cookie {
+                None => tracing::warn!(
+                    "auth.cookies = true but jwt.cookie is not set: only the refresh cookie is set"
+                ),
+                Some(name) if !name.starts_with("__Host-") => tracing::warn!(
+                    cookie = name,
+                    "the access cookie has no __Host- prefix; set jwt.cookie = \"__Host-{name}\""
+                ),
+                Some(_) => {}
+            }
+        }
+        Cookies {
+            enabled: cfg.cookies,
+            access: jwt_cookie.map(str::to_owned),
+            refresh_path: cfg.path.clone(),
+        }
+    }
+
+    /// `Set-Cookie` values for a new pair.
+    pub(super) fn issue(
+        &self,
+        access: &str,
+        access_ttl: Duration,
+        refresh: &str,
+        refresh_ttl: Duration,
+    ) -> Vec<HeaderValue> {
+        if !self.enabled {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(2);
+        if let Some(name) = &self.access {
+            out.extend(cookie(name, access, "/", access_ttl.as_secs()));
+        }
+        out.extend(cookie(
+            REFRESH_COOKIE,
+            refresh,
+            &self.refresh_path,
+            refresh_ttl.as_secs(),
+        ));
+        out
+    }
+
+    /// `Set-Cookie` values that expire both cookies (logout). Sent even when cookies are off,
+    /// so turning them off does not strand old ones.
+    pub(super) fn expire(&self) -> Vec<HeaderValue> {
+        let mut out = Vec::with_capacity(2);
+        if let Some(name) = &self.access {
+            out.extend(cookie(name, "", "/", 0));
+        }
+        out.extend(cookie(REFRESH_COOKIE, "", &self.refresh_path, 0));
+        out
+    }
+}
+
+fn cookie(name: &str, value: &str, path: &str, max_age: u64) -> Option<HeaderValue> {
+    let v = format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+    );
+    // Names, paths and tokens are all header-safe by construction; a failure drops the cookie.
+    HeaderValue::from_str(&v).ok()
+}
+
+/// The refresh cookie's value, when the request carries exactly one non-empty value of it.
+pub(super) fn refresh_from(headers: &HeaderMap) -> Result<Option<String>, ()> {
+    let mut found: Option<&str> = None;
+    for value in headers.get_all(COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        for pair in text.split(';') {
+            let Some((n, v)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            if n.trim() != REFRESH_COOKIE || v.is_empty() {
+                continue;
+            }
+            match found {
+                Some(prev) if prev != v => return Err(()),
+                _ => found = Some(v),
+            }
+        }
+    }
+    Ok(found.map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(cookies: bool) -> AuthCenter {
+        AuthCenter {
+            path: "/auth".into(),
+            signing_key: crate::config::SigningKey::Secret {
+                env: "X".into(),
+                value: b"x".to_vec(),
+            },
+            signing_kid: "k1".into(),
+            access_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(604800),
+            refresh_max_uses: 10,
+            bind_refresh: crate::config::BindRefresh::Device,
+            registration: false,
+            cookies,
+        }
+    }
+
+    #[test]
+    fn issued_cookies_have_every_attribute() {
+        let c = Cookies::new(&cfg(true), Some("__Host-gw_access"));
+        let set = c.issue(
+            "AT",
+            Duration::from_secs(900),
+            "RT",
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            set[0],
+            "__Host-gw_access=AT; Path=/; Max-Age=900; HttpOnly; Secure; SameSite=Strict"
+        );
+        assert_eq!(
+            set[1],
+            "__Secure-gw_refresh=RT; Path=/auth; Max-Age=60; HttpOnly; Secure; SameSite=Strict"
+        );
+        let gone = c.expire();
+        assert!(gone
+            .iter()
+            .all(|v| v.to_str().unwrap().contains("=; Path=")));
+        assert!(gone
+            .iter()
+            .all(|v| v.to_str().unwrap().contains("Max-Age=0")));
+        let off = Cookies::new(&cfg(false), Some("a"));
+        assert!(off
+            .issue("a", Duration::ZERO, "b", Duration::ZERO)
+            .is_empty());
+        assert_eq!(off.expire().len(), 2);
+    }
+
+    #[test]
+    fn refresh_cookie_is_read_once() {
+        let mut h = HeaderMap::new();
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; __Secure-gw_refresh=RT"),
+        );
+        assert_eq!(refresh_from(&h).unwrap().as_deref(), Some("RT"));
+        h.append(COOKIE, HeaderValue::from_static("__Secure-gw_refresh=RT"));
+        assert_eq!(refresh_from(&h).unwrap().as_deref(), Some("RT"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("__Secure-gw_refresh=OTHER"),
+        );
+        assert!(refresh_from(&h).is_err());
+        assert_eq!(refresh_from(&HeaderMap::new()).unwrap(), None);
+    }
+}

@@ -1,0 +1,139 @@
+//! `POST {auth.path}/login`: username and password -> a session, an access token and a
+//! refresh token. The login limit is checked first (429 while locked, whatever the password);
+//! an unknown user costs one argon2 run like a wrong password and gets the same 401.
+
+use std::net::SocketAddr;
+
+use http::header::USER_AGENT;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use super::lockout::{self, Attempt};
+use super::{client_ip, read_json, tokens, users, AuthCenter};
+use crate::auth::session::NewSession;
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+
+/// Longest `device_id` and `User-Agent` kept with a session.
+pub(super) const MAX_DEVICE_ID: usize = 128;
+const MAX_USER_AGENT: usize = 512;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: String,
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+pub(super) async fn login(
+    center: &AuthCenter,
+    gw: &Gateway,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let user_agent = req
+        .headers()
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| truncate(ua, MAX_USER_AGENT).to_owned())
+        .filter(|ua| !ua.is_empty());
+    let body: LoginRequest = read_json(gw, req, false).await?;
+    let device_id = device_id(body.device_id)?;
+    if body.password.len() > users::MAX_PASSWORD_BYTES {
+        return Err(GatewayError::BadRequest("password_too_long"));
+    }
+    let store = gw.auth.store();
+    let ip = client_ip(peer);
+    let name_ok = users::valid_username(&body.username);
+    let attempt = Attempt::new(name_ok.then_some(body.username.as_str()), &ip);
+    attempt.check(store).await?;
+
+    let user = if name_ok {
+        store.get_user(&body.username).await?
+    } else {
+        None
+    };
+    let phc = user.as_ref().map(|u| u.password_hash.clone());
+    let matched = center.hasher.verify(body.password, phc).await?;
+    let user = match user {
+        Some(user) if matched => user,
+        _ => {
+            attempt.failed(store).await?;
+            tracing::info!(username_valid = name_ok, peer = %ip, "login failed");
+            return Err(GatewayError::InvalidCredentials);
+        }
+    };
+    lockout::succeeded(store, &body.username).await?;
+
+    let sid = tokens::new_session_id();
+    let (refresh, refresh_hash) = tokens::new_refresh_token();
+    let new = NewSession {
+        sid: sid.clone(),
+        user_id: user.user_id.clone(),
+        roles: Some(user.roles.clone()),
+        created_at: super::unix_now(),
+        ip: Some(ip),
+        user_agent,
+        device_id,
+    };
+    let ttl = center.cfg.refresh_ttl;
+    store.begin(&new, &refresh_hash, ttl).await?;
+    let access = center.mint(gw, &user.user_id, &sid, &user.roles)?;
+    tracing::info!(user_id = %user.user_id, session_id = %sid, "login");
+    Ok(center.pair_answer(&access, &refresh, &sid, ttl))
+}
+
+/// An optional `device_id`: non-empty, at most 128 bytes, no control characters.
+pub(super) fn device_id(d: Option<String>) -> Result<Option<String>, GatewayError> {
+    match d {
+        None => Ok(None),
+        Some(d) if d.is_empty() => Ok(None),
+        Some(d) if d.len() > MAX_DEVICE_ID || d.chars().any(char::is_control) => {
+            Err(GatewayError::BadRequest("bad_device_id"))
+        }
+        Some(d) => Ok(Some(d)),
+    }
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_ids() {
+        assert_eq!(device_id(None).unwrap(), None);
+        assert_eq!(device_id(Some(String::new())).unwrap(), None);
+        assert_eq!(device_id(Some("d1".into())).unwrap().as_deref(), Some("d1"));
+        assert!(device_id(Some("a\nb".into())).is_err());
+        assert!(device_id(Some("x".repeat(129))).is_err());
+    }
+
+    #[test]
+    fn truncate_keeps_characters_whole() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("aé", 2), "a");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let r: Result<LoginRequest, _> =
+            serde_json::from_str(r#"{"username":"a","password":"b","admin":true}"#);
+        assert!(r.err().unwrap().to_string().starts_with("unknown field"));
+    }
+}

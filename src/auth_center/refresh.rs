@@ -1,0 +1,101 @@
+//! `POST {auth.path}/refresh`: a refresh token (in the body or the refresh cookie) -> a new
+//! pair. Rotation, the use count, the binding and reuse detection are one atomic store
+//! operation (`SessionStore::rotate`), so two refreshes racing with one token give exactly one
+//! new pair, and a used token shown again revokes the whole session.
+
+use std::net::SocketAddr;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use super::{client_ip, cookies, read_json, tokens, AuthCenter};
+use crate::auth::session::{Binding, RefreshOutcome, Rotation};
+use crate::body::Body;
+use crate::config::BindRefresh;
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRequest {
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+pub(super) async fn refresh(
+    center: &AuthCenter,
+    gw: &Gateway,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let from_cookie = cookies::refresh_from(req.headers())
+        .map_err(|()| GatewayError::InvalidRefreshToken("ambiguous_cookie"))?;
+    let body: RefreshRequest = read_json(gw, req, true).await?;
+    let device_id = super::login::device_id(body.device_id)?.unwrap_or_default();
+    let presented = match (body.refresh_token, from_cookie) {
+        (Some(b), Some(c)) if b != c => {
+            return Err(GatewayError::InvalidRefreshToken("ambiguous_token"))
+        }
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => return Err(GatewayError::InvalidRefreshToken("missing")),
+    };
+    if !tokens::plausible_refresh_token(&presented) {
+        return Err(GatewayError::InvalidRefreshToken("malformed"));
+    }
+    let ip = client_ip(peer);
+    let old_hash = tokens::refresh_hash(&presented);
+    let (refresh, new_hash) = tokens::new_refresh_token();
+    let binding = match center.cfg.bind_refresh {
+        BindRefresh::None => Binding::None,
+        BindRefresh::Device => Binding::Device(&device_id),
+        BindRefresh::Ip => Binding::Ip(&ip),
+    };
+    let rotation = Rotation {
+        old_hash: &old_hash,
+        new_hash: &new_hash,
+        binding,
+        max_uses: u64::from(center.cfg.refresh_max_uses),
+        fallback_ttl: center.cfg.refresh_ttl,
+    };
+    match gw.auth.store().rotate(&rotation).await? {
+        RefreshOutcome::Rotated {
+            sid,
+            user_id,
+            roles,
+            remaining,
+            ..
+        } => {
+            // A session without a `roles` field (written by another service) gets a token
+            // without roles; the session record stays the authority on every request.
+            let roles = roles.unwrap_or_default();
+            let access = center.mint(gw, &user_id, &sid, &roles)?;
+            Ok(center.pair_answer(&access, &refresh, &sid, remaining))
+        }
+        RefreshOutcome::Unknown => Err(GatewayError::InvalidRefreshToken("unknown")),
+        RefreshOutcome::Reused => {
+            tracing::warn!(peer = %ip, "refresh token reused: its session is revoked");
+            Err(GatewayError::InvalidRefreshToken("reused"))
+        }
+        RefreshOutcome::SessionGone => Err(GatewayError::InvalidRefreshToken("session_ended")),
+        RefreshOutcome::Exhausted => Err(GatewayError::InvalidRefreshToken("max_uses")),
+        RefreshOutcome::BindingMismatch => {
+            tracing::warn!(peer = %ip, "refresh from another device or address: session revoked");
+            Err(GatewayError::InvalidRefreshToken("binding_mismatch"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_fields_are_optional_but_known() {
+        let r: RefreshRequest = serde_json::from_str("{}").unwrap();
+        assert!(r.refresh_token.is_none() && r.device_id.is_none());
+        assert!(serde_json::from_str::<RefreshRequest>(r#"{"x":1}"#).is_err());
+    }
+}

@@ -1,0 +1,53 @@
+//! `POST {auth.path}/register` (only with `auth.registration = true`; 404 otherwise): a new
+//! user without roles, its password hashed with argon2id. 409 when the name is taken.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{json, read_json, users, AuthCenter};
+use crate::auth::session::UserRecord;
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterRequest {
+    username: String,
+    password: String,
+}
+
+pub(super) async fn register(
+    center: &AuthCenter,
+    gw: &Gateway,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let body: RegisterRequest = read_json(gw, req, false).await?;
+    if !users::valid_username(&body.username) {
+        return Err(GatewayError::BadRequest("bad_username"));
+    }
+    if !users::acceptable_password(&body.password) {
+        return Err(GatewayError::BadRequest("bad_password"));
+    }
+    let store = gw.auth.store();
+    // Cheap early answer; the write below is what decides.
+    if store.get_user(&body.username).await?.is_some() {
+        return Err(GatewayError::UserExists);
+    }
+    let password_hash = center.hasher.hash(body.password).await?;
+    let user = UserRecord {
+        user_id: body.username.clone(),
+        password_hash,
+        roles: Vec::new(),
+    };
+    if !store.put_user(&body.username, &user, false).await? {
+        return Err(GatewayError::UserExists);
+    }
+    tracing::info!(user_id = %user.user_id, "registered");
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({ "user_id": user.user_id, "username": body.username }),
+    ))
+}

@@ -1,0 +1,136 @@
+//! Tokens the auth center hands out: opaque refresh tokens (32 random bytes, base64url; only
+//! their SHA-256 is stored), session ids, access tokens minted with the configured key, and
+//! the answer that carries a pair (`Cache-Control: no-store`, cookies when enabled).
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::header::{HeaderValue, PRAGMA, SET_COOKIE};
+use http::{Response, StatusCode};
+use sha2::{Digest, Sha256};
+
+use super::AuthCenter;
+use crate::auth::mint::MintClaims;
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+
+/// Longest refresh token looked at; ours are 43 characters.
+const MAX_REFRESH_TOKEN: usize = 128;
+
+/// A new refresh token and the hash it is stored under.
+pub(super) fn new_refresh_token() -> (String, String) {
+    let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let hash = refresh_hash(&token);
+    (token, hash)
+}
+
+/// The store key part for a refresh token: lower-case hex SHA-256. Tokens are looked up by
+/// this hash, never compared byte by byte, so no constant-time comparison is needed: timing
+/// can at most reveal a hash prefix, which does not help to forge a token.
+pub(super) fn refresh_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+/// Whether `token` could be one of ours (base64url, bounded), so junk never reaches the store.
+pub(super) fn plausible_refresh_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= MAX_REFRESH_TOKEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A new session id: 16 random bytes, base64url.
+pub(super) fn new_session_id() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+}
+
+impl AuthCenter {
+    /// Signs an access token for the session, with the `[jwt]` claim names.
+    pub(super) fn mint(
+        &self,
+        gw: &Gateway,
+        user_id: &str,
+        sid: &str,
+        roles: &[String],
+    ) -> Result<String, GatewayError> {
+        let jwt = &gw.config.jwt;
+        let claims = MintClaims {
+            issuer: &jwt.issuer,
+            audience: &jwt.audience,
+            user_id_claim: &jwt.user_id_claim,
+            user_id,
+            session_claim: &jwt.session_claim,
+            session_id: sid,
+            roles_claim: &jwt.roles_claim,
+            roles,
+            ttl: self.cfg.access_ttl,
+        };
+        self.signer
+            .mint(&claims)
+            .map_err(|e| GatewayError::Internal(format!("mint: {e}")))
+    }
+
+    /// 200 with the pair, the session id and the cookies; `refresh_left` is how long the
+    /// session (and so the refresh token) has left.
+    pub(super) fn pair_answer(
+        &self,
+        access: &str,
+        refresh: &str,
+        sid: &str,
+        refresh_left: Duration,
+    ) -> Response<Body> {
+        let body = serde_json::json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.cfg.access_ttl.as_secs(),
+            "refresh_token": refresh,
+            "session_id": sid,
+        });
+        let mut resp = super::json(StatusCode::OK, &body);
+        let h = resp.headers_mut();
+        h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        for c in self
+            .cookies
+            .issue(access, self.cfg.access_ttl, refresh, refresh_left)
+        {
+            h.append(SET_COOKIE, c);
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_are_random_and_hashed() {
+        let (t1, h1) = new_refresh_token();
+        let (t2, _) = new_refresh_token();
+        assert_ne!(t1, t2);
+        assert_eq!(t1.len(), 43);
+        assert!(plausible_refresh_token(&t1));
+        assert_eq!(h1, refresh_hash(&t1));
+        assert_eq!(h1.len(), 64);
+        assert_eq!(
+            refresh_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn implausible_tokens() {
+        for bad in ["", "a b", "a.b", "ä", &"a".repeat(129)] {
+            assert!(!plausible_refresh_token(bad), "{bad:?}");
+        }
+        assert_eq!(new_session_id().len(), 22);
+    }
+}
