@@ -133,7 +133,7 @@ async fn token_from_cookie_and_ambiguity() {
         let c = gw.client(proto);
         let req = c
             .req("GET", "/api/c")
-            .header("cookie", format!("theme=dark; gw_access={alice}"))
+            .header("cookie", format!("theme=dark; __Host-gw_access={alice}"))
             .body(body(""))
             .unwrap();
         let r = c.send(req).await;
@@ -143,7 +143,7 @@ async fn token_from_cookie_and_ambiguity() {
         let cookies = got.all("cookie").join("; ");
         assert!(cookies.contains("theme=dark"), "{cookies}");
         assert!(
-            !cookies.contains("gw_access"),
+            !cookies.contains("__Host-gw_access"),
             "token cookie must be removed: {cookies}"
         );
 
@@ -151,7 +151,7 @@ async fn token_from_cookie_and_ambiguity() {
         let req = c
             .req("GET", "/api/c")
             .header("authorization", format!("Bearer {bob}"))
-            .header("cookie", format!("gw_access={alice}"))
+            .header("cookie", format!("__Host-gw_access={alice}"))
             .body(body(""))
             .unwrap();
         assert_eq!(c.send(req).await.status, 401, "{proto:?}");

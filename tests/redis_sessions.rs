@@ -1,15 +1,21 @@
 //! Sessions in a real Redis (started by the test on a free port): the key contract of
 //! CONTRACT.md section 4 as another service would write it, revocation on every instance,
 //! and Redis faults (stopped, paused): 503 with Retry-After, never a pass, then recovery.
+//! These run with `session.cache = false`, the strict read-every-request mode; the cache's
+//! own guarantees are pinned in session_cache.rs.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use support::client::{Proto, BOTH};
-use support::gateway::{redis_session, route, TestGateway};
+use support::gateway::{route, TestGateway};
 use support::redis::RedisServer;
 use support::upstream::Upstream;
+
+fn redis_session(url: &str) -> String {
+    format!("{}cache = false\n", support::gateway::redis_session(url))
+}
 
 fn routes(up: &Upstream) -> String {
     [

@@ -74,7 +74,7 @@ key = "gateway.key"
 issuer = "gateway"
 audience = "api"
 leeway = "5s"
-cookie = "gw_access"
+cookie = "__Host-gw_access"
 {jwt}
 
 [headers]
@@ -733,7 +733,7 @@ async fn a_token_of_exactly_8_kib_passes_one_byte_more_does_not() {
         for (token, want) in [(&exact, 200), (&over, 401)] {
             let req = c
                 .req("GET", "/api/x")
-                .header("cookie", format!("gw_access={token}"))
+                .header("cookie", format!("__Host-gw_access={token}"))
                 .body(empty())
                 .unwrap();
             assert_eq!(c.send(req).await.status, want, "{proto:?} cookie");
@@ -763,7 +763,7 @@ async fn cookie_and_header_must_agree_and_cookies_may_repeat_only_identically() 
         // Header and the same token in the cookie: one token, fine.
         let r = send(vec![
             ("authorization", format!("Bearer {alice}")),
-            ("cookie", format!("gw_access={alice}")),
+            ("cookie", format!("__Host-gw_access={alice}")),
         ])
         .await;
         assert_eq!(r.status, 200, "{proto:?} same token twice");
@@ -771,37 +771,44 @@ async fn cookie_and_header_must_agree_and_cookies_may_repeat_only_identically() 
         assert_eq!(got.one("x-user-id").as_deref(), Some("alice"));
         assert!(got.all("authorization").is_empty());
         assert!(
-            !got.all("cookie").join(";").contains("gw_access"),
+            !got.all("cookie").join(";").contains("__Host-gw_access"),
             "{proto:?}: token cookie went upstream"
         );
         // Two Cookie headers carrying the same token: fine.
         let r = send(vec![
-            ("cookie", format!("gw_access={alice}")),
-            ("cookie", format!("theme=1; gw_access={alice}")),
+            ("cookie", format!("__Host-gw_access={alice}")),
+            ("cookie", format!("theme=1; __Host-gw_access={alice}")),
         ])
         .await;
         assert_eq!(r.status, 200, "{proto:?} same cookie in two headers");
-        assert!(!up.last().all("cookie").join(";").contains("gw_access"));
+        assert!(!up
+            .last()
+            .all("cookie")
+            .join(";")
+            .contains("__Host-gw_access"));
         // Two Cookie headers with different tokens; a cookie pair repeated in one header;
         // a cookie that disagrees with the header: all ambiguous.
         for hs in [
             vec![
-                ("cookie", format!("gw_access={alice}")),
-                ("cookie", format!("gw_access={bob}")),
+                ("cookie", format!("__Host-gw_access={alice}")),
+                ("cookie", format!("__Host-gw_access={bob}")),
             ],
-            vec![("cookie", format!("gw_access={bob}; gw_access={alice}"))],
+            vec![(
+                "cookie",
+                format!("__Host-gw_access={bob}; __Host-gw_access={alice}"),
+            )],
             vec![
                 ("authorization", format!("Bearer {alice}")),
-                ("cookie", format!("a=1; gw_access={bob}")),
+                ("cookie", format!("a=1; __Host-gw_access={bob}")),
             ],
             vec![
                 ("authorization", format!("Bearer {alice}")),
-                ("cookie", format!("gw_access=\"{bob}\"")),
+                ("cookie", format!("__Host-gw_access=\"{bob}\"")),
             ],
             // A non-bearer Authorization beside a good cookie is not ignored.
             vec![
                 ("authorization", "Basic YWxpY2U6cHc=".to_owned()),
-                ("cookie", format!("gw_access={alice}")),
+                ("cookie", format!("__Host-gw_access={alice}")),
             ],
         ] {
             let label = format!("{hs:?}");
@@ -810,8 +817,8 @@ async fn cookie_and_header_must_agree_and_cookies_may_repeat_only_identically() 
         // The same ambiguity on an optional route is 401 too, never anonymous.
         let mut b = c.req("GET", "/maybe/x");
         b = b
-            .header("cookie", format!("gw_access={alice}"))
-            .header("cookie", format!("gw_access={bob}"));
+            .header("cookie", format!("__Host-gw_access={alice}"))
+            .header("cookie", format!("__Host-gw_access={bob}"));
         assert_eq!(c.send(b.body(empty()).unwrap()).await.status, 401);
     }
 }
@@ -1133,7 +1140,7 @@ async fn connection_naming_the_token_never_yields_a_pass() {
     let c = gw.client(Proto::H1);
     for (path, header) in [
         ("/api/x", format!("Authorization: Bearer {token}")),
-        ("/api/x", format!("Cookie: gw_access={token}")),
+        ("/api/x", format!("Cookie: __Host-gw_access={token}")),
         ("/maybe/x", format!("Authorization: Bearer {token}")),
     ] {
         for named in ["Authorization", "Cookie", "authorization, cookie"] {

@@ -222,3 +222,32 @@ async fn cache_off_reads_redis_on_every_request() {
         "strictly the next request"
     );
 }
+
+#[tokio::test]
+async fn a_paused_redis_empties_the_cache_within_the_heartbeat() {
+    let mut redis = RedisServer::start();
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&redis_session(&redis.url()), &routes(&up)).await;
+    wait_live(&gw).await;
+    write_session(&redis, "s1", "alice", "user");
+    let token = gw.token("alice", "s1", &[]);
+    let c = gw.client(Proto::H2);
+    assert_eq!(c.get("/api/x", Some(&token)).await.status, 200);
+    redis.pause();
+    // While Redis is silent nobody can revoke anything, so a cached answer is still true; once
+    // the heartbeat misses, the cache is emptied and the gateway answers 503.
+    let lag = until_status(&c, "/api/x", &token, 503, Duration::from_secs(5)).await;
+    eprintln!("503 after {lag:?}");
+    let forwarded = up.count();
+    for _ in 0..3 {
+        assert_eq!(c.get("/api/x", Some(&token)).await.status, 503);
+    }
+    assert_eq!(
+        up.count(),
+        forwarded,
+        "nothing forwarded once the link is down"
+    );
+    assert!(!gw.gw.auth.session_cache().unwrap().is_live());
+    redis.resume();
+    until_status(&c, "/api/x", &token, 200, Duration::from_secs(10)).await;
+}

@@ -177,7 +177,10 @@ impl SessionCache {
     /// Drops `sid` now, without waiting for Redis' push: for this instance's own revocations,
     /// so its very next request is refused even if the push is still in flight.
     pub fn invalidate(&self, sid: &str) {
-        self.inner.stats.invalidations.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .invalidations
+            .fetch_add(1, Ordering::Relaxed);
         lock(self.inner.shard(sid)).remove(sid);
     }
 

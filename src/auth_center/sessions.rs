@@ -19,6 +19,8 @@ pub(super) async fn logout(
 ) -> Result<Response<Body>, GatewayError> {
     let who = caller(gw, headers).await?;
     gw.auth.store().delete(who.session_id()).await?;
+    // This instance's cache forgets it now; the others through Redis' invalidation push.
+    gw.auth.forget_session(who.session_id());
     tracing::info!(user_id = %who.user_id(), session_id = %who.session_id(), "logout");
     Ok(expire_cookies(center, no_content()))
 }
@@ -58,6 +60,7 @@ pub(super) async fn delete_one(
     match store.get(sid).await? {
         Some(record) if record.user_id == who.user_id() => {
             store.delete(sid).await?;
+            gw.auth.forget_session(sid);
             tracing::info!(user_id = %who.user_id(), session_id = %sid, "session signed out");
             Ok(no_content())
         }
@@ -72,7 +75,12 @@ pub(super) async fn delete_all(
     headers: &HeaderMap,
 ) -> Result<Response<Body>, GatewayError> {
     let who = caller(gw, headers).await?;
-    let n = gw.auth.store().delete_for_user(who.user_id()).await?;
+    let store = gw.auth.store();
+    let known = store.list_for_user(who.user_id()).await?;
+    let n = store.delete_for_user(who.user_id()).await?;
+    for (sid, _) in &known {
+        gw.auth.forget_session(sid);
+    }
     tracing::info!(user_id = %who.user_id(), sessions = n, "signed out everywhere");
     Ok(expire_cookies(center, no_content()))
 }

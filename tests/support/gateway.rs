@@ -42,7 +42,7 @@ algorithms = ["EdDSA"]
 issuer = "gateway"
 audience = "api"
 leeway = "5s"
-cookie = "gw_access"
+cookie = "__Host-gw_access"
 keys = [{{ kid = "k1", public_key = "signing.pub.pem" }}]
 {jwt_extra}
 

@@ -132,8 +132,10 @@ impl SessionStore {
 
 /// Splits a `roles` field: comma separated, each trimmed, empties dropped.
 pub fn parse_roles(field: &str) -> Vec<String> {
+    // Commas per the contract; whitespace too, as for the token's roles claim, so that
+    // "user admin" is two roles here and in X-User-Roles, never one that a backend splits.
     field
-        .split(',')
+        .split(|c: char| c == ',' || c.is_whitespace())
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(str::to_owned)

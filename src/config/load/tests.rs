@@ -144,7 +144,7 @@ fn shipped_file_loads() {
     assert_eq!(c.tls.cert, dir.join("certs/gateway.crt"));
     assert!(c.tls.self_signed_if_missing);
     assert_eq!(c.jwt.algorithms, [Algorithm::EdDSA]);
-    assert_eq!(c.jwt.cookie.as_deref(), Some("gw_access"));
+    assert_eq!(c.jwt.cookie.as_deref(), Some("__Host-gw_access"));
     assert!(
         matches!(&c.jwt.keys[0].material, KeyMaterial::PublicKeyFile(p) if *p == dir.join("certs/signing.pub.pem"))
     );
@@ -205,7 +205,7 @@ leeway = "30s"
 user_id_claim = "uid"
 roles_claim = "groups"
 session_claim = "session"
-cookie = "gw_access"
+cookie = "__Host-gw_access"
 keys = [{ kid = "k1", public_key = "certs/signing.pub.pem" }, { kid = "h1", secret_env = "GW_SECRET" }]
 jwks_url = "https://idp.example/.well-known/jwks.json"
 jwks_refresh = "10m"
