@@ -9,7 +9,6 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
-use hyper_util::rt::TokioIo;
 use support::client::{Proto, BOTH};
 use support::gateway::{route, TestGateway, MEMORY_SESSION};
 use support::upstream::Upstream;
@@ -70,30 +69,11 @@ async fn upstream_reset_mid_body_is_never_a_complete_message() {
     let gw = TestGateway::start(MEMORY_SESSION, &route("/", &up.url(), "auth = \"public\"")).await;
     for proto in BOTH {
         let c = gw.client(proto);
-        let tls = c.tls().await;
         let req = c
             .req("GET", "/reset")
             .body(Full::new(Bytes::new()))
             .unwrap();
-        let resp = match proto {
-            Proto::H1 => {
-                let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
-                s.send_request(req).await.unwrap()
-            }
-            Proto::H2 => {
-                let (mut s, conn) = hyper::client::conn::http2::handshake(
-                    hyper_util::rt::TokioExecutor::new(),
-                    TokioIo::new(tls),
-                )
-                .await
-                .unwrap();
-                tokio::spawn(conn);
-                s.send_request(req).await.unwrap()
-            }
-        };
+        let resp = c.send_streaming(req).await;
         assert_eq!(resp.status(), 200);
         let body = tokio::time::timeout(Duration::from_secs(10), resp.into_body().collect())
             .await
@@ -117,7 +97,6 @@ async fn hundred_mib_stream_both_ways_with_bounded_memory() {
     let rss_before = rss_kib();
     for proto in BOTH {
         let c = gw.client(proto);
-        let tls = c.tls().await;
         let chunk = Bytes::from(vec![b'z'; 64 * 1024]);
         let stream = futures_util::stream::iter(0..TOTAL / chunk.len())
             .map(move |_| Ok::<_, std::io::Error>(Frame::data(chunk.clone())));
@@ -125,25 +104,7 @@ async fn hundred_mib_stream_both_ways_with_bounded_memory() {
             .req("POST", "/echo-body")
             .body(StreamBody::new(stream))
             .unwrap();
-        let resp = match proto {
-            Proto::H1 => {
-                let (mut s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
-                s.send_request(req).await.unwrap()
-            }
-            Proto::H2 => {
-                let (mut s, conn) = hyper::client::conn::http2::handshake(
-                    hyper_util::rt::TokioExecutor::new(),
-                    TokioIo::new(tls),
-                )
-                .await
-                .unwrap();
-                tokio::spawn(conn);
-                s.send_request(req).await.unwrap()
-            }
-        };
+        let resp = c.send_streaming(req).await;
         assert_eq!(resp.status(), 200, "{proto:?}");
         let mut body = resp.into_body();
         let mut got = 0usize;

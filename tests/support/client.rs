@@ -114,9 +114,15 @@ impl Client {
             .expect("the gateway did not answer within 30 s")
     }
 
-    async fn send_inner(&self, req: Request<Full<Bytes>>) -> Resp {
+    /// Sends any body on a fresh connection and returns the answer with its body unread.
+    pub async fn send_streaming<B>(&self, req: Request<B>) -> http::Response<hyper::body::Incoming>
+    where
+        B: hyper::body::Body + Send + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let tls = self.tls().await;
-        let resp = match self.proto {
+        match self.proto {
             Proto::H1 => {
                 let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                     .await
@@ -132,7 +138,11 @@ impl Client {
                 tokio::spawn(conn);
                 send.send_request(req).await.unwrap()
             }
-        };
+        }
+    }
+
+    async fn send_inner(&self, req: Request<Full<Bytes>>) -> Resp {
+        let resp = self.send_streaming(req).await;
         let status = resp.status();
         let version = resp.version();
         let headers = resp.headers().clone();
