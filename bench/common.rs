@@ -42,9 +42,7 @@ pub fn client_config(
                     .add(cert)
                     .map_err(|e| format!("{}: {e}", pem.display()))?;
             }
-            builder
-                .with_root_certificates(roots)
-                .with_no_client_auth()
+            builder.with_root_certificates(roots).with_no_client_auth()
         }
         Trust::AnyCertificate => builder
             .dangerous()
@@ -93,9 +91,7 @@ impl ServerCertVerifier for AcceptAny {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

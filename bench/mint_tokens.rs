@@ -85,11 +85,14 @@ fn run(args: &Args) -> Result<(), String> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("a signing thread panicked".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a signing thread panicked".into()))
+            })
             .collect()
     });
-    let file = std::fs::File::create(&args.out)
-        .map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let file =
+        std::fs::File::create(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let mut out = std::io::BufWriter::new(file);
     let mut written = 0usize;
     for tokens in results {

@@ -120,9 +120,10 @@ impl H2 {
             .connect(name, tcp)
             .await
             .map_err(|e| format!("{addr}: TLS: {e}"))?;
-        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("{addr}: HTTP/2: {e}"))?;
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("{addr}: HTTP/2: {e}"))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 eprintln!("revocation_lag: connection to {addr} ended: {e}");
@@ -140,7 +141,11 @@ impl H2 {
             .body(Empty::new())
             .map_err(|e| e.to_string())?;
         self.send.ready().await.map_err(|e| e.to_string())?;
-        let resp = self.send.send_request(req).await.map_err(|e| e.to_string())?;
+        let resp = self
+            .send
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
         let status = resp.status();
         // Drain the body so the stream is done before the next request.
         resp.into_body()
@@ -153,13 +158,18 @@ impl H2 {
 
 struct Round {
     lag: Duration,
+    /// Round trip of the last warm-up request to B: the floor the lag is measured against.
+    rtt: Duration,
     /// Answers with the old status after the change (stale answers).
     stale: u32,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("revocation_lag: runtime: {e}");
@@ -253,9 +263,12 @@ async fn run(args: &Args) -> Result<bool, String> {
             .map_err(|e| format!("redis HSET: {e}"))?;
 
         // Warm both instances: the session is read once and then cached.
+        let mut rtt = Duration::ZERO;
         for (name, conn) in [("A", &mut a), ("B", &mut b)] {
             for _ in 0..args.warm.max(1) {
+                let sent = Instant::now();
                 let got = conn.get(path, &token).await?;
+                rtt = sent.elapsed();
                 if got != before {
                     return Err(format!(
                         "round {i}: instance {name} answered {got} before the change, expected {before}"
@@ -266,19 +279,28 @@ async fn run(args: &Args) -> Result<bool, String> {
 
         // The change, as another service would make it.
         match args.mode {
-            Mode::Delete => redis::cmd("DEL").arg(&key).query_async::<i64>(&mut redis).await,
-            Mode::Grant => redis::cmd("HSET")
-                .arg(&key)
-                .arg("roles")
-                .arg("user,admin")
-                .query_async::<i64>(&mut redis)
-                .await,
-            Mode::Revoke => redis::cmd("HSET")
-                .arg(&key)
-                .arg("roles")
-                .arg("user")
-                .query_async::<i64>(&mut redis)
-                .await,
+            Mode::Delete => {
+                redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async::<i64>(&mut redis)
+                    .await
+            }
+            Mode::Grant => {
+                redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("roles")
+                    .arg("user,admin")
+                    .query_async::<i64>(&mut redis)
+                    .await
+            }
+            Mode::Revoke => {
+                redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("roles")
+                    .arg("user")
+                    .query_async::<i64>(&mut redis)
+                    .await
+            }
         }
         .map_err(|e| format!("redis change: {e}"))?;
         let changed = Instant::now();
@@ -301,7 +323,7 @@ async fn run(args: &Args) -> Result<bool, String> {
             }
         };
         match outcome {
-            Some(lag) => rounds.push(Round { lag, stale }),
+            Some(lag) => rounds.push(Round { lag, rtt, stale }),
             None => {
                 timeouts += 1;
                 eprintln!(
@@ -341,6 +363,14 @@ fn report(args: &Args, rounds: &[Round], timeouts: usize, unexpected: usize, too
         p(99.0),
         p(100.0)
     );
+    let mut rtts: Vec<Duration> = rounds.iter().map(|r| r.rtt).collect();
+    rtts.sort_unstable();
+    let q = |x| common::percentile(&rtts, x).map_or("-".to_owned(), common::ms);
+    println!(
+        "warm request round trip to B (the lag's floor), ms: p50={} p99={}",
+        q(50.0),
+        q(99.0)
+    );
     println!(
         "stale answers after the change: {stale} in all, in {with_stale} of {} rounds",
         rounds.len()
@@ -363,8 +393,14 @@ mod tests {
             Mode::Delete.statuses(),
             (StatusCode::OK, StatusCode::UNAUTHORIZED)
         );
-        assert_eq!(Mode::Grant.statuses(), (StatusCode::FORBIDDEN, StatusCode::OK));
-        assert_eq!(Mode::Revoke.statuses(), (StatusCode::OK, StatusCode::FORBIDDEN));
+        assert_eq!(
+            Mode::Grant.statuses(),
+            (StatusCode::FORBIDDEN, StatusCode::OK)
+        );
+        assert_eq!(
+            Mode::Revoke.statuses(),
+            (StatusCode::OK, StatusCode::FORBIDDEN)
+        );
         assert_eq!(Mode::Revoke.roles_before(), Some("user,admin"));
     }
 

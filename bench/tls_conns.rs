@@ -79,7 +79,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("tls_conns: runtime: {e}");
@@ -132,7 +135,8 @@ async fn open(addr: SocketAddr, connector: &TlsConnector) -> Result<TlsStream<Tc
 /// Writes one GET and reads the whole answer; returns the status code.
 async fn request(tls: &mut TlsStream<TcpStream>, path: &str, close: bool) -> Result<u16, String> {
     let connection = if close { "close" } else { "keep-alive" };
-    let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: {connection}\r\n\r\n");
+    let head =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: {connection}\r\n\r\n");
     tls.write_all(head.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
@@ -293,8 +297,8 @@ async fn handshakes(
             while Instant::now() < deadline && done + errors < share {
                 let one = async {
                     let mut tls = open(addr, &connector).await?;
-                    let was_resumed = tls.get_ref().1.handshake_kind()
-                        == Some(rustls::HandshakeKind::Resumed);
+                    let was_resumed =
+                        tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
                     let status = request(&mut tls, &path, true).await?;
                     // Best effort: the server closes the connection after its answer.
                     let _ = tls.shutdown().await;
