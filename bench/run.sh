@@ -53,9 +53,13 @@ request = function()
 end
 LUA
 
-redis_calls() { # all commands Redis has served, less INFO itself
+redis_stats() { # "command calls" lines, INFO itself left out
   redis-cli -p "$REDIS" INFO commandstats |
-    awk -F'[:=,]' '/^cmdstat_/ && $1 != "cmdstat_info" { n += $3 } END { print n + 0 }'
+    awk -F'[:=,]' '/^cmdstat_/ && $1 != "cmdstat_info" { sub(/^cmdstat_/, "", $1); print $1, $3 }'
+}
+redis_calls() { redis_stats | awk '{ n += $2 } END { print n + 0 }'; }
+redis_delta() { # BEFORE AFTER (files of redis_stats) -> "cmd=+n ..." for the commands that moved
+  awk 'NR == FNR { b[$1] = $2; next } $2 - b[$1] > 0 { printf "%s=+%d ", $1, $2 - b[$1] }' "$1" "$2"
 }
 
 to_ms() { # wrk latency ("850.00us", "3.45ms", "1.01s") -> ms
@@ -92,7 +96,7 @@ measure() {
   log "$name: warm-up $WARMUP, then $RUNS x $DURATION"
   wrk_once "$WARMUP" "$url" "$@" >/dev/null
   local calls0 rps=() p99=() non2xx=0 errors=0 requests=0 out r n most=0
-  calls0=$(redis_calls)
+  calls0=$(redis_calls); redis_stats > "$WORK/redis.$name.before"
   for r in $(seq "$RUNS"); do
     if [ -n "${BEFORE_RUN:-}" ]; then "$BEFORE_RUN"; fi
     if [ -n "${MEASURE_ARGS+x}" ]; then
@@ -109,7 +113,8 @@ measure() {
     requests=$(( requests + n )); [ "$n" -gt "$most" ] && most=$n
   done
   local calls1 per_req m_rps m_p99
-  calls1=$(redis_calls)
+  calls1=$(redis_calls); redis_stats > "$WORK/redis.$name.after"
+  log "$name: Redis commands during the runs: $(redis_delta "$WORK/redis.$name.before" "$WORK/redis.$name.after")"
   per_req=$(awk -v c=$(( calls1 - calls0 )) -v n="$requests" 'BEGIN { printf "%.4f", n ? c / n : 0 }')
   if [ -n "${POOL_SIZE:-}" ] && [ "$most" -gt "$POOL_SIZE" ]; then
     note="$note; WRAPPED: one run sent $most requests, the pool has $POOL_SIZE, so some hit the cache"
