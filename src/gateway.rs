@@ -16,6 +16,7 @@ use crate::auth::Authenticator;
 use crate::config::{Config, StoreKind};
 use crate::forward::Forwarder;
 use crate::identity_headers::IdentityNames;
+use crate::metrics::Metrics;
 use crate::routing::RouteTable;
 
 /// Everything a request needs, shared by all connections.
@@ -29,6 +30,8 @@ pub struct Gateway {
     pub hsts: Option<HeaderValue>,
     /// `Some` when `[auth]` is configured.
     pub auth_center: Option<crate::auth_center::AuthCenter>,
+    /// Served on the admin listener's `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 /// A start-up failure: names what failed to load.
@@ -60,7 +63,17 @@ impl Gateway {
             StoreKind::Redis if config.session.cache => Some(SessionCache::start(&config.session)?),
             StoreKind::Redis | StoreKind::Memory => None,
         };
-        let auth = Authenticator::new(verifier, store, sessions, config.jwt.cookie.clone());
+        let cert_not_after = match crate::metrics::certificate_not_after(&config.tls.cert) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(cert = %config.tls.cert.display(), error = %e,
+                    "cannot read the certificate's expiry; its metric is left out");
+                None
+            }
+        };
+        let metrics = Arc::new(Metrics::new(&config, sessions.clone(), cert_not_after));
+        let auth = Authenticator::new(verifier, store, sessions, config.jwt.cookie.clone())
+            .with_metrics(metrics.clone());
         let hsts = config
             .tls
             .hsts
@@ -74,6 +87,7 @@ impl Gateway {
             identity: IdentityNames::new(&config.headers),
             forwarder: Forwarder::new(&config.routes),
             auth,
+            metrics,
             tls,
             hsts,
             config,

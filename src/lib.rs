@@ -11,7 +11,8 @@
 //! - `auth/`: bearer token, JWT verification, session store; builds `Authenticated`.
 //! - `forward.rs`, `upgrade.rs`, `body.rs`: pooled upstream client, WebSocket splice, bounded
 //!   streaming bodies.
-//! - `plain.rs`, `admin_sessions.rs`: redirect and admin listeners.
+//! - `plain.rs`, `admin_sessions.rs`: redirect and admin listeners (`/metrics` too).
+//! - `metrics.rs`: Prometheus metrics; `trace_context.rs`: W3C `traceparent` / `tracestate`.
 //! - `error.rs`: every refusal -> one status and JSON body.
 //!
 //! # Life of a request (TLS listener)
@@ -47,6 +48,7 @@ pub mod gateway;
 pub mod hop_by_hop;
 pub mod identity_headers;
 pub mod keygen;
+pub mod metrics;
 pub mod observability;
 pub mod path;
 pub mod plain;
@@ -55,4 +57,5 @@ pub mod request_id;
 pub mod routing;
 pub mod server;
 pub mod tls;
+pub mod trace_context;
 pub mod upgrade;

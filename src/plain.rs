@@ -1,6 +1,6 @@
 //! The two plain-HTTP listeners: the redirect listener (308 to https, but `/healthz` and
 //! `/readyz` answered in place for probes) and the admin listener (`/healthz`, `/readyz`,
-//! and session administration for operators; never expose it beyond the host or cluster).
+//! `/metrics`, and session administration for operators; never expose it beyond the host or cluster).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -132,6 +132,7 @@ async fn admin(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz" | "/readyz") => probe(&gw, &path).await,
+        (&Method::GET, "/metrics") => metrics(&gw),
         (&Method::POST, "/sessions") => crate::admin_sessions::create(&gw, req).await,
         (&Method::DELETE, p) if p.starts_with("/sessions/") => {
             crate::admin_sessions::delete(&gw, &p["/sessions/".len()..]).await
@@ -139,6 +140,24 @@ async fn admin(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
         _ => json(
             StatusCode::NOT_FOUND,
             r#"{"error":"not_found","message":"no such admin endpoint"}"#,
+        ),
+    }
+}
+
+/// `/metrics`: every metric as OpenMetrics text (Prometheus scrapes it as it is).
+fn metrics(gw: &Gateway) -> Response<Body> {
+    match gw.metrics.encode() {
+        Ok(text) => {
+            let mut resp = Response::new(body::full(Bytes::from(text)));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+            );
+            resp
+        }
+        Err(_) => json(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"internal_error","message":"cannot encode the metrics"}"#,
         ),
     }
 }

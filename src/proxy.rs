@@ -1,6 +1,7 @@
 //! The request pipeline on the TLS listener, one named step per line of CONTRACT.md section 3:
 //! host -> path -> route -> method -> strip headers -> token/JWT/session -> roles -> body limit
-//! -> set identity -> forward -> response.
+//! -> set identity -> forward -> response. Each answer is counted in `metrics` and logged
+//! once (`access` target) with its request id and W3C trace id.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::config::{AuthMode, Route, UpstreamProtocol};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::identity_headers::{self, Identity};
+use crate::trace_context::TraceContext;
 use crate::{hop_by_hop, request_id, routing};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -38,11 +40,18 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
     let method = req.method().clone();
     let version = req.version();
     let rid = request_id::from_request(req.headers());
+    let trace = TraceContext::from_request(req.headers());
     let mut outcome = Outcome::default();
-    let mut resp = match pipeline(&gw, peer, req, &rid, &mut outcome).await {
+    let result = pipeline(&gw, peer, req, &rid, &trace, &mut outcome).await;
+    let route_label = gw.metrics.route_label(
+        outcome.route.as_deref().map(|r| r.path.as_str()),
+        outcome.auth_center,
+    );
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
             outcome.denial = Some(err.reason());
+            gw.metrics.observe_error(&route_label, &err);
             tracing::debug!(request_id = %rid, error = %err, "request refused");
             err.into_response()
         }
@@ -52,6 +61,10 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
     if let Some(hsts) = &gw.hsts {
         h.insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    gw.metrics
+        .observe_request(&route_label, &method, status, elapsed);
     tracing::info!(
         target: "access",
         method = %method,
@@ -61,11 +74,12 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
             (Some(r), false) => r.path.as_str(),
             (None, false) => "-",
         },
-        status = resp.status().as_u16(),
+        status,
         user_id = outcome.user_id.as_deref().unwrap_or("-"),
         denial = outcome.denial.unwrap_or("-"),
-        latency_us = started.elapsed().as_micros() as u64,
+        latency_us = elapsed.as_micros() as u64,
         request_id = %rid,
+        trace_id = trace.trace_id(),
         peer = %peer.ip(),
     );
     resp
@@ -76,6 +90,7 @@ async fn pipeline(
     peer: SocketAddr,
     mut req: Request<Incoming>,
     rid: &request_id::RequestId,
+    trace: &TraceContext,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, GatewayError> {
     let host = request_host(&req)?;
@@ -128,6 +143,7 @@ async fn pipeline(
     }
     check_content_length(req.headers(), route.max_body)?;
 
+    trace.apply(req.headers_mut());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let upstream_req =
         build_upstream_request(gw, &route, peer, &host, &path, rid, who.as_ref(), req)?;

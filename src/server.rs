@@ -1,6 +1,7 @@
 //! The TLS listener: accept loop under a connection limit, TLS handshake under a deadline,
 //! HTTP/1.1 and HTTP/2 by ALPN with every hyper bound set (timer, header read timeout, header
-//! size and count, concurrent streams), and the shutdown drain.
+//! size and count, concurrent streams), and the shutdown drain. Open connections and
+//! handshake results are counted in `metrics`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::Limits;
 use crate::gateway::Gateway;
+use crate::metrics::Handshake;
 
 /// The hyper connection builder with every bound of `[limits]` applied.
 pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -78,13 +80,19 @@ pub async fn serve_tls(
         let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let _permit = permit;
+            let _open = gw.metrics.connection_opened();
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
+                Ok(Ok(tls)) => {
+                    gw.metrics.observe_handshake(Handshake::Ok);
+                    tls
+                }
                 Ok(Err(e)) => {
+                    gw.metrics.observe_handshake(Handshake::Failed);
                     tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
+                    gw.metrics.observe_handshake(Handshake::TimedOut);
                     tracing::debug!(peer = %peer, "TLS handshake timed out");
                     return;
                 }

@@ -17,6 +17,7 @@ use self::jwt::{VerifiedToken, Verifier};
 use self::session::{SessionRecord, SessionStore, StoreError};
 use self::session_cache::{Lookup, SessionCache};
 use self::token_cache::TokenCache;
+use crate::metrics::Metrics;
 
 /// Verified tokens kept in memory (about 200 bytes each).
 pub const TOKEN_CACHE_ENTRIES: usize = 65_536;
@@ -67,6 +68,8 @@ pub struct Authenticator {
     /// Redis stores only, when `session.cache` is on.
     sessions: Option<SessionCache>,
     cookie: Option<String>,
+    /// Store call latency and errors go here when set.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Authenticator {
@@ -82,7 +85,14 @@ impl Authenticator {
             store,
             sessions,
             cookie,
+            metrics: None,
         }
+    }
+
+    /// Records every session store call (latency, errors) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn store(&self) -> &SessionStore {
@@ -135,12 +145,12 @@ impl Authenticator {
     /// The session step, through the coherent session cache when there is one.
     async fn session(&self, sid: &str) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         let Some(cache) = &self.sessions else {
-            return Ok(self.store.get(sid).await?.map(Arc::new));
+            return Ok(self.store_get(sid).await?.map(Arc::new));
         };
         match cache.lookup(sid) {
             Lookup::Hit(record) => Ok(record),
-            Lookup::Bypass => Ok(self.store.get(sid).await?.map(Arc::new)),
-            Lookup::Miss(ticket) => match self.store.get(sid).await {
+            Lookup::Bypass => Ok(self.store_get(sid).await?.map(Arc::new)),
+            Lookup::Miss(ticket) => match self.store_get(sid).await {
                 Ok(record) => {
                     cache.fill(sid, ticket, record.clone());
                     Ok(record.map(Arc::new))
@@ -151,6 +161,17 @@ impl Authenticator {
                 }
             },
         }
+    }
+
+    /// One timed session read from the store.
+    async fn store_get(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let Some(metrics) = &self.metrics else {
+            return self.store.get(sid).await;
+        };
+        let started = std::time::Instant::now();
+        let result = self.store.get(sid).await;
+        metrics.observe_store("get", started.elapsed(), result.as_ref().err());
+        result
     }
 
     /// The JWT step, through the verified-token cache: signature and claims are checked once
