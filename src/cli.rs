@@ -105,7 +105,7 @@ pub fn load_config(arg: &ConfigArg) -> Result<Config, ExitCode> {
     let loaded = match &arg.config {
         Some(path) => config::load(path),
         None if Path::new("gateway.toml").exists() => config::load(Path::new("gateway.toml")),
-        None => config::load_str(config::EMBEDDED_DEFAULT, Path::new("<embedded>")),
+        None => config::load_str(config::EMBEDDED_DEFAULT, Path::new(config::EMBEDDED_SOURCE)),
     };
     loaded.map_err(|errors| {
         eprintln!("{errors}");

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -18,7 +19,7 @@ use tokio::sync::watch;
 use crate::body::{self, Body};
 use crate::server::shutdown_signalled;
 
-pub async fn serve_echo(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve_echo(listener: Arc<TcpListener>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },

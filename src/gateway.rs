@@ -1,11 +1,14 @@
-//! The gateway's shared state, built once from a validated [`Config`], and `run`, which
-//! binds the listeners and serves until shutdown. `main` and the integration tests both
-//! call [`Gateway::build`] then [`Bound::run`].
+//! The gateway's shared state, built from a validated [`Config`] (and rebuilt on reload), the
+//! [`Live`] slot every connection reads it from, and `run`, which binds the listeners and
+//! serves until shutdown. `main` and the integration tests both call [`Gateway::build`] then
+//! [`Bound::run`].
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use http::HeaderValue;
 use tokio::net::TcpListener;
 
@@ -34,6 +37,55 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
 }
 
+/// The `notAfter` of the serving certificate, for its metric (a warning when unreadable).
+pub fn certificate_not_after(config: &Config) -> Option<i64> {
+    match crate::metrics::certificate_not_after(&config.tls.cert) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(cert = %config.tls.cert.display(), error = %e,
+                "cannot read the certificate's expiry; its metric is not updated");
+            None
+        }
+    }
+}
+
+/// Where connections find the gateway: the current [`Gateway`], swapped whole on reload (a
+/// request keeps the one it started with), and the drain flag set when shutdown begins.
+pub struct Live {
+    current: ArcSwap<Gateway>,
+    draining: AtomicBool,
+    /// One reload at a time (SIGHUP and the file watcher may race).
+    pub(crate) reloading: tokio::sync::Mutex<()>,
+}
+
+impl Live {
+    pub fn new(gw: Arc<Gateway>) -> Arc<Live> {
+        Arc::new(Live {
+            current: ArcSwap::new(gw),
+            draining: AtomicBool::new(false),
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The gateway new requests and connections use.
+    pub fn get(&self) -> Arc<Gateway> {
+        self.current.load_full()
+    }
+
+    pub(crate) fn swap(&self, gw: Arc<Gateway>) {
+        self.current.store(gw);
+    }
+
+    /// True once shutdown has begun: HTTP/1.1 responses then carry `Connection: close`.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
 /// A start-up failure: names what failed to load.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -56,22 +108,48 @@ impl Gateway {
     /// Loads certificates and keys, connects the session store (lazily for Redis: the
     /// gateway starts and answers 503 while Redis is away).
     pub async fn build(config: Config) -> Result<Arc<Gateway>, StartError> {
-        let tls = crate::tls::server_config(&config.tls)?;
-        let verifier = Verifier::new(&config.jwt).await?;
-        let store = SessionStore::connect(&config.session).await?;
-        let sessions = match config.session.store {
-            StoreKind::Redis if config.session.cache => Some(SessionCache::start(&config.session)?),
-            StoreKind::Redis | StoreKind::Memory => None,
+        Self::assemble(config, None).await
+    }
+
+    /// The gateway for a reloaded config. What must outlive a reload comes from `previous`:
+    /// the metrics, the TLS ticket keys and session cache (clients keep resuming), and the
+    /// session store with its cache when `[session]` is unchanged (the memory store keeps its
+    /// sessions; Redis keeps its connections and invalidation link). Everything else (keys,
+    /// verified-token cache, routes, upstream pools, the auth center) is new.
+    pub async fn rebuild(config: Config, previous: &Gateway) -> Result<Arc<Gateway>, StartError> {
+        Self::assemble(config, Some(previous)).await
+    }
+
+    async fn assemble(
+        config: Config,
+        previous: Option<&Gateway>,
+    ) -> Result<Arc<Gateway>, StartError> {
+        let tls = match previous {
+            Some(p) => crate::tls::reloaded_server_config(&config.tls, &p.tls)?,
+            None => crate::tls::server_config(&config.tls)?,
         };
-        let cert_not_after = match crate::metrics::certificate_not_after(&config.tls.cert) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::warn!(cert = %config.tls.cert.display(), error = %e,
-                    "cannot read the certificate's expiry; its metric is left out");
-                None
+        let verifier = Verifier::new(&config.jwt).await?;
+        let (store, sessions) = match previous {
+            Some(p) if p.config.session == config.session => p.auth.shared_store(),
+            _ => {
+                let store = Arc::new(SessionStore::connect(&config.session).await?);
+                let sessions = match config.session.store {
+                    StoreKind::Redis if config.session.cache => {
+                        Some(SessionCache::start(&config.session)?)
+                    }
+                    StoreKind::Redis | StoreKind::Memory => None,
+                };
+                (store, sessions)
             }
         };
-        let metrics = Arc::new(Metrics::new(&config, sessions.clone(), cert_not_after));
+        let metrics = match previous {
+            Some(p) => p.metrics.clone(),
+            None => Arc::new(Metrics::new(
+                &config,
+                sessions.clone(),
+                certificate_not_after(&config),
+            )),
+        };
         let auth = Authenticator::new(verifier, store, sessions, config.jwt.cookie.clone())
             .with_metrics(metrics.clone());
         let hsts = config
@@ -95,24 +173,26 @@ impl Gateway {
     }
 
     /// Binds every configured listener (port 0 picks a free port; see [`Bound`] for the
-    /// addresses actually bound).
+    /// addresses actually bound), or takes it over from the process that started this one
+    /// (`LISTEN_FDS`, see [`crate::restart`]).
     pub async fn bind(self: &Arc<Self>) -> Result<Bound, StartError> {
         let l = &self.config.listen;
-        let https = bind(l.https).await?;
+        let mut inherited = crate::restart::Inherited::from_env();
+        let https = bind(&mut inherited, "https", l.https).await?;
         let http = match l.http {
-            Some(a) => Some(bind(a).await?),
+            Some(a) => Some(bind(&mut inherited, "http", a).await?),
             None => None,
         };
         let admin = match l.admin {
-            Some(a) => Some(bind(a).await?),
+            Some(a) => Some(bind(&mut inherited, "admin", a).await?),
             None => None,
         };
         let demo = match &self.config.demo {
-            Some(d) => Some(bind(d.echo).await?),
+            Some(d) => Some(bind(&mut inherited, "demo", d.echo).await?),
             None => None,
         };
         Ok(Bound {
-            gateway: self.clone(),
+            live: Live::new(self.clone()),
             https,
             http,
             admin,
@@ -121,19 +201,25 @@ impl Gateway {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
+async fn bind(
+    inherited: &mut crate::restart::Inherited,
+    name: &'static str,
+    addr: SocketAddr,
+) -> Result<Arc<TcpListener>, StartError> {
+    let err = |source| StartError::Bind { addr, source };
+    if let Some(l) = inherited.take(name, addr).map_err(err)? {
+        return Ok(Arc::new(l));
+    }
+    TcpListener::bind(addr).await.map(Arc::new).map_err(err)
 }
 
 /// Listeners bound and ready to serve.
 pub struct Bound {
-    gateway: Arc<Gateway>,
-    https: TcpListener,
-    http: Option<TcpListener>,
-    admin: Option<TcpListener>,
-    demo: Option<TcpListener>,
+    live: Arc<Live>,
+    https: Arc<TcpListener>,
+    http: Option<Arc<TcpListener>>,
+    admin: Option<Arc<TcpListener>>,
+    demo: Option<Arc<TcpListener>>,
 }
 
 impl Bound {
@@ -141,41 +227,70 @@ impl Bound {
         local(&self.https)
     }
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().map(local)
+        self.http.as_deref().map(local)
     }
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(local)
+        self.admin.as_deref().map(local)
     }
     pub fn demo_addr(&self) -> Option<SocketAddr> {
-        self.demo.as_ref().map(local)
+        self.demo.as_deref().map(local)
+    }
+
+    /// The slot connections read the gateway from: reload swaps what it holds.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.clone()
+    }
+
+    /// Handles on the listening sockets for a hand-over; they do not keep them open.
+    pub fn listeners(&self) -> crate::restart::Listeners {
+        let mut list = vec![("https", &self.https)];
+        let named = [
+            ("http", &self.http),
+            ("admin", &self.admin),
+            ("demo", &self.demo),
+        ];
+        for (name, l) in named {
+            if let Some(l) = l {
+                list.push((name, l));
+            }
+        }
+        crate::restart::Listeners::new(list)
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests
-    /// `limits.shutdown_grace` to finish.
+    /// `limits.shutdown_grace` to finish. With `[reload] watch`, also reloads when a watched
+    /// file changes.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let gw = self.gateway;
+        let live = self.live;
         let (tx, rx) = tokio::sync::watch::channel(false);
         let https_port = local(&self.https).port();
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(crate::server::serve_tls(gw.clone(), self.https, rx.clone()));
+        tasks.spawn(crate::server::serve_tls(
+            live.clone(),
+            self.https,
+            rx.clone(),
+        ));
         if let Some(l) = self.http {
             tasks.spawn(crate::plain::serve_redirect(
-                gw.clone(),
+                live.clone(),
                 l,
                 https_port,
                 rx.clone(),
             ));
         }
         if let Some(l) = self.admin {
-            tasks.spawn(crate::plain::serve_admin(gw.clone(), l, rx.clone()));
+            tasks.spawn(crate::plain::serve_admin(live.clone(), l, rx.clone()));
         }
         if let Some(l) = self.demo {
             tasks.spawn(crate::demo::serve_echo(l, rx.clone()));
         }
+        let watcher = tokio::spawn(crate::reload::watch(live.clone(), rx.clone()));
         shutdown.await;
         tracing::info!("shutting down: no new connections, draining in-flight requests");
+        live.start_draining();
         let _ = tx.send(true);
         while tasks.join_next().await.is_some() {}
+        watcher.abort();
         tracing::info!("stopped");
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! # Map
 //! - `config/`: gateway.toml -> validated types (`config::Config`).
-//! - `gateway.rs`: shared state built from the config; binds listeners and runs them.
+//! - `gateway.rs`: shared state built from the config (`Live`: swapped whole on reload);
+//!   binds listeners and runs them.
+//! - `reload.rs`: SIGHUP / watched-file reload; `restart.rs`: socket hand-over to a new
+//!   process (SIGUSR2), systemd `LISTEN_FDS` and `READY=1`.
 //! - `server.rs`: TLS accept loop, connection limit, hyper bounds, shutdown drain.
 //! - `tls.rs`: PEM -> rustls config (ALPN h2/http1.1, resumption, no 0-RTT).
 //! - `proxy.rs`: the request pipeline, one step per function.
@@ -53,7 +56,9 @@ pub mod observability;
 pub mod path;
 pub mod plain;
 pub mod proxy;
+pub mod reload;
 pub mod request_id;
+pub mod restart;
 pub mod routing;
 pub mod server;
 pub mod tls;

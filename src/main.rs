@@ -85,32 +85,73 @@ fn serve(arg: &ConfigArg) -> ExitCode {
             admin = ?bound.admin_addr(),
             demo = ?bound.demo_addr(),
             workers,
+            pid = std::process::id(),
             "gateway listening"
         );
-        bound.run(shutdown_signal()).await;
+        let (handed_over, stop) = tokio::sync::oneshot::channel();
+        tokio::spawn(signals(bound.live(), bound.listeners(), handed_over));
+        gateway::restart::notify_ready();
+        bound
+            .run(async move {
+                tokio::select! {
+                    _ = shutdown_signal() => {}
+                    _ = stop => {}
+                }
+            })
+            .await;
         ExitCode::SUCCESS
     })
 }
 
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+/// SIGHUP: reload. SIGUSR2: hand the listening sockets to a new process, then drain (a failed
+/// hand-over changes nothing).
+async fn signals(
+    live: std::sync::Arc<gateway::gateway::Live>,
+    listeners: gateway::restart::Listeners,
+    handed_over: tokio::sync::oneshot::Sender<()>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut hup, mut usr2) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined2()),
+    ) {
+        (Ok(h), Ok(u)) => (h, u),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot handle SIGHUP/SIGUSR2: no reload or hand-over");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let _ = gateway::reload::reload(&live, "SIGHUP").await;
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            _ = usr2.recv() => {
+                match gateway::restart::hand_over(&listeners, gateway::restart::HANDOVER_TIMEOUT).await {
+                    Ok(pid) => {
+                        tracing::info!(new_pid = pid, "the new gateway is ready; draining this one");
+                        let _ = handed_over.send(());
+                        return;
+                    }
+                    Err(e) => tracing::error!(error = %e, "hand-over failed; this gateway keeps serving"),
+                }
             }
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use http::Method;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -103,8 +104,15 @@ fn store_histogram() -> Histogram {
 /// Every metric the gateway exports, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
-    /// Route prefix -> its label, interned once so the hot path never allocates a label.
-    routes: HashMap<String, Arc<str>>,
+    /// Route prefix -> its label, interned once per config so the hot path never allocates a
+    /// label; replaced on reload.
+    routes: ArcSwap<HashMap<String, Arc<str>>>,
+    /// The session cache whose counters are scraped; replaced when a reload changes `[session]`.
+    sessions: Arc<ArcSwapOption<SessionCache>>,
+    cert_expiry: Option<Gauge<i64>>,
+    reloads: Family<ResultLabels, Counter>,
+    last_reload_ok: Gauge,
+    last_reload_success: Gauge<i64>,
     none: Arc<str>,
     auth_center: Arc<str>,
     requests: Family<RequestLabels, Counter>,
@@ -193,16 +201,38 @@ impl Metrics {
             "TLS handshakes on the TLS listener, by result (ok, failed, timeout)",
             tls_handshakes.clone(),
         );
-        if let Some(not_after) = cert_not_after {
+        let cert_expiry = cert_not_after.map(|not_after| {
             let g = Gauge::<i64>::default();
             g.set(not_after);
             registry.register_with_unit(
                 "tls_certificate_expiry_timestamp",
                 "The serving certificate's notAfter, unix time",
                 Unit::Seconds,
-                g,
+                g.clone(),
             );
-        }
+            g
+        });
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP or a watched file changed), by result (ok, failed)",
+            reloads.clone(),
+        );
+        let last_reload_ok = Gauge::default();
+        last_reload_ok.set(1);
+        registry.register(
+            "config_last_reload_successful",
+            "1 when the last reload was applied (or none was tried), 0 when it was refused",
+            last_reload_ok.clone(),
+        );
+        let last_reload_success = Gauge::<i64>::default();
+        last_reload_success.set(unix_now());
+        registry.register_with_unit(
+            "config_last_reload_success_timestamp",
+            "When the configuration in use was loaded, unix time",
+            Unit::Seconds,
+            last_reload_success.clone(),
+        );
         registry.register(
             "build",
             "The gateway's version",
@@ -210,17 +240,16 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             }),
         );
-        if let Some(cache) = sessions {
-            registry.register_collector(Box::new(CacheCollector(cache)));
-        }
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| (r.path.clone(), Arc::<str>::from(r.path.as_str())))
-            .collect();
+        let sessions = Arc::new(ArcSwapOption::from(sessions.map(Arc::new)));
+        registry.register_collector(Box::new(CacheCollector(sessions.clone())));
         Metrics {
             registry,
-            routes,
+            routes: ArcSwap::from_pointee(route_labels(config)),
+            sessions,
+            cert_expiry,
+            reloads,
+            last_reload_ok,
+            last_reload_success,
             none: Arc::from(ROUTE_NONE),
             auth_center: Arc::from(ROUTE_AUTH_CENTER),
             requests,
@@ -234,14 +263,43 @@ impl Metrics {
         }
     }
 
+    /// A reload was applied: route labels, the session cache scraped and the certificate's
+    /// expiry follow the new config.
+    pub fn reloaded(
+        &self,
+        config: &Config,
+        sessions: Option<SessionCache>,
+        cert_not_after: Option<i64>,
+    ) {
+        self.routes.store(Arc::new(route_labels(config)));
+        self.sessions.store(sessions.map(Arc::new));
+        if let (Some(g), Some(t)) = (&self.cert_expiry, cert_not_after) {
+            g.set(t);
+        }
+        self.reloads
+            .get_or_create(&ResultLabels { result: "ok" })
+            .inc();
+        self.last_reload_ok.set(1);
+        self.last_reload_success.set(unix_now());
+    }
+
+    /// A reload was refused; the running config stays.
+    pub fn reload_failed(&self) {
+        self.reloads
+            .get_or_create(&ResultLabels { result: "failed" })
+            .inc();
+        self.last_reload_ok.set(0);
+    }
+
     /// The route label: the configured prefix as normalised by the config (`/api/` is `/api`),
     /// `auth_center`, or `none`.
     pub fn route_label(&self, route: Option<&str>, auth_center: bool) -> Arc<str> {
         if auth_center {
             return self.auth_center.clone();
         }
+        let routes = self.routes.load();
         route
-            .and_then(|p| self.routes.get(p))
+            .and_then(|p| routes.get(p))
             .unwrap_or(&self.none)
             .clone()
     }
@@ -358,6 +416,21 @@ pub fn method_class(m: &Method) -> &'static str {
     }
 }
 
+fn route_labels(config: &Config) -> HashMap<String, Arc<str>> {
+    config
+        .routes
+        .iter()
+        .map(|r| (r.path.clone(), Arc::<str>::from(r.path.as_str())))
+        .collect()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// The notAfter (unix seconds) of the first certificate in a PEM file: the serving one.
 pub fn certificate_not_after(path: &Path) -> Result<i64, String> {
     use rustls::pki_types::pem::PemObject;
@@ -375,12 +448,15 @@ pub fn certificate_not_after(path: &Path) -> Result<i64, String> {
 /// The session cache's counters, read on every scrape (names get the registry's `gateway_`
 /// prefix).
 #[derive(Debug)]
-struct CacheCollector(SessionCache);
+struct CacheCollector(Arc<ArcSwapOption<SessionCache>>);
 
 impl Collector for CacheCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use std::sync::atomic::Ordering::Relaxed;
-        let stats = self.0.stats();
+        let Some(cache) = self.0.load_full() else {
+            return Ok(());
+        };
+        let stats = cache.stats();
         let counters = [
             (
                 "session_cache_hits",
@@ -411,12 +487,12 @@ impl Collector for CacheCollector {
             (
                 "session_cache_entries",
                 "Sessions held in the local cache",
-                i64::try_from(self.0.len()).unwrap_or(i64::MAX),
+                i64::try_from(cache.len()).unwrap_or(i64::MAX),
             ),
             (
                 "session_cache_live",
                 "1 while the invalidation link is up (the cache serves hits), else 0",
-                i64::from(self.0.is_live()),
+                i64::from(cache.is_live()),
             ),
         ];
         for (name, help, value) in gauges {

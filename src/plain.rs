@@ -18,20 +18,23 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::{self, Body};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Live};
 use crate::server::{drain, http_builder, shutdown_signalled};
 
-/// Accepts plain connections and serves `handler` on each, until shutdown.
+/// Accepts plain connections and serves `handler` on each (with the gateway current when the
+/// request came), until shutdown.
 async fn serve_plain<F, Fut>(
-    gw: Arc<Gateway>,
-    listener: TcpListener,
+    live: Arc<Live>,
+    listener: Arc<TcpListener>,
     mut shutdown: watch::Receiver<bool>,
     handler: F,
 ) where
     F: Fn(Arc<Gateway>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
 {
-    let builder = Arc::new(http_builder(&gw.config.limits));
+    // `[limits]` take effect on restart only, so the first config's are the ones in force.
+    let limits = live.get().config.limits.clone();
+    let builder = Arc::new(http_builder(&limits));
     let graceful = GracefulShutdown::new();
     loop {
         let (tcp, _peer) = tokio::select! {
@@ -45,13 +48,13 @@ async fn serve_plain<F, Fut>(
             },
             _ = shutdown_signalled(&mut shutdown) => break,
         };
-        let gw = gw.clone();
+        let live = live.clone();
         let handler = handler.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let fut = handler(gw.clone(), req);
+                let fut = handler(live.get(), req);
                 async move { Ok::<_, Infallible>(fut.await) }
             });
             let conn = builder
@@ -60,16 +63,17 @@ async fn serve_plain<F, Fut>(
             let _ = watcher.watch(conn).await;
         });
     }
-    drain(graceful, gw.config.limits.shutdown_grace).await;
+    drop(listener);
+    drain(graceful, limits.shutdown_grace).await;
 }
 
 pub async fn serve_redirect(
-    gw: Arc<Gateway>,
-    listener: TcpListener,
+    live: Arc<Live>,
+    listener: Arc<TcpListener>,
     https_port: u16,
     shutdown: watch::Receiver<bool>,
 ) {
-    serve_plain(gw, listener, shutdown, move |gw, req| async move {
+    serve_plain(live, listener, shutdown, move |gw, req| async move {
         match req.uri().path() {
             "/healthz" | "/readyz" => probe(&gw, req.uri().path()).await,
             _ => redirect(&req, https_port),
@@ -121,8 +125,12 @@ fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<Body> {
     }
 }
 
-pub async fn serve_admin(gw: Arc<Gateway>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
-    serve_plain(gw, listener, shutdown, |gw, req| async move {
+pub async fn serve_admin(
+    live: Arc<Live>,
+    listener: Arc<TcpListener>,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_plain(live, listener, shutdown, |gw, req| async move {
         admin(gw, req).await
     })
     .await

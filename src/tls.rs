@@ -53,6 +53,19 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+/// The server config for a reload: new certificate and settings, but the ticket keys and
+/// session cache of `previous`, so clients resume across the reload instead of all paying a
+/// full handshake at once.
+pub fn reloaded_server_config(
+    tls: &Tls,
+    previous: &ServerConfig,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = Arc::unwrap_or_clone(server_config(tls)?);
+    config.ticketer = previous.ticketer.clone();
+    config.session_storage = previous.session_storage.clone();
+    Ok(Arc::new(config))
+}
+
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let err = |reason: String| TlsError::Cert {
         path: path.to_path_buf(),

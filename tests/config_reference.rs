@@ -8,7 +8,8 @@ use std::path::Path;
 
 /// Every table of gateway.toml; `jwt.keys` is the inline key table inside `[jwt]`.
 const TABLES: &[&str] = &[
-    "listen", "runtime", "tls", "jwt", "session", "headers", "auth", "limits", "demo", "route",
+    "listen", "runtime", "reload", "tls", "jwt", "session", "headers", "auth", "limits", "demo",
+    "route",
 ];
 const PROBE: &str = "zzz_unknown_probe";
 
@@ -35,6 +36,8 @@ fn document(keys_extra: &str, jwt_line: &str) -> String {
 https = "127.0.0.1:0"
 {PROBE} = 1
 [runtime]
+{PROBE} = 1
+[reload]
 {PROBE} = 1
 [tls]
 cert = "c.pem"

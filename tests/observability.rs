@@ -6,53 +6,16 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use serde_json::json;
+use support::admin::{admin_get, samples};
 use support::client::Proto;
 use support::gateway::{now, redis_session, route, TestGateway, MEMORY_SESSION};
 use support::redis::RedisServer;
 use support::upstream::Upstream;
-
-/// GET on the admin listener: (status, content type, body).
-async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::get(path)
-        .header("host", addr.to_string())
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(5), send.send_request(req))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = resp.status().as_u16();
-    let ctype = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, ctype, String::from_utf8(body.to_vec()).unwrap())
-}
-
-/// Every sample line of an exposition: `name{labels}` -> value.
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_owned(), v.parse().ok()?))
-        })
-        .collect()
-}
 
 async fn scrape(gw: &TestGateway) -> HashMap<String, f64> {
     let (status, ctype, body) = admin_get(gw.admin.unwrap(), "/metrics").await;

@@ -64,7 +64,8 @@ pub enum AuthError {
 pub struct Authenticator {
     verifier: Verifier,
     tokens: TokenCache,
-    store: SessionStore,
+    /// Shared with the next `Authenticator` when a reload keeps `[session]` as it was.
+    store: Arc<SessionStore>,
     /// Redis stores only, when `session.cache` is on.
     sessions: Option<SessionCache>,
     cookie: Option<String>,
@@ -75,7 +76,7 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(
         verifier: Verifier,
-        store: SessionStore,
+        store: Arc<SessionStore>,
         sessions: Option<SessionCache>,
         cookie: Option<String>,
     ) -> Self {
@@ -97,6 +98,11 @@ impl Authenticator {
 
     pub fn store(&self) -> &SessionStore {
         &self.store
+    }
+
+    /// The store and session cache, for a reload that keeps `[session]` unchanged.
+    pub fn shared_store(&self) -> (Arc<SessionStore>, Option<SessionCache>) {
+        (self.store.clone(), self.sessions.clone())
     }
 
     pub fn cookie(&self) -> Option<&str> {

@@ -31,6 +31,15 @@ pub(super) struct RuntimeFile {
     pub workers: Option<S<i64>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct ReloadFile {
+    #[serde(default)]
+    pub watch: Option<S<bool>>,
+    #[serde(default)]
+    pub interval: Option<S<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(super) struct TlsFile {
@@ -153,6 +162,8 @@ pub(super) struct LimitsFile {
     pub body_idle_timeout: Option<S<String>>,
     #[serde(default)]
     pub shutdown_grace: Option<S<String>>,
+    #[serde(default)]
+    pub drain_linger: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,6 +265,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 pub(super) struct Document {
     pub listen: Option<S<ListenFile>>,
     pub runtime: Option<S<RuntimeFile>>,
+    pub reload: Option<S<ReloadFile>>,
     pub tls: Option<S<TlsFile>>,
     pub jwt: Option<S<JwtFile>>,
     pub session: Option<S<SessionFile>>,
@@ -276,7 +288,8 @@ pub(super) struct RawError {
 }
 
 const TABLES: &[&str] = &[
-    "listen", "runtime", "tls", "jwt", "session", "headers", "auth", "limits", "demo", "route",
+    "listen", "runtime", "reload", "tls", "jwt", "session", "headers", "auth", "limits", "demo",
+    "route",
 ];
 const REQUIRED: &[&str] = &["listen", "tls", "jwt", "route"];
 
@@ -321,6 +334,7 @@ pub(super) fn parse(src: &str) -> (Document, Vec<RawError>) {
         match name {
             "listen" => doc.listen = table(name, value, e),
             "runtime" => doc.runtime = table(name, value, e),
+            "reload" => doc.reload = table(name, value, e),
             "tls" => doc.tls = table(name, value, e),
             "jwt" => doc.jwt = table(name, value, e),
             "session" => doc.session = table(name, value, e),

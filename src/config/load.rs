@@ -28,7 +28,7 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../gateway.toml");
 
 /// The `source` of the embedded default: its relative paths resolve against the current
 /// directory.
-const EMBEDDED_SOURCE: &str = "<embedded>";
+pub const EMBEDDED_SOURCE: &str = "<embedded>";
 
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -107,6 +107,7 @@ pub(super) fn load_str_with_env(
 fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
     let listen = doc.listen.as_ref().and_then(|l| tables::listen(cx, l));
     let runtime = tables::runtime(cx, doc.runtime.as_ref().map(Spanned::get_ref));
+    let reload = tables::reload(cx, doc.reload.as_ref().map(Spanned::get_ref));
     let tls = doc.tls.as_ref().and_then(|t| tables::tls(cx, t));
     let jwt = doc.jwt.as_ref().and_then(|j| jwt::jwt(cx, j));
     let session = tables::session(cx, doc.session.as_ref().map(Spanned::get_ref));
@@ -125,6 +126,7 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
         source: source.to_owned(),
         listen: listen?,
         runtime: runtime?,
+        reload: reload?,
         tls: tls?,
         jwt: jwt?,
         session: session?,

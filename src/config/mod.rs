@@ -9,7 +9,7 @@ mod file;
 mod load;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, load_str, EMBEDDED_DEFAULT};
+pub use load::{load, load_str, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +26,7 @@ pub struct Config {
     pub source: PathBuf,
     pub listen: Listen,
     pub runtime: Runtime,
+    pub reload: Reload,
     pub tls: Tls,
     pub jwt: Jwt,
     pub session: Session,
@@ -39,7 +40,7 @@ pub struct Config {
     pub routes: Vec<Route>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
     pub https: SocketAddr,
     /// Plain listener: 308 to https, except `/healthz` and `/readyz`.
@@ -48,10 +49,20 @@ pub struct Listen {
     pub admin: Option<SocketAddr>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Runtime {
     /// 0: one per CPU the process may run on.
     pub workers: usize,
+}
+
+/// Hot reload (`[reload]`): SIGHUP always reloads; `watch` also polls the config file and every
+/// file it names (certificate, keys) and reloads when one of them changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reload {
+    /// Default true.
+    pub watch: bool,
+    /// How often the files are compared with what was loaded (default 2s).
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +122,7 @@ pub enum StoreKind {
     Memory,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub store: StoreKind,
     pub redis_url: String,
@@ -162,7 +173,7 @@ pub struct AuthCenter {
 }
 
 /// Bounds on connections and requests (`[limits]`, all optional).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// TLS handshake + request head must arrive within this (default 10s, at most 30s).
     pub header_timeout: Duration,
@@ -180,9 +191,13 @@ pub struct Limits {
     pub body_idle_timeout: Duration,
     /// In-flight requests get this long to finish on SIGTERM (default 30s).
     pub shutdown_grace: Duration,
+    /// Once shutdown starts, HTTP/1.1 connections are still served for this long (within the
+    /// grace), each response saying `Connection: close`, so that busy keep-alive clients
+    /// move on without racing a close; then idle ones are closed (default 2s).
+    pub drain_linger: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Demo {
     /// Where the built-in echo upstream listens (plain HTTP, loopback).
     pub echo: SocketAddr,

@@ -54,6 +54,32 @@ impl Resp {
     }
 }
 
+/// One client connection of either protocol.
+pub enum Conn {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Conn {
+    /// False once the connection cannot take another request (closed, or told to close).
+    pub async fn ready(&mut self) -> bool {
+        match self {
+            Conn::H1(s) => s.ready().await.is_ok(),
+            Conn::H2(s) => s.ready().await.is_ok(),
+        }
+    }
+
+    pub async fn send(
+        &mut self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper::Error> {
+        match self {
+            Conn::H1(s) => s.send_request(req).await,
+            Conn::H2(s) => s.send_request(req).await,
+        }
+    }
+}
+
 pub fn connector(cert_pem: &Path, alpn: &[&[u8]]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(cert_pem).unwrap() {
@@ -137,6 +163,25 @@ impl Client {
                         .unwrap();
                 tokio::spawn(conn);
                 send.send_request(req).await.unwrap()
+            }
+        }
+    }
+
+    /// A keep-alive connection for sending many requests, in this client's protocol.
+    pub async fn connect(&self) -> Conn {
+        let io = TokioIo::new(self.tls().await);
+        match self.proto {
+            Proto::H1 => {
+                let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+                tokio::spawn(conn);
+                Conn::H1(send)
+            }
+            Proto::H2 => {
+                let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                Conn::H2(send)
             }
         }
     }

@@ -13,8 +13,10 @@ use tempfile::TempDir;
 use super::client::{Client, Proto};
 
 pub struct TestGateway {
-    /// The running gateway's state, for looking inside (caches, counters).
+    /// The running gateway's state as started, for looking inside (caches, counters).
     pub gw: std::sync::Arc<gateway::gateway::Gateway>,
+    /// Where the current gateway lives (a reload swaps it).
+    pub live: std::sync::Arc<gateway::gateway::Live>,
     pub https: SocketAddr,
     pub http: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
@@ -59,6 +61,7 @@ signing_kid = "k1"
 [limits]
 header_timeout = "2s"
 shutdown_grace = "2s"
+drain_linger = "200ms"
 body_idle_timeout = "5s"
 "#
     )
@@ -118,12 +121,14 @@ impl TestGateway {
         let bound = gw.bind().await.unwrap();
         let gw = gw.clone();
         let (https, http, admin) = (bound.https_addr(), bound.http_addr(), bound.admin_addr());
+        let live = bound.live();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(bound.run(async move {
             let _ = rx.await;
         }));
         TestGateway {
             gw,
+            live,
             https,
             http,
             admin,
@@ -132,6 +137,11 @@ impl TestGateway {
             shutdown: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// The config file the gateway was started from (rewrite it, then reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.toml")
     }
 
     pub fn cert(&self) -> PathBuf {

@@ -1,6 +1,7 @@
 //! Test support shared by the integration tests: real processes on ephemeral ports.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod forge;

@@ -9,9 +9,12 @@ use toml::Spanned;
 
 use super::{days, opt, quoted, Cx};
 use crate::config::file::{
-    DemoFile, Document, HeadersFile, LimitsFile, ListenFile, RuntimeFile, SessionFile, TlsFile,
+    DemoFile, Document, HeadersFile, LimitsFile, ListenFile, ReloadFile, RuntimeFile, SessionFile,
+    TlsFile,
 };
-use crate::config::{Demo, Headers, Limits, Listen, Runtime, Session, StoreKind, Tls, TlsVersion};
+use crate::config::{
+    Demo, Headers, Limits, Listen, Reload, Runtime, Session, StoreKind, Tls, TlsVersion,
+};
 
 pub(super) fn listen(cx: &mut Cx<'_>, l: &Spanned<ListenFile>) -> Option<Listen> {
     let l = l.get_ref();
@@ -54,6 +57,22 @@ pub(super) fn runtime(cx: &mut Cx<'_>, r: Option<&RuntimeFile>) -> Option<Runtim
     let workers = r.and_then(|r| r.workers.as_ref());
     Some(Runtime {
         workers: cx.usize(workers, "runtime.workers", 0, 0, 1024)?,
+    })
+}
+
+pub(super) fn reload(cx: &mut Cx<'_>, r: Option<&ReloadFile>) -> Option<Reload> {
+    let default = ReloadFile::default();
+    let r = r.unwrap_or(&default);
+    let interval = cx.duration(
+        r.interval.as_ref(),
+        "reload.interval",
+        Duration::from_secs(2),
+        Duration::from_millis(100),
+        Duration::from_secs(3600),
+    );
+    Some(Reload {
+        watch: r.watch.as_ref().map(|w| *w.get_ref()).unwrap_or(true),
+        interval: interval?,
     })
 }
 
@@ -342,7 +361,15 @@ pub(super) fn limits(cx: &mut Cx<'_>, l: Option<&LimitsFile>) -> Option<Limits> 
         ms(0),
         s(3600),
     );
+    let drain_linger = cx.duration(
+        l.drain_linger.as_ref(),
+        "limits.drain_linger",
+        s(2),
+        ms(0),
+        s(60),
+    );
     Some(Limits {
+        drain_linger: drain_linger?,
         header_timeout: header_timeout?,
         max_header_bytes: max_header_bytes?,
         max_headers: max_headers?,

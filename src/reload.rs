@@ -1,0 +1,177 @@
+//! Hot reload: re-read the config and every file it names, build a new [`Gateway`] beside the
+//! running one and swap it in whole. A config that fails to load or a file that fails to parse
+//! leaves the running gateway untouched, with every error logged (`file:line:col` for config
+//! mistakes). Requests in flight finish on the gateway they started with; open connections
+//! stay open and their next request sees the new config; new connections get the new
+//! certificate. Triggered by SIGHUP (`main`) and by [`watch`], which polls the files' contents.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::{self, Config, KeyMaterial, SigningKey};
+use crate::gateway::{certificate_not_after, Gateway, Live};
+
+/// Why a reload was refused (every cause was already logged).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(config::ConfigErrors),
+    #[error("{0}")]
+    Start(crate::gateway::StartError),
+}
+
+/// What a reload changed that only a restart applies (their running values stay).
+pub type RestartOnly = Vec<&'static str>;
+
+/// Reloads from the file the running config came from. `why` goes into the log.
+pub async fn reload(live: &Live, why: &str) -> Result<RestartOnly, ReloadError> {
+    let _one_at_a_time = live.reloading.lock().await;
+    let old = live.get();
+    tracing::info!(trigger = why, config = %old.config.source.display(), "reloading");
+    let loaded = if old.config.source == Path::new(config::EMBEDDED_SOURCE) {
+        config::load_str(config::EMBEDDED_DEFAULT, &old.config.source)
+    } else {
+        config::load(&old.config.source)
+    };
+    let mut new = match loaded {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors.0 {
+                tracing::error!(error = %e, "reload refused: configuration error");
+            }
+            tracing::error!(
+                errors = errors.0.len(),
+                "reload refused; the running configuration stays"
+            );
+            old.metrics.reload_failed();
+            return Err(ReloadError::Config(errors));
+        }
+    };
+    let restart_only = keep_restart_only(&old.config, &mut new);
+    if !restart_only.is_empty() {
+        tracing::warn!(keys = ?restart_only,
+            "these settings take effect on restart only (SIGUSR2 or a new process); their running values stay");
+    }
+    match Gateway::rebuild(new, &old).await {
+        Ok(gw) => {
+            let (_, sessions) = gw.auth.shared_store();
+            gw.metrics
+                .reloaded(&gw.config, sessions, certificate_not_after(&gw.config));
+            tracing::info!(routes = gw.config.routes.len(), "configuration reloaded");
+            live.swap(gw);
+            Ok(restart_only)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload refused; the running configuration stays");
+            old.metrics.reload_failed();
+            Err(ReloadError::Start(e))
+        }
+    }
+}
+
+/// The listeners, the runtime, the connection limits and the demo upstream are fixed when the
+/// process starts: copies their running values into `new` and names what differed.
+fn keep_restart_only(old: &Config, new: &mut Config) -> RestartOnly {
+    let mut changed = Vec::new();
+    if new.listen != old.listen {
+        changed.push("listen");
+        new.listen = old.listen.clone();
+    }
+    if new.runtime != old.runtime {
+        changed.push("runtime");
+        new.runtime = old.runtime.clone();
+    }
+    if new.limits != old.limits {
+        changed.push("limits");
+        new.limits = old.limits.clone();
+    }
+    if new.demo != old.demo {
+        changed.push("demo");
+        new.demo = old.demo.clone();
+    }
+    changed
+}
+
+/// With `[reload] watch = true`, compares the config file and every file it names with what
+/// was loaded, every `reload.interval`, and reloads when one changed. Polling the contents
+/// (not inotify) also sees Kubernetes ConfigMap and Secret updates (a symlink swap), editors
+/// that save by rename, and network filesystems; it reads a few small files per interval.
+pub async fn watch(live: Arc<Live>, mut shutdown: watch::Receiver<bool>) {
+    let mut seen = Fingerprints::of(&live.get().config);
+    loop {
+        let (enabled, every) = {
+            let gw = live.get();
+            (gw.config.reload.watch, gw.config.reload.interval)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = crate::server::shutdown_signalled(&mut shutdown) => return,
+        }
+        let now = Fingerprints::of(&live.get().config);
+        if enabled {
+            if let Some(path) = now.changed_since(&seen) {
+                let why = format!("{} changed", path.display());
+                // Refusals are logged and counted inside.
+                let _ = reload(&live, &why).await;
+            }
+        }
+        seen = now;
+    }
+}
+
+/// A hash of each watched file's contents (`None`: unreadable or absent).
+#[derive(Debug, PartialEq, Eq)]
+struct Fingerprints(BTreeMap<PathBuf, Option<u64>>);
+
+impl Fingerprints {
+    fn of(config: &Config) -> Fingerprints {
+        Fingerprints(
+            watched_files(config)
+                .into_iter()
+                .map(|p| {
+                    let h = std::fs::read(&p).ok().map(|bytes| {
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        bytes.hash(&mut h);
+                        h.finish()
+                    });
+                    (p, h)
+                })
+                .collect(),
+        )
+    }
+
+    /// The first file whose contents differ from `before`. A file `before` did not watch is
+    /// not a change (a reload that named new files must not trigger another).
+    fn changed_since(&self, before: &Fingerprints) -> Option<&Path> {
+        self.0
+            .iter()
+            .find(|(p, h)| before.0.get(*p).is_some_and(|b| b != *h))
+            .map(|(p, _)| p.as_path())
+    }
+}
+
+/// The config file (unless embedded), the certificate and key, the JWT public keys and the
+/// auth center's signing key.
+pub fn watched_files(config: &Config) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if config.source != Path::new(config::EMBEDDED_SOURCE) {
+        files.push(config.source.clone());
+    }
+    files.push(config.tls.cert.clone());
+    files.push(config.tls.key.clone());
+    for k in &config.jwt.keys {
+        if let KeyMaterial::PublicKeyFile(p) = &k.material {
+            files.push(p.clone());
+        }
+    }
+    if let Some(SigningKey::PrivateKeyFile(p)) = config.auth.as_ref().map(|a| &a.signing_key) {
+        files.push(p.clone());
+    }
+    files.sort();
+    files.dedup();
+    files
+}
