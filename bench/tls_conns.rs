@@ -285,12 +285,14 @@ async fn handshakes(
     resume: bool,
     max: u64,
 ) -> Result<(), String> {
-    let connector = connector(resume)?;
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for _ in 0..concurrency.max(1) {
-        let (connector, path) = (connector.clone(), path.to_owned());
+        // One client config (so one session cache) per task, as each real client has its
+        // own: a shared one would hold only rustls's 8 TLS 1.3 tickets per server for all of
+        // them, and most handshakes would find no ticket left to resume with.
+        let (connector, path) = (connector(resume)?, path.to_owned());
         let share = max / concurrency.max(1) as u64;
         tasks.spawn(async move {
             let (mut done, mut resumed, mut errors) = (0u64, 0u64, 0u64);

@@ -35,6 +35,8 @@ pub struct Gateway {
     pub auth_center: Option<crate::auth_center::AuthCenter>,
     /// Served on the admin listener's `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// `Some` with `[otlp]`: a span per request, exported in the background.
+    pub otlp: Option<Arc<crate::otlp::Otlp>>,
 }
 
 /// The `notAfter` of the serving certificate, for its metric (a warning when unreadable).
@@ -142,6 +144,13 @@ impl Gateway {
                 (store, sessions)
             }
         };
+        let otlp = match (&config.otlp, previous.and_then(|p| p.otlp.as_ref())) {
+            (None, _) => None,
+            (Some(cfg), Some(o)) if o.config() == cfg => Some(o.clone()),
+            (Some(cfg), _) => Some(Arc::new(
+                crate::otlp::Otlp::new(cfg).map_err(StartError::Other)?,
+            )),
+        };
         let metrics = match previous {
             Some(p) => p.metrics.clone(),
             None => Arc::new(Metrics::new(
@@ -166,6 +175,7 @@ impl Gateway {
             forwarder: Forwarder::new(&config.routes),
             auth,
             metrics,
+            otlp,
             tls,
             hsts,
             config,
@@ -291,6 +301,10 @@ impl Bound {
         let _ = tx.send(true);
         while tasks.join_next().await.is_some() {}
         watcher.abort();
+        if let Some(otlp) = live.get().otlp.clone() {
+            // The spans of the last requests, before the process exits.
+            let _ = tokio::task::spawn_blocking(move || otlp.flush()).await;
+        }
         tracing::info!("stopped");
     }
 }

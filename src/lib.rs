@@ -15,7 +15,8 @@
 //! - `forward.rs`, `upgrade.rs`, `body.rs`: pooled upstream client, WebSocket splice, bounded
 //!   streaming bodies.
 //! - `plain.rs`, `admin_sessions.rs`: redirect and admin listeners (`/metrics` too).
-//! - `metrics.rs`: Prometheus metrics; `trace_context.rs`: W3C `traceparent` / `tracestate`.
+//! - `metrics.rs`: Prometheus metrics; `trace_context.rs`: W3C `traceparent` / `tracestate`;
+//!   `otlp.rs`: a span per request, exported over OTLP/HTTP.
 //! - `error.rs`: every refusal -> one status and JSON body.
 //!
 //! # Life of a request (TLS listener)
@@ -53,6 +54,7 @@ pub mod identity_headers;
 pub mod keygen;
 pub mod metrics;
 pub mod observability;
+pub mod otlp;
 pub mod path;
 pub mod plain;
 pub mod proxy;

@@ -40,7 +40,8 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
     let method = req.method().clone();
     let version = req.version();
     let rid = request_id::from_request(req.headers());
-    let trace = TraceContext::from_request(req.headers());
+    let mut trace = TraceContext::from_request(req.headers());
+    let span = gw.otlp.as_ref().map(|o| o.start_span(&mut trace));
     let mut outcome = Outcome::default();
     let result = pipeline(&gw, peer, req, &rid, &trace, &mut outcome).await;
     let route_label = gw.metrics.route_label(
@@ -82,6 +83,16 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         trace_id = trace.trace_id(),
         peer = %peer.ip(),
     );
+    if let Some(span) = span {
+        span.finish(crate::otlp::Finished {
+            method: &method,
+            route: &route_label,
+            status,
+            user_id: outcome.user_id.as_deref(),
+            denial: outcome.denial,
+            request_id: rid.to_string(),
+        });
+    }
     resp
 }
 

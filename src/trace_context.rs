@@ -2,7 +2,8 @@
 //! `traceparent` is kept as it came, so the upstream's spans join the caller's trace; when it is
 //! absent, repeated or malformed a new trace starts (a fresh 16-byte trace id, 8-byte parent
 //! id, flags `01`). `tracestate` only travels with a `traceparent` the client sent and that
-//! was kept; a new trace drops it. The trace id goes to the access log.
+//! was kept; a new trace drops it. The trace id goes to the access log. With OTLP export on,
+//! the gateway has a span of its own: the header sent upstream names it as the parent.
 
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
@@ -50,6 +51,35 @@ impl TraceContext {
             }),
             continued: false,
         }
+    }
+
+    /// The caller's trace id, span id and flags, when its `traceparent` was kept.
+    pub fn caller(&self) -> Option<(u128, u64, u8)> {
+        if !self.continued {
+            return None;
+        }
+        // Well-formed: lower-case hex at these offsets.
+        let s = self.traceparent.to_str().ok()?;
+        let hex = |r: std::ops::Range<usize>| u128::from_str_radix(s.get(r)?, 16).ok();
+        Some((hex(3..35)?, hex(36..52)? as u64, hex(53..55)? as u8))
+    }
+
+    /// The request now has a span of the gateway's own (OTLP export): the `traceparent` sent
+    /// upstream names it as the parent, in `trace_id` (the caller's, or a new one).
+    pub fn with_gateway_span(
+        mut self,
+        trace_id: u128,
+        span_id: u64,
+        sampled: bool,
+    ) -> TraceContext {
+        let value = format!(
+            "00-{trace_id:032x}-{span_id:016x}-{:02x}",
+            u8::from(sampled)
+        );
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            self.traceparent = v;
+        }
+        self
     }
 
     /// The 32 hex digits of the trace id (for the access log).
@@ -179,6 +209,26 @@ mod tests {
         assert!(!a.is_continued());
         assert_ne!(a.trace_id(), b.trace_id());
         assert_eq!(a.trace_id().len(), 32);
+    }
+
+    #[test]
+    fn the_gateway_span_becomes_the_parent_upstream() {
+        let mut h = headers(&[GOOD], Some("congo=t61rcWkgMzE"));
+        let t = TraceContext::from_request(&h);
+        let (trace_id, caller, flags) = t.caller().unwrap();
+        assert_eq!(trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!((caller, flags), (0x00f067aa0ba902b7, 1));
+        let t = t.with_gateway_span(trace_id, 0xabc, true);
+        t.apply(&mut h);
+        assert_eq!(
+            h[&TRACEPARENT],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-01"
+        );
+        assert_eq!(h[&TRACESTATE], "congo=t61rcWkgMzE");
+        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(TraceContext::from_request(&HeaderMap::new())
+            .caller()
+            .is_none());
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::path::Path;
 
 /// Every table of gateway.toml; `jwt.keys` is the inline key table inside `[jwt]`.
 const TABLES: &[&str] = &[
-    "listen", "runtime", "reload", "tls", "jwt", "session", "headers", "auth", "limits", "demo",
-    "route",
+    "listen", "runtime", "reload", "otlp", "tls", "jwt", "session", "headers", "auth", "limits",
+    "demo", "route",
 ];
 const PROBE: &str = "zzz_unknown_probe";
 
@@ -38,6 +38,9 @@ https = "127.0.0.1:0"
 [runtime]
 {PROBE} = 1
 [reload]
+{PROBE} = 1
+[otlp]
+endpoint = "http://127.0.0.1:4318/v1/traces"
 {PROBE} = 1
 [tls]
 cert = "c.pem"

@@ -1,15 +1,22 @@
 //! Operations features end to end: `/metrics` on the admin listener counts real requests with
 //! the right labels (200, 401 missing / expired / bad signature, 403, 404, 502), TLS
 //! handshakes, Redis store calls and the session cache; W3C `traceparent` reaches the upstream
-//! (kept when well-formed, a new trace otherwise) with `tracestate` only beside a kept one.
+//! (kept when well-formed, a new trace otherwise) with `tracestate` only beside a kept one;
+//! with `[otlp]`, a span per request reaches a collector and is the upstream's parent.
 
 mod support;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
 use serde_json::json;
 use support::admin::{admin_get, samples};
 use support::client::Proto;
@@ -266,4 +273,128 @@ async fn probes_and_metrics_answer_on_the_admin_listener() {
     // The redirect listener does not serve metrics.
     let (status, _, _) = admin_get(gw.http.unwrap(), "/metrics").await;
     assert_eq!(status, 308);
+}
+
+/// A collector: records the body of every OTLP/HTTP export it receives.
+async fn collector() -> (SocketAddr, Arc<Mutex<Vec<Bytes>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies: Arc<Mutex<Vec<Bytes>>> = Arc::default();
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        seen.lock().unwrap().push(body);
+                        Ok::<_, hyper::Error>(http::Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, bodies)
+}
+
+fn attr(span: &Span, key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let v = span
+        .attributes
+        .iter()
+        .find(|a| a.key == key)?
+        .value
+        .as_ref()?;
+    match v.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+#[tokio::test]
+async fn spans_go_to_the_otlp_collector_and_parent_the_upstream() {
+    let (addr, bodies) = collector().await;
+    let up = Upstream::start().await;
+    let otlp = format!(
+        "[otlp]\nendpoint = \"http://{addr}/v1/traces\"\nservice_name = \"edge\"\ntimeout = \"2s\"\n"
+    );
+    let gw = TestGateway::start(
+        &format!("{MEMORY_SESSION}\n{otlp}"),
+        &route("/app", &up.url(), ""),
+    )
+    .await;
+    gw.create_session("s1", "alice", Some(&["user"])).await;
+    let token = gw.token("alice", "s1", &["user"]);
+    let c = gw.client(Proto::H2);
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let req = c
+        .req("GET", "/app/x")
+        .header("traceparent", caller)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(c.send(req).await.status, 200);
+    let upstream_tp = up.last().one("traceparent").unwrap();
+    assert_eq!(&upstream_tp[..36], &caller[..36], "same trace");
+    assert_ne!(
+        &upstream_tp[36..52],
+        &caller[36..52],
+        "the gateway's span is the parent"
+    );
+    assert_eq!(c.get("/app/x", None).await.status, 401);
+
+    let otlp = gw.live.get().otlp.clone().unwrap();
+    tokio::task::spawn_blocking(move || otlp.flush())
+        .await
+        .unwrap();
+    let mut spans = Vec::new();
+    for body in bodies.lock().unwrap().iter() {
+        let req = ExportTraceServiceRequest::decode(body.as_ref()).unwrap();
+        for rs in req.resource_spans {
+            let service = rs.resource.as_ref().and_then(|r| {
+                r.attributes
+                    .iter()
+                    .find(|a| a.key == "service.name")
+                    .cloned()
+            });
+            assert!(format!("{service:?}").contains("edge"), "{service:?}");
+            spans.extend(rs.scope_spans.into_iter().flat_map(|s| s.spans));
+        }
+    }
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    let ok = spans
+        .iter()
+        .find(|s| attr(s, "http.response.status_code").as_deref() == Some("200"))
+        .unwrap();
+    assert_eq!(hex(&ok.trace_id), &caller[3..35]);
+    assert_eq!(hex(&ok.parent_span_id), &caller[36..52]);
+    assert_eq!(hex(&ok.span_id), &upstream_tp[36..52]);
+    assert_eq!(ok.name, "GET /app");
+    assert_eq!(attr(ok, "enduser.id").as_deref(), Some("alice"));
+    let denied = spans
+        .iter()
+        .find(|s| attr(s, "http.response.status_code").as_deref() == Some("401"))
+        .unwrap();
+    assert!(
+        denied.parent_span_id.is_empty(),
+        "a new trace has no parent"
+    );
+    assert_eq!(
+        attr(denied, "gateway.denial").as_deref(),
+        Some("missing_token")
+    );
+    assert!(
+        !format!("{spans:?}").contains(&token),
+        "a token reached the collector"
+    );
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

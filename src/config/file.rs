@@ -31,6 +31,16 @@ pub(super) struct RuntimeFile {
     pub workers: Option<S<i64>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct OtlpFile {
+    pub endpoint: S<String>,
+    #[serde(default)]
+    pub service_name: Option<S<String>>,
+    #[serde(default)]
+    pub timeout: Option<S<String>>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(super) struct ReloadFile {
@@ -266,6 +276,7 @@ pub(super) struct Document {
     pub listen: Option<S<ListenFile>>,
     pub runtime: Option<S<RuntimeFile>>,
     pub reload: Option<S<ReloadFile>>,
+    pub otlp: Option<S<OtlpFile>>,
     pub tls: Option<S<TlsFile>>,
     pub jwt: Option<S<JwtFile>>,
     pub session: Option<S<SessionFile>>,
@@ -288,8 +299,8 @@ pub(super) struct RawError {
 }
 
 const TABLES: &[&str] = &[
-    "listen", "runtime", "reload", "tls", "jwt", "session", "headers", "auth", "limits", "demo",
-    "route",
+    "listen", "runtime", "reload", "otlp", "tls", "jwt", "session", "headers", "auth", "limits",
+    "demo", "route",
 ];
 const REQUIRED: &[&str] = &["listen", "tls", "jwt", "route"];
 
@@ -335,6 +346,7 @@ pub(super) fn parse(src: &str) -> (Document, Vec<RawError>) {
             "listen" => doc.listen = table(name, value, e),
             "runtime" => doc.runtime = table(name, value, e),
             "reload" => doc.reload = table(name, value, e),
+            "otlp" => doc.otlp = table(name, value, e),
             "tls" => doc.tls = table(name, value, e),
             "jwt" => doc.jwt = table(name, value, e),
             "session" => doc.session = table(name, value, e),

@@ -108,6 +108,7 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
     let listen = doc.listen.as_ref().and_then(|l| tables::listen(cx, l));
     let runtime = tables::runtime(cx, doc.runtime.as_ref().map(Spanned::get_ref));
     let reload = tables::reload(cx, doc.reload.as_ref().map(Spanned::get_ref));
+    let otlp = opt(cx, doc.otlp.as_ref(), tables::otlp);
     let tls = doc.tls.as_ref().and_then(|t| tables::tls(cx, t));
     let jwt = doc.jwt.as_ref().and_then(|j| jwt::jwt(cx, j));
     let session = tables::session(cx, doc.session.as_ref().map(Spanned::get_ref));
@@ -127,6 +128,7 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
         listen: listen?,
         runtime: runtime?,
         reload: reload?,
+        otlp: otlp?,
         tls: tls?,
         jwt: jwt?,
         session: session?,

@@ -27,6 +27,8 @@ pub struct Config {
     pub listen: Listen,
     pub runtime: Runtime,
     pub reload: Reload,
+    /// `Some` when `[otlp]` is present: one span per request, exported over OTLP/HTTP.
+    pub otlp: Option<Otlp>,
     pub tls: Tls,
     pub jwt: Jwt,
     pub session: Session,
@@ -57,6 +59,17 @@ pub struct Runtime {
 
 /// Hot reload (`[reload]`): SIGHUP always reloads; `watch` also polls the config file and every
 /// file it names (certificate, keys) and reloads when one of them changes.
+/// OTLP trace export (`[otlp]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Otlp {
+    /// The full traces URL (`.../v1/traces`): `https://`, or `http://` to loopback only.
+    pub endpoint: http::Uri,
+    /// `service.name` of the spans (default "gateway").
+    pub service_name: String,
+    /// Per export request (default 10s).
+    pub timeout: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reload {
     /// Default true.

@@ -292,25 +292,31 @@ fn cookie_name(cx: &mut Cx<'_>, v: &Spanned<String>) -> Option<String> {
 
 /// `https://...`, or `http://` to a loopback host only (the keys decide who is trusted).
 fn jwks_url(cx: &mut Cx<'_>, v: &Spanned<String>) -> Option<http::Uri> {
-    const KEY: &str = "jwt.jwks_url";
+    secure_url(
+        cx,
+        v,
+        "jwt.jwks_url",
+        "https://idp.example/.well-known/jwks.json",
+    )
+}
+
+/// An `https://` URL, or `http://` to a loopback host only; no credentials in it. For what
+/// the gateway trusts (keys) or tells (spans with user ids).
+pub(super) fn secure_url(
+    cx: &mut Cx<'_>,
+    v: &Spanned<String>,
+    key: &str,
+    example: &str,
+) -> Option<http::Uri> {
     let s = v.get_ref();
+    let bad = || format!("expected a URL like \"{example}\", got {}", quoted(s));
     let Ok(uri) = s.parse::<http::Uri>() else {
-        cx.err(
-            v,
-            KEY,
-            format!(
-                "expected a URL like \"https://idp.example/.well-known/jwks.json\", got {}",
-                quoted(s)
-            ),
-        );
+        cx.err(v, key, bad());
         return None;
     };
     let host = uri.host().unwrap_or_default();
     let reason = match uri.scheme_str() {
-        _ if host.is_empty() => Some(format!(
-            "expected a URL like \"https://idp.example/.well-known/jwks.json\", got {}",
-            quoted(s)
-        )),
+        _ if host.is_empty() => Some(bad()),
         _ if uri.authority().is_some_and(|a| a.as_str().contains('@')) => {
             Some("credentials in the URL are not supported".to_owned())
         }
@@ -324,7 +330,7 @@ fn jwks_url(cx: &mut Cx<'_>, v: &Spanned<String>) -> Option<http::Uri> {
     match reason {
         None => Some(uri),
         Some(r) => {
-            cx.err(v, KEY, r);
+            cx.err(v, key, r);
             None
         }
     }

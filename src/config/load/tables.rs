@@ -9,11 +9,11 @@ use toml::Spanned;
 
 use super::{days, opt, quoted, Cx};
 use crate::config::file::{
-    DemoFile, Document, HeadersFile, LimitsFile, ListenFile, ReloadFile, RuntimeFile, SessionFile,
-    TlsFile,
+    DemoFile, Document, HeadersFile, LimitsFile, ListenFile, OtlpFile, ReloadFile, RuntimeFile,
+    SessionFile, TlsFile,
 };
 use crate::config::{
-    Demo, Headers, Limits, Listen, Reload, Runtime, Session, StoreKind, Tls, TlsVersion,
+    Demo, Headers, Limits, Listen, Otlp, Reload, Runtime, Session, StoreKind, Tls, TlsVersion,
 };
 
 pub(super) fn listen(cx: &mut Cx<'_>, l: &Spanned<ListenFile>) -> Option<Listen> {
@@ -73,6 +73,32 @@ pub(super) fn reload(cx: &mut Cx<'_>, r: Option<&ReloadFile>) -> Option<Reload> 
     Some(Reload {
         watch: r.watch.as_ref().map(|w| *w.get_ref()).unwrap_or(true),
         interval: interval?,
+    })
+}
+
+pub(super) fn otlp(cx: &mut Cx<'_>, o: &Spanned<OtlpFile>) -> Option<Otlp> {
+    let o = o.get_ref();
+    let endpoint = super::jwt::secure_url(
+        cx,
+        &o.endpoint,
+        "otlp.endpoint",
+        "http://127.0.0.1:4318/v1/traces",
+    );
+    let service_name = match &o.service_name {
+        Some(v) => cx.nonempty(v, "otlp.service_name", "a service name"),
+        None => Some("gateway".to_owned()),
+    };
+    let timeout = cx.duration(
+        o.timeout.as_ref(),
+        "otlp.timeout",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    );
+    Some(Otlp {
+        endpoint: endpoint?,
+        service_name: service_name?,
+        timeout: timeout?,
     })
 }
 

@@ -1405,3 +1405,54 @@ fn relative_source_keeps_relative_paths() {
     let c = load_str_with_env(MIN, Path::new("gateway.toml"), &|_| None).map(|c| c.tls.key);
     assert_eq!(c.ok(), Some(PathBuf::from("k.pem")));
 }
+
+#[test]
+fn reload_and_otlp_tables() {
+    let c = ok(MIN);
+    assert_eq!(
+        c.reload,
+        crate::config::Reload {
+            watch: true,
+            interval: Duration::from_secs(2)
+        }
+    );
+    assert_eq!(c.otlp, None);
+    assert_eq!(c.limits.drain_linger, Duration::from_secs(2));
+    let c = ok(&format!(
+        "{MIN}\n[reload]\nwatch = false\ninterval = \"500ms\"\n[otlp]\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\n"
+    ));
+    assert!(!c.reload.watch);
+    assert_eq!(c.reload.interval, Duration::from_millis(500));
+    let otlp = c.otlp.unwrap();
+    assert_eq!(otlp.endpoint, "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(
+        (otlp.service_name.as_str(), otlp.timeout),
+        ("gateway", Duration::from_secs(10))
+    );
+    one(
+        &format!("{MIN}\n[otlp]\nendpoint = \"http://collector.example:4318/v1/traces\"\n"),
+        "\"http://collector",
+        "otlp.endpoint",
+        "only for loopback hosts",
+    );
+    one(
+        &format!(
+            "{MIN}\n[otlp]\nendpoint = \"https://c.example/v1/traces\"\nservice_name = \"\"\n"
+        ),
+        "\"\"",
+        "otlp.service_name",
+        "empty",
+    );
+    one(
+        &format!("{MIN}\n[reload]\ninterval = \"10ms\"\n"),
+        "\"10ms\"",
+        "reload.interval",
+        "from 100ms",
+    );
+    one(
+        &format!("{MIN}\n[limits]\ndrain_linger = \"2m\"\n"),
+        "\"2m\"",
+        "limits.drain_linger",
+        "to 1m",
+    );
+}
