@@ -37,6 +37,19 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// `Some` with `[otlp]`: a span per request, exported in the background.
     pub otlp: Option<Arc<crate::otlp::Otlp>>,
+    /// The watched files as they were when this gateway was built (the file watcher's start).
+    pub(crate) files: crate::reload::Fingerprints,
+}
+
+/// Whether a reload keeps the running session store: the memory store whatever else changed
+/// in `[session]` (its other keys are Redis settings; replacing it would log everyone out),
+/// a Redis store when nothing changed.
+fn same_store(old: &crate::config::Session, new: &crate::config::Session) -> bool {
+    match (old.store, new.store) {
+        (StoreKind::Memory, StoreKind::Memory) => true,
+        (StoreKind::Redis, StoreKind::Redis) => old == new,
+        _ => false,
+    }
 }
 
 /// The `notAfter` of the serving certificate, for its metric (a warning when unreadable).
@@ -126,13 +139,15 @@ impl Gateway {
         config: Config,
         previous: Option<&Gateway>,
     ) -> Result<Arc<Gateway>, StartError> {
+        // Before any file is read: a change from here on is seen by the watcher.
+        let files = crate::reload::Fingerprints::of(&config);
         let tls = match previous {
             Some(p) => crate::tls::reloaded_server_config(&config.tls, &p.tls)?,
             None => crate::tls::server_config(&config.tls)?,
         };
         let verifier = Verifier::new(&config.jwt).await?;
         let (store, sessions) = match previous {
-            Some(p) if p.config.session == config.session => p.auth.shared_store(),
+            Some(p) if same_store(&p.config.session, &config.session) => p.auth.shared_store(),
             _ => {
                 let store = Arc::new(SessionStore::connect(&config.session).await?);
                 let sessions = match config.session.store {
@@ -176,6 +191,7 @@ impl Gateway {
             auth,
             metrics,
             otlp,
+            files,
             tls,
             hsts,
             config,
@@ -183,11 +199,19 @@ impl Gateway {
     }
 
     /// Binds every configured listener (port 0 picks a free port; see [`Bound`] for the
-    /// addresses actually bound), or takes it over from the process that started this one
-    /// (`LISTEN_FDS`, see [`crate::restart`]).
+    /// addresses actually bound).
     pub async fn bind(self: &Arc<Self>) -> Result<Bound, StartError> {
+        self.bind_inherited(crate::restart::Inherited::none()).await
+    }
+
+    /// [`bind`](Self::bind), taking over the listening sockets the process that started this
+    /// one passed in (`LISTEN_FDS`, see [`crate::restart`]) where they are where the config
+    /// listens; the others are closed.
+    pub async fn bind_inherited(
+        self: &Arc<Self>,
+        mut inherited: crate::restart::Inherited,
+    ) -> Result<Bound, StartError> {
         let l = &self.config.listen;
-        let mut inherited = crate::restart::Inherited::from_env();
         let https = bind(&mut inherited, "https", l.https).await?;
         let http = match l.http {
             Some(a) => Some(bind(&mut inherited, "http", a).await?),
@@ -201,6 +225,7 @@ impl Gateway {
             Some(d) => Some(bind(&mut inherited, "demo", d.echo).await?),
             None => None,
         };
+        inherited.close_rest();
         Ok(Bound {
             live: Live::new(self.clone()),
             https,

@@ -5,12 +5,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gateway::cli::{self, Cli, Command, ConfigArg};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 fn main() -> ExitCode {
+    // Before any other thread exists: it takes LISTEN_FDS and friends out of the environment.
+    let inherited = gateway::restart::Inherited::from_env();
     let cli = Cli::parse();
     gateway::observability::init(cli.log_format);
     match cli.command.unwrap_or(Command::Serve(ConfigArg::default())) {
-        Command::Serve(arg) => serve(&arg),
+        Command::Serve(arg) => serve(&arg, inherited),
         Command::Check(arg) => block_on(cli::check(&arg)),
         Command::Token(args) => block_on(cli::token(&args)),
         Command::Keygen(args) => cli::keygen(&args),
@@ -31,7 +34,7 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(fut: F) -> ExitCode {
     }
 }
 
-fn serve(arg: &ConfigArg) -> ExitCode {
+fn serve(arg: &ConfigArg, inherited: gateway::restart::Inherited) -> ExitCode {
     let config = match cli::load_config(arg) {
         Ok(c) => c,
         Err(code) => return code,
@@ -65,6 +68,15 @@ fn serve(arg: &ConfigArg) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        // Handlers first: SIGHUP and SIGUSR2 would otherwise end the process by default, and
+        // a supervisor may send them as soon as READY=1 is out.
+        let signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot handle signals: {e}");
+                return ExitCode::from(2);
+            }
+        };
         let gw = match gateway::gateway::Gateway::build(config).await {
             Ok(gw) => gw,
             Err(e) => {
@@ -72,7 +84,7 @@ fn serve(arg: &ConfigArg) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        let bound = match gw.bind().await {
+        let bound = match gw.bind_inherited(inherited).await {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("cannot start: {e}");
@@ -88,70 +100,67 @@ fn serve(arg: &ConfigArg) -> ExitCode {
             pid = std::process::id(),
             "gateway listening"
         );
-        let (handed_over, stop) = tokio::sync::oneshot::channel();
-        tokio::spawn(signals(bound.live(), bound.listeners(), handed_over));
+        let (stop_tx, stop) = tokio::sync::oneshot::channel();
+        tokio::spawn(signals.run(bound.live(), bound.listeners(), stop_tx));
         gateway::restart::notify_ready();
         bound
             .run(async move {
-                tokio::select! {
-                    _ = shutdown_signal() => {}
-                    _ = stop => {}
-                }
+                let _ = stop.await;
             })
             .await;
         ExitCode::SUCCESS
     })
 }
 
-/// SIGHUP: reload. SIGUSR2: hand the listening sockets to a new process, then drain (a failed
-/// hand-over changes nothing).
-async fn signals(
-    live: std::sync::Arc<gateway::gateway::Live>,
-    listeners: gateway::restart::Listeners,
-    handed_over: tokio::sync::oneshot::Sender<()>,
-) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut hup, mut usr2) = match (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::user_defined2()),
+struct Signals {
+    term: Signal,
+    hup: Signal,
+    usr2: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+
+    /// SIGTERM or Ctrl-C: stop. SIGHUP: reload. SIGUSR2: hand the listening sockets to a new
+    /// process, then stop (a failed hand-over changes nothing; SIGTERM meanwhile cancels it
+    /// and kills the new process). Nothing is handled once stopping has begun.
+    async fn run(
+        mut self,
+        live: std::sync::Arc<gateway::gateway::Live>,
+        listeners: gateway::restart::Listeners,
+        stop: tokio::sync::oneshot::Sender<()>,
     ) {
-        (Ok(h), Ok(u)) => (h, u),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot handle SIGHUP/SIGUSR2: no reload or hand-over");
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                let _ = gateway::reload::reload(&live, "SIGHUP").await;
-            }
-            _ = usr2.recv() => {
-                match gateway::restart::hand_over(&listeners, gateway::restart::HANDOVER_TIMEOUT).await {
-                    Ok(pid) => {
-                        tracing::info!(new_pid = pid, "the new gateway is ready; draining this one");
-                        let _ = handed_over.send(());
-                        return;
+        use gateway::restart::{hand_over, HANDOVER_TIMEOUT};
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+                _ = self.hup.recv() => {
+                    let _ = gateway::reload::reload(&live, "SIGHUP").await;
+                }
+                _ = self.usr2.recv() => {
+                    tokio::select! {
+                        r = hand_over(&listeners, HANDOVER_TIMEOUT) => match r {
+                            Ok(pid) => {
+                                tracing::info!(new_pid = pid, "the new gateway is ready; draining this one");
+                                break;
+                            }
+                            Err(e) => tracing::error!(error = %e, "hand-over failed; this gateway keeps serving"),
+                        },
+                        _ = self.term.recv() => {
+                            tracing::warn!("SIGTERM during a hand-over: the new process is stopped");
+                            break;
+                        }
                     }
-                    Err(e) => tracing::error!(error = %e, "hand-over failed; this gateway keeps serving"),
                 }
             }
         }
-    }
-}
-
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        let _ = stop.send(());
     }
 }

@@ -149,9 +149,16 @@ impl RequestSpan {
 }
 
 impl Drop for Otlp {
+    /// Flushes and stops the exporter on a thread of its own: it may wait for the collector,
+    /// and this drop can happen on a runtime thread (a reload that changed `[otlp]`).
     fn drop(&mut self) {
-        if let Err(e) = self.provider.shutdown() {
-            tracing::debug!(error = %e, "otlp exporter shutdown");
-        }
+        let provider = self.provider.clone();
+        let _ = std::thread::Builder::new()
+            .name("otlp-shutdown".into())
+            .spawn(move || {
+                if let Err(e) = provider.shutdown() {
+                    tracing::debug!(error = %e, "otlp exporter shutdown");
+                }
+            });
     }
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -97,38 +98,77 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> RestartOnly {
 }
 
 /// With `[reload] watch = true`, compares the config file and every file it names with what
-/// was loaded, every `reload.interval`, and reloads when one changed. Polling the contents
-/// (not inotify) also sees Kubernetes ConfigMap and Secret updates (a symlink swap), editors
-/// that save by rename, and network filesystems; it reads a few small files per interval.
+/// the running gateway was built from, every `reload.interval`, and reloads when one changed
+/// and then stayed the same for one more interval (a file written in several steps is not
+/// read half-way). Polling the contents (not inotify) also sees Kubernetes ConfigMap and
+/// Secret updates (a symlink swap), editors that save by rename, and network filesystems; it
+/// reads a few small files per interval. A reload refused for a config error waits for the
+/// next change; one refused while loading files (a JWKS fetch, a certificate without its new
+/// key yet) is tried again with backoff, up to every minute.
 pub async fn watch(live: Arc<Live>, mut shutdown: watch::Receiver<bool>) {
-    let mut seen = Fingerprints::of(&live.get().config);
+    let mut current = live.get();
+    let mut seen = current.files.clone();
+    let mut settling: Option<Fingerprints> = None;
+    let mut retry: Option<(tokio::time::Instant, Duration)> = None;
     loop {
-        let (enabled, every) = {
-            let gw = live.get();
-            (gw.config.reload.watch, gw.config.reload.interval)
-        };
+        let every = current.config.reload.interval;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = crate::server::shutdown_signalled(&mut shutdown) => return,
         }
-        let now = Fingerprints::of(&live.get().config);
-        if enabled {
-            if let Some(path) = now.changed_since(&seen) {
-                let why = format!("{} changed", path.display());
-                // Refusals are logged and counted inside.
-                let _ = reload(&live, &why).await;
+        let gw = live.get();
+        if !Arc::ptr_eq(&gw, &current) {
+            // Reloaded meanwhile (SIGHUP, or this loop): start from what that one loaded.
+            seen = gw.files.clone();
+            current = gw;
+            settling = None;
+            retry = None;
+        }
+        if !current.config.reload.watch {
+            continue;
+        }
+        let now = Fingerprints::of(&current.config);
+        let changed = now.changed_since(&seen).map(Path::to_path_buf);
+        let retry_due = retry.is_some_and(|(at, _)| tokio::time::Instant::now() >= at);
+        let why = match (changed, retry_due) {
+            (Some(path), _) => {
+                if settling.as_ref() != Some(&now) {
+                    settling = Some(now);
+                    continue;
+                }
+                format!("{} changed", path.display())
+            }
+            (None, true) => "retrying a refused reload".to_owned(),
+            (None, false) => {
+                settling = None;
+                continue;
+            }
+        };
+        settling = None;
+        match reload(&live, &why).await {
+            Ok(_) => retry = None,
+            Err(ReloadError::Config(_)) => {
+                seen = now;
+                retry = None;
+            }
+            Err(ReloadError::Start(_)) => {
+                seen = now;
+                let wait = retry.map_or(every * 2, |(_, d)| d * 2).min(MAX_RETRY);
+                retry = Some((tokio::time::Instant::now() + wait, wait));
             }
         }
-        seen = now;
     }
 }
 
+/// The longest wait between retries of a reload refused while loading files.
+const MAX_RETRY: Duration = Duration::from_secs(60);
+
 /// A hash of each watched file's contents (`None`: unreadable or absent).
-#[derive(Debug, PartialEq, Eq)]
-struct Fingerprints(BTreeMap<PathBuf, Option<u64>>);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprints(BTreeMap<PathBuf, Option<u64>>);
 
 impl Fingerprints {
-    fn of(config: &Config) -> Fingerprints {
+    pub(crate) fn of(config: &Config) -> Fingerprints {
         Fingerprints(
             watched_files(config)
                 .into_iter()

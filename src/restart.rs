@@ -34,7 +34,17 @@ pub struct Inherited {
 }
 
 impl Inherited {
-    /// Reads `LISTEN_FDS` / `LISTEN_FDNAMES` (and `LISTEN_PID` when set). Empty when absent.
+    /// None: for a gateway that binds everything itself (tests, embedding).
+    pub fn none() -> Inherited {
+        Inherited {
+            fds: listenfd::ListenFd::empty(),
+            names: Vec::new(),
+        }
+    }
+
+    /// Reads `LISTEN_FDS` / `LISTEN_FDNAMES` (and `LISTEN_PID` when set); empty when absent.
+    /// Call it first thing in `main`, before any other thread runs: it removes those
+    /// variables from the environment.
     pub fn from_env() -> Inherited {
         let names = std::env::var("LISTEN_FDNAMES")
             .map(|n| n.split(':').map(str::to_owned).collect())
@@ -45,8 +55,20 @@ impl Inherited {
         }
     }
 
+    /// Closes every inherited socket no listener took (a listener the new config dropped or
+    /// moved): left open, the kernel would complete connections nobody accepts.
+    pub fn close_rest(mut self) {
+        for idx in 0..self.fds.len() {
+            if let Ok(Some(l)) = self.fds.take_tcp_listener(idx) {
+                let name = self.names.get(idx).map(String::as_str).unwrap_or("?");
+                tracing::info!(listener = name, addr = ?l.local_addr().ok(),
+                    "closing an inherited socket the config no longer listens on");
+            }
+        }
+    }
+
     /// The inherited listener named `name`, when it is bound where the config says (`addr`
-    /// with port 0 matches any port on the same IP). One not taken is closed at exit.
+    /// with port 0 matches any port on the same IP).
     pub fn take(&mut self, name: &str, addr: SocketAddr) -> io::Result<Option<TcpListener>> {
         let Some(idx) = self.names.iter().position(|n| n == name) else {
             return Ok(None);
@@ -109,6 +131,13 @@ pub fn notify_ready() {
 /// Starts the new process with the listeners and waits until it is ready; its PID on success.
 /// On failure the new process is killed (if it still runs) and the caller keeps serving.
 pub async fn hand_over(listeners: &Listeners, timeout: Duration) -> Result<u32, String> {
+    if std::env::var_os("INVOCATION_ID").is_some() && supervisor_socket().is_none() {
+        return Err(
+            "running under systemd without Type=notify: systemd would take this \
+                    process's exit for the service's and stop the new one; use Type=notify"
+                .into(),
+        );
+    }
     let fds = listeners
         .dup()
         .map_err(|e| format!("cannot duplicate the listening sockets: {e}"))?;
@@ -152,9 +181,10 @@ async fn spawn_and_wait(
         .collect();
     cmd.fd_mappings(mappings)
         .map_err(|e| format!("cannot map the sockets: {e}"))?;
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    let mut child = ChildGuard(Some(
+        cmd.spawn()
+            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?,
+    ));
     let pid = child.id();
     tracing::info!(pid, listeners = ?names, "started the new gateway; waiting for READY=1");
     let deadline = tokio::time::Instant::now() + timeout;
@@ -164,6 +194,7 @@ async fn spawn_and_wait(
             r = socket.recv(&mut buf) => {
                 let msg = String::from_utf8_lossy(&buf[..r.map_err(|e| e.to_string())?]).into_owned();
                 if msg.lines().any(|l| l == "READY=1") {
+                    child.disarm();
                     return Ok(pid);
                 }
             }
@@ -173,10 +204,40 @@ async fn spawn_and_wait(
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
-                let _ = child.kill();
-                let _ = child.wait();
                 return Err(format!("the new gateway (pid {pid}) was not ready within {timeout:?}; killed it"));
             }
+        }
+    }
+}
+
+/// The new process until it is ready: killed and reaped if the hand-over ends any other way
+/// (an error, a timeout, or the old process shutting down meanwhile), so two gateways never
+/// end up serving with nobody in charge of the second.
+struct ChildGuard(Option<std::process::Child>);
+
+impl ChildGuard {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map(std::process::Child::id).unwrap_or(0)
+    }
+
+    fn try_wait(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
+        match self.0.as_mut() {
+            Some(c) => c.try_wait(),
+            None => Ok(None),
+        }
+    }
+
+    /// It is ready: it runs on its own from now on.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }
@@ -197,12 +258,22 @@ fn notify(socket: &OsStr, msg: &str) -> io::Result<()> {
     let sock = UnixDatagram::unbound()?;
     let bytes = socket.as_encoded_bytes();
     if let Some(name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-        sock.send_to_addr(msg.as_bytes(), &addr)?;
-    } else {
-        sock.send_to(msg.as_bytes(), Path::new(socket))?;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            sock.send_to_addr(msg.as_bytes(), &addr)?;
+            return Ok(());
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = name;
+            return Err(io::Error::other(
+                "abstract notify sockets exist on Linux only",
+            ));
+        }
     }
+    sock.send_to(msg.as_bytes(), Path::new(socket))?;
     Ok(())
 }
 

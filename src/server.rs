@@ -119,7 +119,14 @@ pub async fn serve_tls(
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                 .into_owned();
-            let watcher = if h2 { h2_watcher } else { h1_watcher };
+            // Drop the other group's watcher now: it would count this connection there.
+            let watcher = if h2 {
+                drop(h1_watcher);
+                h2_watcher
+            } else {
+                drop(h2_watcher);
+                h1_watcher
+            };
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }

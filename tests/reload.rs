@@ -196,8 +196,9 @@ async fn the_watcher_applies_an_edited_config_and_sessions_survive_the_reload() 
     let c = gw.client(Proto::H1);
     assert_eq!(c.get("/app/x", Some(&token)).await.status, 200);
 
+    // A [session] change with the memory store kept must not drop its sessions.
     let more = routes.clone() + &route("/admin", &up.url(), "roles = [\"admin\"]");
-    write(&gw, &toml(&more, watch));
+    write(&gw, &toml(&more, &format!("timeout = \"400ms\"\n{watch}")));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let status = c.get("/admin/x", Some(&token)).await.status;

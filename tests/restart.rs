@@ -94,10 +94,20 @@ impl Gateways {
 
     /// Waits for "gateway listening": (its pid, its https address).
     fn listening(&mut self) -> (u32, SocketAddr) {
+        let (pid, https, _) = self.listening_admin();
+        (pid, https)
+    }
+
+    /// Waits for "gateway listening": (its pid, its https address, its admin address).
+    fn listening_admin(&mut self) -> (u32, SocketAddr, Option<SocketAddr>) {
         let v = self.wait_for("gateway listening", Duration::from_secs(60));
         let pid = v["pid"].as_u64().unwrap() as u32;
         let https = v["https"].as_str().unwrap().parse().unwrap();
-        (pid, https)
+        // `Some(127.0.0.1:port)` or `None`.
+        let admin = v["admin"]
+            .as_str()
+            .and_then(|a| a.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
+        (pid, https, admin)
     }
 }
 
@@ -344,4 +354,36 @@ async fn sighup_reloads_the_config_file_and_refuses_a_bad_one() {
     assert_eq!(client.get("/moved/2", None).await.status, 200);
     assert_eq!(other.count(), 2);
     signal(pid, "TERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_the_new_config_drops_is_closed_not_left_hanging() {
+    let up = Upstream::start().await;
+    let dir = setup();
+    let path = dir.path().join("gateway.toml");
+    let with_admin = config(&up.url(), "");
+    std::fs::write(&path, &with_admin).unwrap();
+    let mut gws = Gateways::start(dir.path());
+    let (pid, https, admin) = tokio::task::block_in_place(|| gws.listening_admin());
+    let admin = admin.expect("an admin listener");
+
+    let without = with_admin.replace("admin = \"127.0.0.1:0\"\n", "");
+    assert_ne!(without, with_admin);
+    std::fs::write(&path, without).unwrap();
+    signal(pid, "USR2");
+    let (new_pid, new_https, new_admin) = tokio::task::block_in_place(|| gws.listening_admin());
+    assert_eq!((new_https, new_admin), (https, None));
+    tokio::task::block_in_place(|| {
+        gws.wait_for("stopped", Duration::from_secs(20));
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "the old gateway did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = tokio::net::TcpStream::connect(admin)
+        .await
+        .expect_err("the dropped admin socket still accepts connections");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    signal(new_pid, "TERM");
 }

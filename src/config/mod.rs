@@ -57,8 +57,6 @@ pub struct Runtime {
     pub workers: usize,
 }
 
-/// Hot reload (`[reload]`): SIGHUP always reloads; `watch` also polls the config file and every
-/// file it names (certificate, keys) and reloads when one of them changes.
 /// OTLP trace export (`[otlp]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Otlp {
@@ -70,6 +68,8 @@ pub struct Otlp {
     pub timeout: Duration,
 }
 
+/// Hot reload (`[reload]`): SIGHUP always reloads; `watch` also polls the config file and every
+/// file it names (certificate, keys) and reloads when one of them changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reload {
     /// Default true.
