@@ -121,7 +121,7 @@ pub async fn check(arg: &ConfigArg) -> ExitCode {
         Err(code) => return code,
     };
     let mut errors = Vec::new();
-    if let Err(e) = crate::tls::server_config(&config.tls) {
+    if let Err(e) = crate::tls::server_config(&config.tls, None) {
         if !(config.tls.self_signed_if_missing
             && !config.tls.cert.exists()
             && !config.tls.key.exists())

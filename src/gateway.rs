@@ -141,10 +141,7 @@ impl Gateway {
     ) -> Result<Arc<Gateway>, StartError> {
         // Before any file is read: a change from here on is seen by the watcher.
         let files = crate::reload::Fingerprints::of(&config);
-        let tls = match previous {
-            Some(p) => crate::tls::reloaded_server_config(&config.tls, &p.tls)?,
-            None => crate::tls::server_config(&config.tls)?,
-        };
+        let tls = crate::tls::server_config(&config.tls, previous.map(|p| &*p.tls))?;
         let verifier = Verifier::new(&config.jwt).await?;
         let (store, sessions) = match previous {
             Some(p) if same_store(&p.config.session, &config.session) => p.auth.shared_store(),

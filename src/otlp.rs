@@ -110,7 +110,7 @@ impl Otlp {
             .with_kind(SpanKind::Server)
             .start_with_context(&self.tracer, &parent);
         let sc = opentelemetry::trace::Span::span_context(&span);
-        *trace = std::mem::replace(trace, TraceContext::start()).with_gateway_span(
+        trace.set_gateway_span(
             u128::from_be_bytes(sc.trace_id().to_bytes()),
             u64::from_be_bytes(sc.span_id().to_bytes()),
             sc.is_sampled(),

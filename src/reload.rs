@@ -77,23 +77,22 @@ pub async fn reload(live: &Live, why: &str) -> Result<RestartOnly, ReloadError> 
 /// The listeners, the runtime, the connection limits and the demo upstream are fixed when the
 /// process starts: copies their running values into `new` and names what differed.
 fn keep_restart_only(old: &Config, new: &mut Config) -> RestartOnly {
+    fn keep<T: PartialEq + Clone>(
+        name: &'static str,
+        old: &T,
+        new: &mut T,
+        changed: &mut RestartOnly,
+    ) {
+        if new != old {
+            changed.push(name);
+            *new = old.clone();
+        }
+    }
     let mut changed = Vec::new();
-    if new.listen != old.listen {
-        changed.push("listen");
-        new.listen = old.listen.clone();
-    }
-    if new.runtime != old.runtime {
-        changed.push("runtime");
-        new.runtime = old.runtime.clone();
-    }
-    if new.limits != old.limits {
-        changed.push("limits");
-        new.limits = old.limits.clone();
-    }
-    if new.demo != old.demo {
-        changed.push("demo");
-        new.demo = old.demo.clone();
-    }
+    keep("listen", &old.listen, &mut new.listen, &mut changed);
+    keep("runtime", &old.runtime, &mut new.runtime, &mut changed);
+    keep("limits", &old.limits, &mut new.limits, &mut changed);
+    keep("demo", &old.demo, &mut new.demo, &mut changed);
     changed
 }
 

@@ -24,8 +24,13 @@ pub enum TlsError {
     },
 }
 
-/// Builds the server config from the `[tls]` table.
-pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, TlsError> {
+/// Builds the server config from the `[tls]` table. On a reload, `previous` is the running
+/// config: its ticket keys and session cache are kept, so clients resume across the reload
+/// instead of all paying a full handshake at once.
+pub fn server_config(
+    tls: &Tls,
+    previous: Option<&ServerConfig>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(&tls.cert)?;
     let key = load_key(&tls.key)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -47,22 +52,17 @@ pub fn server_config(tls: &Tls) -> Result<Arc<ServerConfig>, TlsError> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Resumption: stateless tickets plus the default in-memory session cache. 0-RTT stays
     // off (max_early_data_size = 0, the default): early data can be replayed.
-    config.ticketer =
-        rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| pair_err(e.to_string()))?;
+    match previous {
+        Some(p) => {
+            config.ticketer = p.ticketer.clone();
+            config.session_storage = p.session_storage.clone();
+        }
+        None => {
+            config.ticketer =
+                rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| pair_err(e.to_string()))?;
+        }
+    }
     config.max_early_data_size = 0;
-    Ok(Arc::new(config))
-}
-
-/// The server config for a reload: new certificate and settings, but the ticket keys and
-/// session cache of `previous`, so clients resume across the reload instead of all paying a
-/// full handshake at once.
-pub fn reloaded_server_config(
-    tls: &Tls,
-    previous: &ServerConfig,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = Arc::unwrap_or_clone(server_config(tls)?);
-    config.ticketer = previous.ticketer.clone();
-    config.session_storage = previous.session_storage.clone();
     Ok(Arc::new(config))
 }
 

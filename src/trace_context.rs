@@ -66,12 +66,7 @@ impl TraceContext {
 
     /// The request now has a span of the gateway's own (OTLP export): the `traceparent` sent
     /// upstream names it as the parent, in `trace_id` (the caller's, or a new one).
-    pub fn with_gateway_span(
-        mut self,
-        trace_id: u128,
-        span_id: u64,
-        sampled: bool,
-    ) -> TraceContext {
+    pub fn set_gateway_span(&mut self, trace_id: u128, span_id: u64, sampled: bool) {
         let value = format!(
             "00-{trace_id:032x}-{span_id:016x}-{:02x}",
             u8::from(sampled)
@@ -79,7 +74,6 @@ impl TraceContext {
         if let Ok(v) = HeaderValue::from_str(&value) {
             self.traceparent = v;
         }
-        self
     }
 
     /// The 32 hex digits of the trace id (for the access log).
@@ -218,7 +212,8 @@ mod tests {
         let (trace_id, caller, flags) = t.caller().unwrap();
         assert_eq!(trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
         assert_eq!((caller, flags), (0x00f067aa0ba902b7, 1));
-        let t = t.with_gateway_span(trace_id, 0xabc, true);
+        let mut t = t;
+        t.set_gateway_span(trace_id, 0xabc, true);
         t.apply(&mut h);
         assert_eq!(
             h[&TRACEPARENT],

@@ -109,6 +109,18 @@ impl Gateways {
             .and_then(|a| a.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
         (pid, https, admin)
     }
+
+    /// Waits for the draining gateway's "stopped", then for its process to be gone.
+    async fn old_one_exits(&mut self, pid: u32) {
+        tokio::task::block_in_place(|| {
+            self.wait_for("stopped", Duration::from_secs(20));
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(pid) {
+            assert!(Instant::now() < deadline, "the old gateway did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for Gateways {
@@ -247,14 +259,7 @@ async fn a_hand_over_under_load_fails_no_request() {
         new_https, https,
         "the new process must serve the same socket"
     );
-    tokio::task::block_in_place(|| {
-        gws.wait_for("stopped", Duration::from_secs(20));
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while alive(old_pid) {
-        assert!(Instant::now() < deadline, "the old gateway did not exit");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gws.old_one_exits(old_pid).await;
     let at_exit = tally.ok.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
@@ -373,14 +378,7 @@ async fn a_listener_the_new_config_drops_is_closed_not_left_hanging() {
     signal(pid, "USR2");
     let (new_pid, new_https, new_admin) = tokio::task::block_in_place(|| gws.listening_admin());
     assert_eq!((new_https, new_admin), (https, None));
-    tokio::task::block_in_place(|| {
-        gws.wait_for("stopped", Duration::from_secs(20));
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while alive(pid) {
-        assert!(Instant::now() < deadline, "the old gateway did not exit");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gws.old_one_exits(pid).await;
     let err = tokio::net::TcpStream::connect(admin)
         .await
         .expect_err("the dropped admin socket still accepts connections");
