@@ -427,7 +427,10 @@ async fn user_add_inner(
     up.map_err(|e| (2, e.to_string()))?;
     // A replaced user keeps its id (its sessions, and whatever backends keyed on it).
     let existing = if args.replace {
-        store.get_user(&name).await.map_err(|e| (2, e.to_string()))?
+        store
+            .get_user(&name)
+            .await
+            .map_err(|e| (2, e.to_string()))?
     } else {
         None
     };

@@ -166,7 +166,11 @@ mod tests {
         );
         assert!(same_origin(&two).is_err());
         // HTTP/2: the authority of the target.
-        let h2 = req(None, "https://gw.example/auth/logout", &["https://gw.example"]);
+        let h2 = req(
+            None,
+            "https://gw.example/auth/logout",
+            &["https://gw.example"],
+        );
         assert!(same_origin(&h2).is_ok());
     }
 }

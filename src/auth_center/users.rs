@@ -177,7 +177,7 @@ impl Hasher {
             f()
         })
         .await
-            .map_err(|e| GatewayError::Internal(format!("password hashing task: {e}")))
+        .map_err(|e| GatewayError::Internal(format!("password hashing task: {e}")))
     }
 }
 
