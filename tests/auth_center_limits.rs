@@ -167,18 +167,27 @@ async fn the_right_password_inside_a_burst_is_refused_once_the_limit_is_reached(
         let answers = burst(&c, "bob", &passwords).await;
         let wrong = answers.iter().filter(|(s, _)| *s == 401).count();
         let passed = answers.iter().filter(|(s, _)| *s == 200).count();
+        let locked = answers.iter().filter(|(s, _)| *s == 429).count();
+        // The right password passes only if it was counted within the limit.
         assert!(wrong <= LIMIT, "{answers:?}");
         assert!(passed <= 1, "{answers:?}");
-        assert_eq!(
-            answers.iter().filter(|(s, _)| *s == 429).count(),
-            40 - wrong - passed,
-            "{answers:?}"
-        );
-        // The window is locked: the right password alone is 429 too.
+        assert_eq!(wrong + passed + locked, 40, "{answers:?}");
+        // Had the right password been admitted, it took its attempt back: fill the window
+        // (at most one more failure) so that it certainly holds five.
+        for _ in 0..LIMIT {
+            if login(&c, "bob", "wrong password", None).await.status == 429 {
+                break;
+            }
+        }
+        // Inside the locked window, the right password is 429, alone or inside a burst.
         let r = login(&c, "bob", PW, None).await;
         assert_eq!(r.status, 429, "{:?}", r.body);
         assert_eq!(r.error_code(), "too_many_attempts");
         assert!(r.header("retry-after").is_some());
+        let mut passwords = vec!["wrong password"; 9];
+        passwords.insert(4, PW);
+        let answers = burst(&c, "bob", &passwords).await;
+        assert!(answers.iter().all(|(s, _)| *s == 429), "{answers:?}");
     }
 }
 
@@ -245,8 +254,8 @@ async fn usernames_are_one_whatever_their_case_or_width() {
             assert_eq!(c.get("/api/who", Some(&p.access)).await.status, 200);
             assert_eq!(env.up.last().one("x-user-id"), Some(id.clone()));
         }
-        // Creation is atomic: of twenty racing spellings of a new name, one wins.
-        let tasks: Vec<_> = (0..20)
+        // Creation is atomic: of ten racing spellings of a new name, one wins.
+        let tasks: Vec<_> = (0..10)
             .map(|i| {
                 let c = c.clone();
                 let name = if i % 2 == 0 { "CAROL" } else { "carol" };
