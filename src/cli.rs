@@ -49,7 +49,8 @@ pub enum UserCommand {
 pub struct UserAddArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// The username (letters, digits, '.', '_', '-', '@'; at most 64). Also the user id.
+    /// The username (letters, digits, '.', '_', '-', '@'; at most 64), kept NFKC-casefolded.
+    /// The user id is generated (a random UUID), never the name.
     pub name: String,
     /// A role; repeat for several.
     #[arg(long = "role")]
@@ -57,7 +58,7 @@ pub struct UserAddArgs {
     /// Read the password from stdin (one line; the trailing newline is dropped).
     #[arg(long)]
     pub password_stdin: bool,
-    /// Replace the user if it exists (a new password and roles).
+    /// Replace the user if it exists (a new password and roles; its user id is kept).
     #[arg(long)]
     pub replace: bool,
 }
@@ -342,9 +343,9 @@ pub async fn user_add(args: &UserAddArgs) -> ExitCode {
         Err(code) => return code,
     };
     match user_add_inner(&config, args).await {
-        Ok(replaced) => {
+        Ok((name, user_id, replaced)) => {
             let verb = if replaced { "written" } else { "added" };
-            eprintln!("user {} {verb}", args.name);
+            eprintln!("user {name} {verb} (user_id {user_id})");
             ExitCode::SUCCESS
         }
         Err((code, message)) => {
@@ -354,7 +355,11 @@ pub async fn user_add(args: &UserAddArgs) -> ExitCode {
     }
 }
 
-async fn user_add_inner(config: &Config, args: &UserAddArgs) -> Result<bool, (u8, String)> {
+/// The folded name, the user id and whether an existing user was replaced.
+async fn user_add_inner(
+    config: &Config,
+    args: &UserAddArgs,
+) -> Result<(String, String, bool), (u8, String)> {
     use crate::auth_center::users;
     let usage = |m: String| (1u8, m);
     if config.session.store != StoreKind::Redis {
@@ -363,13 +368,13 @@ async fn user_add_inner(config: &Config, args: &UserAddArgs) -> Result<bool, (u8
             config.source.display()
         )));
     }
-    if !users::valid_username(&args.name) {
+    let Some(name) = users::fold_username(&args.name) else {
         return Err(usage(format!(
             "{:?}: a username is 1 to {} letters, digits, '.', '_', '-' or '@'",
             args.name,
             users::MAX_USERNAME_BYTES
         )));
-    }
+    };
     if let Some(bad) = args
         .roles
         .iter()
@@ -420,22 +425,32 @@ async fn user_add_inner(config: &Config, args: &UserAddArgs) -> Result<bool, (u8
         up = store.ping().await;
     }
     up.map_err(|e| (2, e.to_string()))?;
+    // A replaced user keeps its id (its sessions, and whatever backends keyed on it).
+    let existing = if args.replace {
+        store
+            .get_user(&name)
+            .await
+            .map_err(|e| (2, e.to_string()))?
+    } else {
+        None
+    };
+    let user_id = existing.map_or_else(users::new_user_id, |u| u.user_id);
     let user = crate::auth::session::UserRecord {
-        user_id: args.name.clone(),
+        user_id: user_id.clone(),
         password_hash: hash,
         roles: args.roles.iter().map(|r| r.trim().to_owned()).collect(),
     };
     let written = store
-        .put_user(&args.name, &user, args.replace)
+        .put_user(&name, &user, args.replace)
         .await
         .map_err(|e| (2, e.to_string()))?;
     if !written {
         return Err((
             1,
-            format!("user {} exists (use --replace to overwrite it)", args.name),
+            format!("user {name} exists (use --replace to overwrite it)"),
         ));
     }
-    Ok(args.replace)
+    Ok((name, user_id, args.replace))
 }
 
 pub fn keygen(args: &KeygenArgs) -> ExitCode {

@@ -614,8 +614,11 @@ async fn registration_when_enabled() {
     let body = json!({ "username": "dave", "password": "a long password" });
     let r = call(&c, "POST", "/auth/register", Some(body.clone()), None, &[]).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    // The user id is generated, never the username.
+    assert_ne!(r.json()["user_id"], "dave");
     let r = call(&c, "POST", "/auth/register", Some(body), None, &[]).await;
     assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "username_taken");
     let weak = json!({ "username": "erin", "password": "short" });
     assert_eq!(
         call(&c, "POST", "/auth/register", Some(weak), None, &[])

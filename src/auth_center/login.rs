@@ -1,6 +1,8 @@
 //! `POST {auth.path}/login`: username and password -> a session, an access token and a
-//! refresh token. The login limit is checked first (429 while locked, whatever the password);
-//! an unknown user costs one argon2 run like a wrong password and gets the same 401.
+//! refresh token. The attempt is counted first, atomically with the limit check (429 while
+//! locked, whatever the password; see `lockout.rs`); the user is looked up by the
+//! NFKC-casefolded username; an unknown user costs one argon2 run like a wrong password and
+//! gets the same 401.
 
 use std::net::SocketAddr;
 
@@ -9,7 +11,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use super::lockout::{self, Attempt};
+use super::lockout::Attempt;
 use super::{client_ip, read_json, tokens, users, AuthCenter};
 use crate::auth::session::NewSession;
 use crate::body::Body;
@@ -48,26 +50,32 @@ pub(super) async fn login(
     }
     let store = gw.auth.store();
     let ip = client_ip(peer);
-    let name_ok = users::valid_username(&body.username);
-    let attempt = Attempt::new(name_ok.then_some(body.username.as_str()), &ip);
-    attempt.check(store).await?;
+    let folded = users::fold_username(&body.username);
+    let attempt = Attempt::new(folded.as_deref(), &ip);
+    // Counted before the password is checked, in one atomic step with the limit check.
+    attempt.count(store).await?;
 
-    let user = if name_ok {
-        store.get_user(&body.username).await?
-    } else {
-        None
+    let user = match &folded {
+        Some(name) => store.get_user(name).await?,
+        None => None,
     };
     let phc = user.as_ref().map(|u| u.password_hash.clone());
-    let matched = center.hasher.verify(body.password, phc).await?;
+    let matched = match center.hasher.verify(body.password, phc).await {
+        Ok(matched) => matched,
+        Err(e) => {
+            // Never checked (the hasher is overloaded): not a wrong password.
+            attempt.take_back(store).await?;
+            return Err(e);
+        }
+    };
     let user = match user {
         Some(user) if matched => user,
         _ => {
-            attempt.failed(store).await?;
-            tracing::info!(username_valid = name_ok, peer = %ip, "login failed");
+            tracing::info!(username_valid = folded.is_some(), peer = %ip, "login failed");
             return Err(GatewayError::InvalidCredentials);
         }
     };
-    lockout::succeeded(store, &body.username).await?;
+    attempt.take_back(store).await?;
 
     let sid = tokens::new_session_id();
     let (refresh, refresh_hash) = tokens::new_refresh_token();

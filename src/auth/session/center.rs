@@ -1,6 +1,7 @@
 //! What the auth center keeps in the session store beside the sessions themselves
-//! (CONTRACT.md section 4): refresh-token records, user records and login-failure counters,
-//! and the one atomic operation everything rests on, refresh rotation.
+//! (CONTRACT.md section 4): refresh-token records, user records and login-attempt counters,
+//! and the atomic operations everything rests on: refresh rotation, user creation, and
+//! counting a login attempt before its password is checked.
 //!
 //! In Redis every operation that reads and then writes is one Lua script, so two gateways
 //! (or two requests on one) can never both pass the same check; the memory store does the
@@ -119,11 +120,13 @@ pub enum RefreshOutcome {
     BindingMismatch,
 }
 
-/// A failure counter: its count and how long until it resets.
+/// What counting one login attempt found ([`SessionStore::count_attempt`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counter {
-    pub count: u64,
-    pub resets_in: Duration,
+pub enum Admission {
+    /// Every counter was below its limit and now counts this attempt: check the password.
+    Counted,
+    /// A counter is at its limit: nothing was counted; the longest wait until one resets.
+    Locked { resets_in: Duration },
 }
 
 /// Session + refresh record in one write. `KEYS[1]` session, `KEYS[2]` user set, `KEYS[3]`
@@ -209,22 +212,39 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 ";
 
-/// `KEYS` counters; `ARGV[1]` window ms, `ARGV[2]` '1' to count a failure, '0' to read.
-/// A counter's window starts at its first failure. Returns count, ms left per key.
-const COUNT_LUA: &str = r"
-local out = {}
-for _, k in ipairs(KEYS) do
-  local n
-  if ARGV[2] == '1' then
-    n = redis.call('INCR', k)
-    if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, ARGV[1]) end
-  else
-    n = tonumber(redis.call('GET', k) or '0') or 0
+/// One login attempt, check and count in one step. `KEYS` counters; `ARGV[1]` window ms,
+/// `ARGV[1 + i]` the limit of `KEYS[i]`. When a counter is at its limit nothing is counted
+/// and the answer is the longest ms until such a counter resets (>= 0); otherwise every
+/// counter counts one more (a counter's window starts at its first count and is never
+/// extended) and the answer is -1.
+const ATTEMPT_LUA: &str = r"
+local wait = -1
+for i, k in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', k) or '0') or 0
+  if n >= tonumber(ARGV[i + 1]) then
+    local left = redis.call('PTTL', k)
+    if left < 0 then
+      redis.call('PEXPIRE', k, ARGV[1])
+      left = tonumber(ARGV[1])
+    end
+    if left > wait then wait = left end
   end
-  out[#out + 1] = n
-  out[#out + 1] = redis.call('PTTL', k)
 end
-return out
+if wait >= 0 then return wait end
+for _, k in ipairs(KEYS) do
+  redis.call('INCR', k)
+  if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, ARGV[1]) end
+end
+return -1
+";
+
+/// Takes one counted attempt back from each of `KEYS` still counting (a login that
+/// succeeded); the window is kept, a counter never goes below zero nor comes back to life.
+const UNCOUNT_LUA: &str = r"
+for _, k in ipairs(KEYS) do
+  if (tonumber(redis.call('GET', k) or '0') or 0) > 0 then redis.call('DECR', k) end
+end
+return 1
 ";
 
 // Built once: a Script hashes its source, and EVALSHA needs that hash on every call.
@@ -232,7 +252,8 @@ static BEGIN: LazyLock<Script> = LazyLock::new(|| Script::new(BEGIN_LUA));
 static ROTATE: LazyLock<Script> = LazyLock::new(|| Script::new(ROTATE_LUA));
 static DELETE_ALL: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_ALL_LUA));
 static PUT_USER: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_USER_LUA));
-static COUNT: LazyLock<Script> = LazyLock::new(|| Script::new(COUNT_LUA));
+static ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(ATTEMPT_LUA));
+static UNCOUNT: LazyLock<Script> = LazyLock::new(|| Script::new(UNCOUNT_LUA));
 
 impl SessionStore {
     /// Writes a new session and its first refresh record (state `live`) together, both
@@ -285,26 +306,28 @@ impl SessionStore {
         }
     }
 
-    /// Reads (`count = false`) or increments (`count = true`) the counters `{P}{name}`,
-    /// each of which resets `window` after its first failure.
-    pub async fn counters(
+    /// Counts one login attempt on the counters `{P}{name}` (each `(name, limit)`), in one
+    /// atomic step: when every counter is below its limit each counts one more and the answer
+    /// is [`Admission::Counted`]; otherwise nothing changes and [`Admission::Locked`]. A
+    /// counter resets `window` after its first count. Never retried (a lost answer may have
+    /// counted), so concurrent attempts can never all pass a check made before the count.
+    pub async fn count_attempt(
         &self,
-        names: &[String],
+        counters: &[(String, u64)],
         window: Duration,
-        count: bool,
-    ) -> Result<Vec<Counter>, StoreError> {
+    ) -> Result<Admission, StoreError> {
         match self {
-            SessionStore::Redis(s) => s.counters(names, window, count).await,
-            SessionStore::Memory(s) => Ok(s.counters(names, window, count)),
+            SessionStore::Redis(s) => s.count_attempt(counters, window).await,
+            SessionStore::Memory(s) => Ok(s.count_attempt(counters, window)),
         }
     }
 
-    /// Resets the counter `{P}{name}`.
-    pub async fn reset_counter(&self, name: &str) -> Result<(), StoreError> {
+    /// Takes one counted attempt back from each counter `{P}{name}` that still counts.
+    pub async fn uncount_attempt(&self, names: &[String]) -> Result<(), StoreError> {
         match self {
-            SessionStore::Redis(s) => s.reset_counter(name).await,
+            SessionStore::Redis(s) => s.uncount_attempt(names).await,
             SessionStore::Memory(s) => {
-                s.reset_counter(name);
+                s.uncount_attempt(names);
                 Ok(())
             }
         }
@@ -400,49 +423,41 @@ impl RedisStore {
         self.run_script::<i64>(&inv).await.map(|n| n == 1)
     }
 
-    async fn counters(
+    async fn count_attempt(
         &self,
-        names: &[String],
+        counters: &[(String, u64)],
         window: Duration,
-        count: bool,
-    ) -> Result<Vec<Counter>, StoreError> {
-        if names.is_empty() {
-            return Ok(Vec::new());
+    ) -> Result<Admission, StoreError> {
+        if counters.is_empty() {
+            return Ok(Admission::Counted);
         }
-        let mut inv = COUNT.prepare_invoke();
+        let mut inv = ATTEMPT.prepare_invoke();
+        for (name, _) in counters {
+            inv.key(format!("{}{name}", self.prefix()));
+        }
+        inv.arg(ttl_millis(window));
+        for (_, limit) in counters {
+            inv.arg(*limit);
+        }
+        let wait: i64 = self.run_script(&inv).await?;
+        Ok(match u64::try_from(wait) {
+            Ok(ms) => Admission::Locked {
+                resets_in: Duration::from_millis(ms),
+            },
+            Err(_) => Admission::Counted,
+        })
+    }
+
+    async fn uncount_attempt(&self, names: &[String]) -> Result<(), StoreError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut inv = UNCOUNT.prepare_invoke();
         for name in names {
             inv.key(format!("{}{name}", self.prefix()));
         }
-        inv.arg(ttl_millis(window))
-            .arg(if count { "1" } else { "0" });
-        let raw: Vec<i64> = if count {
-            self.run_script(&inv).await?
-        } else {
-            self.run_script_inner(&inv, true).await?
-        };
-        Ok(raw
-            .chunks(2)
-            .map(|pair| Counter {
-                count: u64::try_from(pair[0]).unwrap_or(0),
-                resets_in: pair
-                    .get(1)
-                    .and_then(|ms| u64::try_from(*ms).ok())
-                    .map(Duration::from_millis)
-                    .unwrap_or(Duration::ZERO),
-            })
-            .collect())
-    }
-
-    async fn reset_counter(&self, name: &str) -> Result<(), StoreError> {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(format!("{}{name}", self.prefix()));
-        let cmd = &cmd;
-        self.link
-            .run(
-                true,
-                move |mut c| async move { cmd.query_async(&mut c).await },
-            )
-            .await
+        // Not retried: taking back twice would forgive a failure.
+        self.run_script::<i64>(&inv).await.map(|_| ())
     }
 }
 

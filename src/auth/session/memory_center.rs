@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::center::{Binding, Counter, RefreshOutcome, Rotation, UserRecord};
+use super::center::{Admission, Binding, RefreshOutcome, Rotation, UserRecord};
 use super::memory::MemoryStore;
 use super::{NewSession, StoreError, MAX_TTL};
 
@@ -152,38 +152,43 @@ impl MemoryStore {
         Ok(true)
     }
 
-    pub(super) fn counters(&self, names: &[String], window: Duration, count: bool) -> Vec<Counter> {
+    /// `ATTEMPT_LUA` under the lock: check every counter, then count on all or none.
+    pub(super) fn count_attempt(&self, counters: &[(String, u64)], window: Duration) -> Admission {
         let now = Instant::now();
         let mut inner = self.lock();
-        let counters = &mut inner.center.counters;
-        names
+        let live = &mut inner.center.counters;
+        for (name, _) in counters {
+            if live.get(name).is_some_and(|(_, at)| *at <= now) {
+                live.remove(name);
+            }
+        }
+        let wait = counters
             .iter()
-            .map(|name| {
-                if counters.get(name).is_some_and(|(_, at)| *at <= now) {
-                    counters.remove(name);
-                }
-                if count {
-                    let slot = counters
-                        .entry(name.clone())
-                        .or_insert((0, later(now, window)));
-                    slot.0 += 1;
-                }
-                match counters.get(name) {
-                    Some((n, at)) => Counter {
-                        count: *n,
-                        resets_in: at.saturating_duration_since(now),
-                    },
-                    None => Counter {
-                        count: 0,
-                        resets_in: Duration::ZERO,
-                    },
-                }
-            })
-            .collect()
+            .filter_map(|(name, limit)| live.get(name).filter(|(n, _)| n >= limit))
+            .map(|(_, at)| at.saturating_duration_since(now))
+            .max();
+        if let Some(resets_in) = wait {
+            return Admission::Locked { resets_in };
+        }
+        for (name, _) in counters {
+            live.entry(name.clone())
+                .or_insert((0, later(now, window)))
+                .0 += 1;
+        }
+        Admission::Counted
     }
 
-    pub(super) fn reset_counter(&self, name: &str) {
-        self.lock().center.counters.remove(name);
+    /// `UNCOUNT_LUA` under the lock.
+    pub(super) fn uncount_attempt(&self, names: &[String]) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        for name in names {
+            if let Some((n, at)) = inner.center.counters.get_mut(name) {
+                if *at > now {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
     }
 }
 
@@ -295,14 +300,21 @@ mod tests {
         assert!(!store.put_user("alice", &u, false).unwrap());
         assert!(store.put_user("alice", &u, true).unwrap());
         assert_eq!(store.get_user("alice").unwrap().user_id, "alice");
-        let names = vec!["a".to_owned(), "b".to_owned()];
         let min = Duration::from_secs(60);
-        assert_eq!(store.counters(&names, min, false)[0].count, 0);
-        store.counters(&names[..1], min, true);
-        let c = store.counters(&names, min, true);
-        assert_eq!((c[0].count, c[1].count), (2, 1));
-        assert!(c[0].resets_in <= min && c[0].resets_in > Duration::ZERO);
-        store.reset_counter("a");
-        assert_eq!(store.counters(&names, min, false)[0].count, 0);
+        let both = [("a".to_owned(), 2), ("b".to_owned(), 5)];
+        assert_eq!(store.count_attempt(&both[..1], min), Admission::Counted);
+        assert_eq!(store.count_attempt(&both, min), Admission::Counted);
+        // "a" is at its limit: nothing is counted, "b" stays at 1.
+        let Admission::Locked { resets_in } = store.count_attempt(&both, min) else {
+            panic!("a is at its limit");
+        };
+        assert!(resets_in <= min && resets_in > Duration::ZERO);
+        assert_eq!(store.lock().center.counters["b"].0, 1);
+        // A success takes its attempt back, never below zero.
+        store.uncount_attempt(&["a".to_owned(), "b".to_owned(), "c".to_owned()]);
+        store.uncount_attempt(&["b".to_owned()]);
+        assert_eq!(store.lock().center.counters["b"].0, 0);
+        assert!(!store.lock().center.counters.contains_key("c"));
+        assert_eq!(store.count_attempt(&both, min), Admission::Counted);
     }
 }

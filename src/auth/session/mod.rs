@@ -15,7 +15,7 @@ mod redis;
 
 use std::time::Duration;
 
-pub use self::center::{Binding, Counter, RefreshOutcome, Rotation, UserRecord};
+pub use self::center::{Admission, Binding, RefreshOutcome, Rotation, UserRecord};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
