@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Tests"; .ci/run calls it too): installs what a fresh
-# machine lacks (redis-server, which the integration tests start on free ports of their own),
-# then checks formatting and lints and runs every test.
+# machine lacks (redis-server and nginx, which the integration tests start on free ports of
+# their own), then checks formatting and lints and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+# nginx: tests/forward_auth.rs runs the README's auth_request example in it.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "nginx not found: installing it (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
 fi
 
 cargo fmt --all -- --check

@@ -171,10 +171,7 @@ async fn pipeline(
             ));
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        let (store, cache) = gw.auth.shared_store();
-        let watch = who
-            .as_ref()
-            .map(|a| crate::upgrade::Watch::new(store, cache.as_ref(), a, &route.roles));
+        let watch = crate::upgrade::Watch::start(&gw.auth, who.as_ref(), &route.roles);
         tokio::spawn(crate::upgrade::splice(
             client_upgrade,
             upstream_upgrade,

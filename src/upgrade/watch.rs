@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::session::SessionStore;
-use crate::auth::session_cache::{SessionCache, Subscription};
-use crate::auth::Authenticated;
+use crate::auth::session_cache::Subscription;
+use crate::auth::{Authenticated, Authenticator};
 
 /// The re-check period without invalidation pushes (and after a failed re-check).
 pub const PERIOD: Duration = Duration::from_millis(500);
@@ -58,21 +58,24 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Starts watching the session of `who` at once (the subscription is taken now, before
-    /// the upstream answers), for a route requiring `required_roles`.
-    pub fn new(
-        store: Arc<SessionStore>,
-        cache: Option<&SessionCache>,
-        who: &Authenticated,
+    /// The watch for a tunnel opened by `who` on a route requiring `required_roles`, against
+    /// the store (and cache) that authenticated it; `None` for an anonymous tunnel. The
+    /// subscription is taken now, before the splice starts, and the first re-check is
+    /// immediate, so a revocation at any moment after authentication is seen.
+    pub fn start(
+        auth: &Authenticator,
+        who: Option<&Authenticated>,
         required_roles: &[String],
-    ) -> Watch {
-        Watch {
+    ) -> Option<Watch> {
+        let who = who?;
+        let (store, cache) = auth.shared_store();
+        Some(Watch {
             store,
             subscription: cache.map(|c| c.subscribe(who.session_id())),
             sid: who.session_id().to_owned(),
             user_id: who.user_id().to_owned(),
             required_roles: required_roles.to_vec(),
-        }
+        })
     }
 
     pub fn session_id(&self) -> &str {
@@ -80,7 +83,7 @@ impl Watch {
     }
 
     /// Returns once the session is no longer valid; never while it is. The first re-check is
-    /// immediate (covering a revocation between authentication and this watch).
+    /// immediate (covering a revocation between authentication and the subscription).
     pub async fn revoked(&mut self) -> Verdict {
         let mut failures = 0;
         loop {
