@@ -160,7 +160,11 @@ async fn an_ambiguous_original_request_is_refused() {
         h.push(extra);
         let r = env.verify(Some(&alice.access), &h).await;
         assert_eq!(r.status, 400, "{extra:?}");
-        assert_eq!(r.json()["error"].as_str().is_some(), true);
+        let code = r.json()["error"].as_str().map(str::to_owned);
+        assert!(
+            matches!(code.as_deref(), Some("bad_request" | "bad_host")),
+            "{code:?}"
+        );
         assert_eq!(r.header("x-user-id"), None);
     }
     let mut twice = traefik_set("/api/x", "GET", "localhost");
@@ -385,7 +389,7 @@ async fn the_readme_nginx_example_in_front_of_the_gateway() {
     assert_eq!(nginx.get("/api/x", "localhost", &spoof).await, 200);
     let seen = env.up.last();
     assert_eq!(seen.all("x-user-id"), ["bob"]);
-    assert_eq!(seen.all("x-session-id"), [bob.sid.clone()]);
+    assert_eq!(seen.all("x-session-id"), std::slice::from_ref(&bob.sid));
     assert!(seen.all("x-user-roles").is_empty());
     assert_eq!(seen.one("authorization"), None);
     let names = seen.names();

@@ -75,11 +75,14 @@ struct Inner {
     key_prefix: String,
     stats: CacheStats,
     /// Open tunnels by session id, woken by every invalidation of their session.
-    tunnels: Mutex<HashMap<String, Vec<(u64, Arc<Notify>)>>>,
+    tunnels: Mutex<HashMap<String, Vec<Waker>>>,
     next_tunnel: AtomicU64,
     /// Counts flushes (and link changes): tunnels re-check their session on each.
     flushed: watch::Sender<u64>,
 }
+
+/// One open tunnel's wake-up: its subscription id and the notifier it waits on.
+type Waker = (u64, Arc<Notify>);
 
 /// An open tunnel's registration: woken when its session may have changed. Deregisters on drop.
 pub struct Subscription {

@@ -232,19 +232,14 @@ mod tests {
 
     #[test]
     fn every_header_of_the_set_is_required() {
-        for missing in 0..NGINX_OK.len() {
-            let pairs: Vec<_> = NGINX_OK
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != missing)
-                .map(|(_, p)| *p)
-                .collect();
+        for (missing, name) in NGINX_OK.iter().map(|p| p.0).enumerate() {
+            let pairs: Vec<_> = NGINX_OK.iter().filter(|p| p.0 != name).copied().collect();
             let h = headers(&pairs);
             // Without X-Original-URI there is no original request at all.
             if missing == 0 {
                 assert!(original(&h).unwrap().is_none());
             } else {
-                assert!(original(&h).is_err(), "{} missing", NGINX_OK[missing].0);
+                assert!(original(&h).is_err(), "{name} missing");
             }
         }
     }
