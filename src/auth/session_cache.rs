@@ -580,4 +580,55 @@ mod tests {
         }
         assert!(c.len() <= MAX_ENTRIES, "{}", c.len());
     }
+
+    /// True when `changed` returns promptly (a pending wake-up), false when it would block.
+    async fn woken(sub: &mut Subscription) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), sub.changed())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_is_woken_by_its_own_sid_only() {
+        let c = cache(true);
+        let mut a = c.subscribe("s1");
+        let mut b = c.subscribe("s2");
+        assert!(!woken(&mut a).await, "nothing happened yet");
+        // A push, while nobody waits: the wake-up is kept, not lost.
+        apply_invalidation(
+            &c.inner,
+            &[Value::Array(vec![Value::BulkString(
+                b"gw:session:s1".to_vec(),
+            )])],
+        );
+        assert!(woken(&mut a).await);
+        assert!(!woken(&mut b).await, "another session's tunnel sleeps on");
+        // This instance's own revocation wakes it too.
+        c.invalidate("s2");
+        assert!(woken(&mut b).await);
+    }
+
+    #[tokio::test]
+    async fn a_flush_wakes_every_tunnel() {
+        let c = cache(true);
+        let mut a = c.subscribe("s1");
+        let mut b = c.subscribe("s2");
+        c.inner.flush();
+        assert!(woken(&mut a).await);
+        assert!(woken(&mut b).await);
+        assert!(!woken(&mut a).await, "one flush, one wake-up");
+    }
+
+    #[test]
+    fn a_closed_tunnel_deregisters() {
+        let c = cache(true);
+        let a = c.subscribe("s1");
+        let b = c.subscribe("s1");
+        assert_eq!(c.tunnels(), 2);
+        drop(a);
+        assert_eq!(c.tunnels(), 1);
+        drop(b);
+        assert_eq!(c.tunnels(), 0);
+        assert!(lock(&c.inner.tunnels).is_empty());
+    }
 }
