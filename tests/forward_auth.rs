@@ -1,22 +1,19 @@
 //! Forward-auth (`/auth/verify`, CONTRACT.md section 7): which headers name the original
-//! request, and the README's proxy examples against a real gateway. The nginx example is taken
-//! from README.md itself and run in a real nginx (installed by scripts/test.sh) between a
-//! client and a recording backend; Traefik is not packaged for Debian, so its header set is
-//! sent to `/auth/verify` directly.
+//! request, and the README's proxy examples against a real gateway. Both examples are taken
+//! from README.md itself and run in a real nginx and a real Traefik (installed by
+//! scripts/test.sh) between a client and a recording backend.
 
+#[path = "forward_auth/proxies.rs"]
+mod proxies;
 mod support;
-
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use support::auth::{self, add_user, call, login_ok, ACCESS_COOKIE};
 use support::client::{Client, Proto};
 use support::gateway::{redis_session, route, TestGateway};
 use support::redis::RedisServer;
 use support::upstream::Upstream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use proxies::Proxy;
 
 const PW: &str = "correct horse battery";
 
@@ -221,160 +218,39 @@ async fn the_traefik_header_set() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// nginx, for real.
+// The README's examples, run for real: a client talks to the proxy, the proxy asks the gateway
+// and forwards to the recording backend.
 
-/// The nginx binary: scripts/test.sh installs it (Debian's `nginx` package) when missing.
-fn nginx_binary() -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain([
-        "/usr/sbin",
-        "/usr/local/sbin",
-        "/usr/local/nginx/sbin",
-    ]) {
-        let p = Path::new(dir).join("nginx");
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("nginx not found: run scripts/test.sh (it installs nginx) or apt-get install nginx");
-}
-
-/// The one ```nginx block of README.md.
-fn readme_nginx_block() -> String {
-    let readme = include_str!("../README.md");
-    let mut blocks = readme.split("```nginx\n").skip(1);
-    let first = blocks.next().expect("README.md has an ```nginx block");
-    assert!(blocks.next().is_none(), "README.md has one ```nginx block");
-    first.split("```").next().unwrap().to_owned()
-}
-
-/// nginx on a free loopback port with the README block in its server, pointed at `gateway`
-/// and `backend`. One process (`master_process off`), so killing it on drop leaves no worker.
-struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    async fn start(gateway: SocketAddr, backend: SocketAddr, gateway_cert: &Path) -> Nginx {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display().to_string();
-        let block = readme_nginx_block();
-        for placeholder in ["127.0.0.1:8443", "127.0.0.1:9000", "/etc/nginx/gateway.crt"] {
-            assert!(
-                block.contains(placeholder),
-                "README block lost {placeholder}"
-            );
-        }
-        let block = block
-            .replace("127.0.0.1:8443", &gateway.to_string())
-            .replace("127.0.0.1:9000", &backend.to_string())
-            .replace(
-                "/etc/nginx/gateway.crt",
-                &gateway_cert.display().to_string(),
-            );
-        let addr = free_port();
-        let conf = format!(
-            "pid {d}/nginx.pid;\nerror_log {d}/error.log info;\ndaemon off;\nmaster_process off;\n\
-             events {{ worker_connections 64; }}\nhttp {{\n  access_log {d}/access.log;\n  \
-             client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp; \
-             uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n  server {{\n    listen {addr};\n\
-             {block}\n  }}\n}}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(nginx_binary())
-            .args(["-p", &d, "-e", &format!("{d}/error.log"), "-c"])
-            .arg(dir.path().join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts");
-        let mut n = Nginx { child, addr, dir };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return n;
-            }
-            if let Ok(Some(status)) = n.child.try_wait() {
-                panic!("nginx exited ({status}):\n{}", n.log());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("nginx did not listen within 5 s:\n{}", n.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-
-    /// One HTTP/1.1 request through nginx; the status code.
-    async fn get(&self, path: &str, host: &str, headers: &[(&str, &str)]) -> u16 {
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-        for (n, v) in headers {
-            req.push_str(&format!("{n}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        let answer = tokio::time::timeout(Duration::from_secs(10), async {
-            let mut s = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-            s.write_all(req.as_bytes()).await.unwrap();
-            let mut buf = Vec::new();
-            s.read_to_end(&mut buf).await.unwrap();
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-        .await
-        .expect("nginx answers within 10 s");
-        answer
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {answer:?}\n{}", self.log()))
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-#[tokio::test]
-async fn the_readme_nginx_example_in_front_of_the_gateway() {
-    let env = Env::start().await;
-    let nginx = Nginx::start(env.gw.https, env.up.addr, &env.gw.cert()).await;
-    let bob = login_ok(&env.c(), "bob", PW, Some("d")).await;
+/// What every forward-auth proxy example must get right, as a client sees it.
+async fn the_example_holds(env: &Env, proxy: &Proxy) {
+    let name = proxy.name;
+    let bob = login_ok(&env.c(), "bob", PW, Some(name)).await;
     let bearer = format!("Bearer {}", bob.access);
+    let auth = [("Authorization", bearer.as_str())];
 
     // No token: 401, and nothing reached the backend.
-    assert_eq!(nginx.get("/api/x", "localhost", &[]).await, 401);
-    assert_eq!(env.up.count(), 0);
+    let before = env.up.count();
+    assert_eq!(proxy.get("/api/x", "localhost", &[]).await, 401, "{name}");
+    assert_eq!(env.up.count(), before, "{name}");
 
     // A token: 200, the identity at the backend, the token not.
-    assert_eq!(
-        nginx
-            .get("/api/x", "localhost", &[("Authorization", &bearer)])
-            .await,
-        200
-    );
+    assert_eq!(proxy.get("/api/x", "localhost", &auth).await, 200, "{name}");
     let seen = env.up.last();
-    assert_eq!(seen.one("x-user-id").as_deref(), Some("bob"));
+    assert_eq!(seen.one("x-user-id").as_deref(), Some("bob"), "{name}");
     assert_eq!(seen.one("x-session-id").as_deref(), Some(bob.sid.as_str()));
-    assert_eq!(seen.one("x-user-roles"), None, "bob has no roles");
-    assert_eq!(seen.one("authorization"), None);
+    // Bob has no roles: the gateway answers an empty X-User-Roles, which nginx drops and
+    // Traefik passes on.
+    let roles = seen.one("x-user-roles").unwrap_or_default();
+    assert_eq!(roles, "", "{name}");
+    assert_eq!(seen.one("authorization"), None, "{name}");
 
     // The token cookie works, and no cookie reaches the backend.
     let cookie = format!("{ACCESS_COOKIE}={}; theme=dark", bob.access);
-    assert_eq!(
-        nginx
-            .get("/api/x", "localhost", &[("Cookie", &cookie)])
-            .await,
-        200
-    );
-    assert_eq!(env.up.last().one("cookie"), None);
+    let r = proxy
+        .get("/api/x", "localhost", &[("Cookie", &cookie)])
+        .await;
+    assert_eq!(r, 200, "{name}");
+    assert_eq!(env.up.last().one("cookie"), None, "{name}");
 
     // A client's identity headers, in any spelling, never reach the backend.
     let spoof = [
@@ -383,22 +259,28 @@ async fn the_readme_nginx_example_in_front_of_the_gateway() {
         ("x-user-id", "root2"),
         ("X_User_Id", "root3"),
         ("X-User-Roles", "admin"),
+        ("X_User_Roles", "admin"),
         ("X-Session-Id", "someone-elses"),
         ("X_Session_Id", "someone-elses"),
     ];
-    assert_eq!(nginx.get("/api/x", "localhost", &spoof).await, 200);
+    assert_eq!(
+        proxy.get("/api/x", "localhost", &spoof).await,
+        200,
+        "{name}"
+    );
     let seen = env.up.last();
-    assert_eq!(seen.all("x-user-id"), ["bob"]);
+    assert_eq!(seen.all("x-user-id"), ["bob"], "{name}");
     assert_eq!(seen.all("x-session-id"), std::slice::from_ref(&bob.sid));
-    assert!(seen.all("x-user-roles").is_empty());
-    assert_eq!(seen.one("authorization"), None);
+    assert_eq!(seen.one("x-user-roles").unwrap_or_default(), "", "{name}");
+    assert_eq!(seen.one("authorization"), None, "{name}");
     let names = seen.names();
-    assert!(!names.iter().any(|n| n.contains('_')), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains('_')), "{name}: {names:?}");
     // On a public route too: no identity at all.
-    assert_eq!(nginx.get("/public/x", "localhost", &spoof[1..]).await, 200);
+    assert_eq!(proxy.get("/public/x", "localhost", &spoof[1..]).await, 200);
     let seen = env.up.last();
-    assert_eq!(seen.all("x-user-id"), Vec::<String>::new());
-    assert_eq!(seen.all("x-session-id"), Vec::<String>::new());
+    assert!(seen.all("x-user-id").is_empty(), "{name}");
+    assert!(seen.all("x-session-id").is_empty(), "{name}");
+    assert!(!seen.names().iter().any(|n| n.contains('_')), "{name}");
 
     // The bypass of issue 9: a client's X-Forwarded-Uri naming a public route.
     let before = env.up.count();
@@ -408,24 +290,32 @@ async fn the_readme_nginx_example_in_front_of_the_gateway() {
         ("X-Forwarded-Method", "GET"),
         ("X-Forwarded-Host", "localhost"),
     ];
-    assert_eq!(nginx.get("/admin/x", "localhost", &forged).await, 403);
-    assert_eq!(nginx.get("/admin/x", "localhost", &forged[1..]).await, 401);
-    // Nor can a client name the original request in nginx's own headers.
+    assert_eq!(
+        proxy.get("/admin/x", "localhost", &forged).await,
+        403,
+        "{name}"
+    );
+    assert_eq!(proxy.get("/admin/x", "localhost", &forged[1..]).await, 401);
+    // Nor can a client name the original request in nginx's headers.
     let own = [
         ("Authorization", bearer.as_str()),
         ("X-Original-URI", "/public/"),
+        ("X-Original-Method", "GET"),
         ("X-Original-Host", "other.test"),
     ];
-    assert_eq!(nginx.get("/admin/x", "localhost", &own).await, 403);
-    // The host picks host routes through nginx as well.
-    let auth = [("Authorization", bearer.as_str())];
-    assert_eq!(nginx.get("/internal/x", "internal.test", &auth).await, 403);
+    assert_eq!(
+        proxy.get("/admin/x", "localhost", &own).await,
+        403,
+        "{name}"
+    );
+    // The original host picks host routes.
+    assert_eq!(proxy.get("/internal/x", "internal.test", &auth).await, 403);
     assert_eq!(
         env.up.count(),
         before,
-        "nothing refused reached the backend"
+        "{name}: nothing refused reached the backend"
     );
-    assert_eq!(nginx.get("/internal/x", "other.test", &[]).await, 200);
+    assert_eq!(proxy.get("/internal/x", "other.test", &[]).await, 200);
 
     // After logout: 401.
     let r = call(
@@ -438,7 +328,21 @@ async fn the_readme_nginx_example_in_front_of_the_gateway() {
     )
     .await;
     assert_eq!(r.status, 204);
-    assert_eq!(nginx.get("/api/x", "localhost", &auth).await, 401);
+    assert_eq!(proxy.get("/api/x", "localhost", &auth).await, 401, "{name}");
+}
+
+#[tokio::test]
+async fn the_readme_nginx_example_in_front_of_the_gateway() {
+    let env = Env::start().await;
+    let nginx = Proxy::nginx(env.gw.https, env.up.addr, &env.gw.cert()).await;
+    the_example_holds(&env, &nginx).await;
+}
+
+#[tokio::test]
+async fn the_readme_traefik_example_in_front_of_the_gateway() {
+    let env = Env::start().await;
+    let traefik = Proxy::traefik(env.gw.https, env.up.addr, &env.gw.cert()).await;
+    the_example_holds(&env, &traefik).await;
 }
 
 /// bench/nginx-auth-request.conf.example is the README block in a whole file.
@@ -446,7 +350,7 @@ async fn the_readme_nginx_example_in_front_of_the_gateway() {
 fn the_bench_file_holds_the_readme_block() {
     let bench = include_str!("../bench/nginx-auth-request.conf.example");
     let lines: Vec<&str> = bench.lines().map(str::trim).collect();
-    let block: Vec<String> = readme_nginx_block()
+    let block: Vec<String> = proxies::readme_block("nginx")
         .lines()
         .map(|l| l.trim().to_owned())
         .collect();
