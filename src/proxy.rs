@@ -171,7 +171,12 @@ async fn pipeline(
             ));
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        tokio::spawn(crate::upgrade::splice(client_upgrade, upstream_upgrade));
+        let watch = crate::upgrade::Watch::start(&gw.auth, who.as_ref(), &route.roles);
+        tokio::spawn(crate::upgrade::splice(
+            client_upgrade,
+            upstream_upgrade,
+            watch,
+        ));
         let (parts, _) = resp.into_parts();
         let mut out = Response::from_parts(parts, body::empty());
         hop_by_hop::remove_keep_upgrade(out.headers_mut());

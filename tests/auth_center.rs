@@ -402,10 +402,16 @@ async fn verify_applies_the_original_routes_rules() {
         let c = c.clone();
         async move { call(&c, "GET", "/auth/verify", None, token.as_deref(), &headers).await }
     };
-    // nginx auth_request: X-Original-URI.
+    // nginx auth_request: X-Original-URI, -Method and -Host.
+    const GET: (&str, &str) = ("x-original-method", "GET");
+    const HOST: (&str, &str) = ("x-original-host", "localhost");
     let r = verify(
         Some(bob.access.clone()),
-        vec![("x-original-uri", "/api/a?b=1")],
+        vec![
+            ("x-original-uri", "/api/a?b=1"),
+            ("x-original-method", "GET"),
+            ("x-original-host", "localhost"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200);
@@ -413,20 +419,20 @@ async fn verify_applies_the_original_routes_rules() {
     assert_eq!(r.header("x-session-id"), Some(bob.sid.as_str()));
     let r = verify(
         Some(bob.access.clone()),
-        vec![("x-original-uri", "/admin/a")],
+        vec![("x-original-uri", "/admin/a"), GET, HOST],
     )
     .await;
     assert_eq!(r.status, 403);
     let r = verify(
         Some(alice.access.clone()),
-        vec![("x-original-uri", "/admin/a")],
+        vec![("x-original-uri", "/admin/a"), GET, HOST],
     )
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-user-roles"), Some("admin"));
-    let r = verify(None, vec![("x-original-uri", "/api/a")]).await;
+    let r = verify(None, vec![("x-original-uri", "/api/a"), GET, HOST]).await;
     assert_eq!(r.status, 401);
-    let r = verify(None, vec![("x-original-uri", "/public/a")]).await;
+    let r = verify(None, vec![("x-original-uri", "/public/a"), GET, HOST]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-user-id"), None);
     // Traefik ForwardAuth: X-Forwarded-Method / X-Forwarded-Uri.
@@ -435,26 +441,40 @@ async fn verify_applies_the_original_routes_rules() {
         vec![
             ("x-forwarded-method", "DELETE"),
             ("x-forwarded-uri", "/ro/a"),
+            ("x-forwarded-host", "localhost"),
         ],
     )
     .await;
     assert_eq!(r.status, 405);
     let r = verify(
         Some(bob.access.clone()),
-        vec![("x-forwarded-method", "GET"), ("x-forwarded-uri", "/ro/a")],
+        vec![
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/ro/a"),
+            ("x-forwarded-host", "localhost"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200);
     // A client cannot smuggle identity into the answer.
     let r = verify(
         Some(bob.access.clone()),
-        vec![("x-original-uri", "/api/a"), ("x-user-id", "alice")],
+        vec![
+            ("x-original-uri", "/api/a"),
+            GET,
+            HOST,
+            ("x-user-id", "alice"),
+        ],
     )
     .await;
     assert_eq!(r.header("x-user-id"), Some("bob"));
     // Revoked on the next request.
     call(&c, "POST", "/auth/logout", None, Some(&bob.access), &[]).await;
-    let r = verify(Some(bob.access.clone()), vec![("x-original-uri", "/api/a")]).await;
+    let r = verify(
+        Some(bob.access.clone()),
+        vec![("x-original-uri", "/api/a"), GET, HOST],
+    )
+    .await;
     assert_eq!(r.status, 401);
 }
 

@@ -164,7 +164,7 @@ impl AuthCenter {
                 register::register(self, gw, req).await
             }
             // Forward-auth: nginx sends GET; Traefik may keep the original method.
-            "/verify" => verify::verify(gw, req.method(), req.headers()).await,
+            "/verify" => verify::verify(gw, req.headers()).await,
             other => match other.strip_prefix("/sessions/") {
                 Some(sid) if !sid.is_empty() && !sid.contains('/') => {
                     allow(&req, &[Method::DELETE])?;
