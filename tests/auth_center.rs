@@ -141,7 +141,9 @@ async fn twenty_racing_refreshes_give_exactly_one_pair() {
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (c, t) = (c.clone(), p.refresh.clone());
-        tasks.push(tokio::spawn(async move { refresh(&c, &t, Some("phone")).await }));
+        tasks.push(tokio::spawn(
+            async move { refresh(&c, &t, Some("phone")).await },
+        ));
     }
     let mut ok = Vec::new();
     for t in tasks {

@@ -181,11 +181,7 @@ async fn a_login_with_a_device_gets_it_back() {
     let l = env.login(&c, Some("my laptop")).await;
     assert_eq!(l.device.as_deref(), Some("my laptop"));
     // Its cookie carries it encoded (a device id may hold what a cookie cannot), and works.
-    let r = cookie_refresh(
-        &c,
-        &[l.cookie(REFRESH_COOKIE), l.cookie(DEVICE_COOKIE)],
-    )
-    .await;
+    let r = cookie_refresh(&c, &[l.cookie(REFRESH_COOKIE), l.cookie(DEVICE_COOKIE)]).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     // Other binding modes generate nothing and set no device cookie.
     let env = Env::redis("bind_refresh = \"ip\"").await;
@@ -252,8 +248,9 @@ async fn logout_and_sign_out_everywhere_expire_the_device_cookie() {
             assert_eq!(r.status, 204, "{path}");
             let gone = set_cookies(&r);
             assert!(
-                gone.iter().any(|v| v
-                    .starts_with(&format!("{DEVICE_COOKIE}=; Path=/; Max-Age=0; HttpOnly"))),
+                gone.iter()
+                    .any(|v| v
+                        .starts_with(&format!("{DEVICE_COOKIE}=; Path=/; Max-Age=0; HttpOnly"))),
                 "{path}: {gone:?}"
             );
         }
@@ -388,9 +385,15 @@ async fn redis_keeps_the_successor_sealed_and_only_for_the_grace() {
     let key = format!("gw:refresh-grace:{}", auth::sha256_hex(&l.pair.refresh));
     let mut con = redis.connection();
     let fields: Vec<(String, String)> = redis::cmd("HGETALL").arg(&key).query(&mut con).unwrap();
-    assert!(!fields.is_empty(), "the grace record exists during the grace");
+    assert!(
+        !fields.is_empty(),
+        "the grace record exists during the grace"
+    );
     for (name, value) in &fields {
-        assert!(!value.contains(&next.refresh), "{name} holds the successor in clear");
+        assert!(
+            !value.contains(&next.refresh),
+            "{name} holds the successor in clear"
+        );
     }
     let pttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut con).unwrap();
     assert!(pttl > 0 && pttl <= 2000, "{pttl}");
@@ -407,7 +410,9 @@ async fn redis_keeps_the_successor_sealed_and_only_for_the_grace() {
             f.into_iter().map(|(_, v)| v)
         })
         .collect();
-    assert!(dump.iter().all(|v| v != &next.refresh && v != &l.pair.refresh));
+    assert!(dump
+        .iter()
+        .all(|v| v != &next.refresh && v != &l.pair.refresh));
     // Past the grace the record is gone.
     let started = Instant::now();
     loop {
@@ -432,7 +437,14 @@ async fn redis_keeps_the_successor_sealed_and_only_for_the_grace() {
 }
 
 /// One request on a kept-alive connection.
-async fn send(c: &Client, conn: &mut Conn, method: &str, path: &str, body: Option<Value>, bearer: Option<&str>) -> u16 {
+async fn send(
+    c: &Client,
+    conn: &mut Conn,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    bearer: Option<&str>,
+) -> u16 {
     let mut b = c.req(method, path);
     if let Some(t) = bearer {
         b = b.header("authorization", format!("Bearer {t}"));
@@ -453,7 +465,13 @@ async fn send(c: &Client, conn: &mut Conn, method: &str, path: &str, body: Optio
 #[tokio::test]
 async fn a_revocation_by_refresh_is_refused_at_once_with_the_session_cache() {
     let env = Env::redis("").await;
-    let cache = env.gw.gw.auth.session_cache().expect("on by default").clone();
+    let cache = env
+        .gw
+        .gw
+        .auth
+        .session_cache()
+        .expect("on by default")
+        .clone();
     let started = Instant::now();
     while !cache.is_live() {
         assert!(started.elapsed() < Duration::from_secs(5), "link never up");
@@ -466,10 +484,27 @@ async fn a_revocation_by_refresh_is_refused_at_once_with_the_session_cache() {
             let l = env.login(&c, None).await;
             let device = l.device.clone().unwrap();
             // Warm the cache with the session, then rotate once.
-            assert_eq!(send(&c, &mut conn, "GET", "/api/x", None, Some(&l.pair.access)).await, 200);
+            assert_eq!(
+                send(&c, &mut conn, "GET", "/api/x", None, Some(&l.pair.access)).await,
+                200
+            );
             let body = json!({ "refresh_token": l.pair.refresh, "device_id": device });
-            assert_eq!(send(&c, &mut conn, "POST", "/auth/refresh", Some(body.clone()), None).await, 200);
-            assert_eq!(send(&c, &mut conn, "GET", "/api/x", None, Some(&l.pair.access)).await, 200);
+            assert_eq!(
+                send(
+                    &c,
+                    &mut conn,
+                    "POST",
+                    "/auth/refresh",
+                    Some(body.clone()),
+                    None
+                )
+                .await,
+                200
+            );
+            assert_eq!(
+                send(&c, &mut conn, "GET", "/api/x", None, Some(&l.pair.access)).await,
+                200
+            );
             // Even rounds: reuse; odd rounds: a binding mismatch. Both revoke, and the very
             // next request on this instance is refused.
             let revoking = if round % 2 == 0 {
@@ -477,7 +512,10 @@ async fn a_revocation_by_refresh_is_refused_at_once_with_the_session_cache() {
             } else {
                 json!({ "refresh_token": l.pair.refresh, "device_id": "elsewhere" })
             };
-            assert_eq!(send(&c, &mut conn, "POST", "/auth/refresh", Some(revoking), None).await, 401);
+            assert_eq!(
+                send(&c, &mut conn, "POST", "/auth/refresh", Some(revoking), None).await,
+                401
+            );
             assert_eq!(
                 send(&c, &mut conn, "GET", "/api/x", None, Some(&l.pair.access)).await,
                 401,
@@ -517,7 +555,10 @@ async fn a_short_refresh_ttl_ends_the_session() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(env.session_exists(&l.pair.sid), env.redis.as_ref().map(|_| false));
+        assert_eq!(
+            env.session_exists(&l.pair.sid),
+            env.redis.as_ref().map(|_| false)
+        );
     }
 }
 
@@ -527,7 +568,13 @@ async fn the_refresh_revocation_drops_the_cached_session_itself() {
     // this instance dropped the session itself. Count instead: once the revocation's own push
     // has arrived, the cache must have seen two invalidations (the push and its own), not one.
     let env = Env::redis("").await;
-    let cache = env.gw.gw.auth.session_cache().expect("on by default").clone();
+    let cache = env
+        .gw
+        .gw
+        .auth
+        .session_cache()
+        .expect("on by default")
+        .clone();
     let started = Instant::now();
     while !cache.is_live() {
         assert!(started.elapsed() < Duration::from_secs(5), "link never up");
@@ -538,13 +585,25 @@ async fn the_refresh_revocation_drops_the_cached_session_itself() {
         let l = env.login(&c, None).await;
         let device = l.device.clone().unwrap();
         assert_eq!(c.get("/api/x", Some(&l.pair.access)).await.status, 200);
-        assert_eq!(refresh(&c, &l.pair.refresh, Some(&device)).await.status, 200);
+        assert_eq!(
+            refresh(&c, &l.pair.refresh, Some(&device)).await.status,
+            200
+        );
         // Let the pushes of the login and the rotation arrive (a late one could only make
         // this test pass wrongly, never fail wrongly).
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let count = || cache.stats().invalidations.load(std::sync::atomic::Ordering::Relaxed);
+        let count = || {
+            cache
+                .stats()
+                .invalidations
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
         let before = count();
-        let device = if other_device { "elsewhere" } else { device.as_str() };
+        let device = if other_device {
+            "elsewhere"
+        } else {
+            device.as_str()
+        };
         assert_refused(&refresh(&c, &l.pair.refresh, Some(device)).await, what);
         let started = Instant::now();
         while count() < before + 2 {

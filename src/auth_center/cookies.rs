@@ -213,10 +213,10 @@ mod tests {
         bad.append(COOKIE, HeaderValue::from_static("__Host-gw_device=***"));
         assert!(device_from(&bad).is_err());
         assert_eq!(device_from(&HeaderMap::new()).unwrap(), None);
-        assert!(c
-            .expire()
-            .iter()
-            .any(|v| v.to_str().unwrap().starts_with("__Host-gw_device=; Path=/; Max-Age=0")));
+        assert!(c.expire().iter().any(|v| v
+            .to_str()
+            .unwrap()
+            .starts_with("__Host-gw_device=; Path=/; Max-Age=0")));
     }
 
     #[test]

@@ -254,7 +254,9 @@ fn again(
     }
     let entry = inner.live(sid, now)?;
     if mismatch(&entry.record, r.binding) {
-        return Some(RefreshOutcome::BindingMismatch { sid: sid.to_owned() });
+        return Some(RefreshOutcome::BindingMismatch {
+            sid: sid.to_owned(),
+        });
     }
     Some(RefreshOutcome::Again {
         sid: sid.to_owned(),
@@ -385,7 +387,11 @@ mod tests {
                 "{again:?}"
             );
         }
-        assert_eq!(store.get("s1").unwrap().refresh_count, 1, "no second rotation");
+        assert_eq!(
+            store.get("s1").unwrap().refresh_count,
+            1,
+            "no second rotation"
+        );
         // Past the grace it is reuse.
         let later = Instant::now() + Duration::from_secs(11);
         assert_eq!(

@@ -485,7 +485,11 @@ fn refresh_grace(cx: &mut Cx<'_>, a: &AuthFile, access_ttl: Option<Duration>) ->
     )?;
     if let (Some(at), Some(access)) = (&a.refresh_grace, access_ttl) {
         if !grace.is_zero() && grace >= access {
-            cx.err(at, key, "the refresh grace must be shorter than auth.access_ttl");
+            cx.err(
+                at,
+                key,
+                "the refresh grace must be shorter than auth.access_ttl",
+            );
             return None;
         }
     }
