@@ -228,6 +228,13 @@ async fn a_browser_refreshes_with_its_cookies_alone() {
             let r = cookie_refresh(&c, &[l.cookie(REFRESH_COOKIE)]).await;
             assert_refused(&r, "refresh cookie alone");
             assert_eq!(c.get("/api/x", Some(&l.pair.access)).await.status, 401);
+
+            // Two different device cookies name no device: refused, but nothing is revoked.
+            let l = env.login(&c, None).await;
+            let other = format!("{DEVICE_COOKIE}=b3RoZXI");
+            let jar = [l.cookie(REFRESH_COOKIE), l.cookie(DEVICE_COOKIE), other];
+            assert_refused(&cookie_refresh(&c, &jar).await, "two device cookies");
+            assert_eq!(c.get("/api/x", Some(&l.pair.access)).await.status, 200);
         }
     }
 }

@@ -41,7 +41,9 @@ pub(super) async fn refresh(
     let body: RefreshRequest = read_json(gw, req, true).await?;
     let device_id = match super::login::device_id(body.device_id)? {
         Some(d) => d,
-        None => super::login::device_id(device_cookie)?.unwrap_or_default(),
+        None => super::login::device_id(device_cookie)
+            .map_err(|_| GatewayError::InvalidRefreshToken("bad_device_cookie"))?
+            .unwrap_or_default(),
     };
     let presented = match (body.refresh_token, from_cookie) {
         (Some(b), Some(c)) if b != c => {
