@@ -15,6 +15,7 @@ use super::lockout::Attempt;
 use super::{client_ip, read_json, tokens, users, AuthCenter};
 use crate::auth::session::NewSession;
 use crate::body::Body;
+use crate::config::BindRefresh;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -44,7 +45,7 @@ pub(super) async fn login(
         .map(|ua| truncate(ua, MAX_USER_AGENT).to_owned())
         .filter(|ua| !ua.is_empty());
     let body: LoginRequest = read_json(gw, req, false).await?;
-    let device_id = device_id(body.device_id)?;
+    let device_id = bound_device(center, device_id(body.device_id)?);
     if body.password.len() > users::MAX_PASSWORD_BYTES {
         return Err(GatewayError::BadRequest("password_too_long"));
     }
@@ -86,13 +87,13 @@ pub(super) async fn login(
         created_at: super::unix_now(),
         ip: Some(ip),
         user_agent,
-        device_id,
+        device_id: device_id.clone(),
     };
     let ttl = center.cfg.refresh_ttl;
     store.begin(&new, &refresh_hash, ttl).await?;
     let access = center.mint(gw, &user.user_id, &sid, &user.roles)?;
     tracing::info!(user_id = %user.user_id, session_id = %sid, "login");
-    Ok(center.pair_answer(&access, &refresh, &sid, ttl))
+    Ok(center.pair_answer(&access, &refresh, &sid, ttl, device_id.as_deref()))
 }
 
 /// An optional `device_id`: non-empty, at most 128 bytes, no control characters.
@@ -104,6 +105,15 @@ pub(super) fn device_id(d: Option<String>) -> Result<Option<String>, GatewayErro
             Err(GatewayError::BadRequest("bad_device_id"))
         }
         Some(d) => Ok(Some(d)),
+    }
+}
+
+/// With `bind_refresh = "device"`, a login that names no device is bound to one the gateway
+/// generates (and hands back), so its refresh token is never unbound.
+fn bound_device(center: &AuthCenter, given: Option<String>) -> Option<String> {
+    match (given, center.cfg.bind_refresh) {
+        (None, BindRefresh::Device) => Some(tokens::new_device_id()),
+        (given, _) => given,
     }
 }
 

@@ -148,6 +148,8 @@ pub(super) struct AuthFile {
     #[serde(default)]
     pub bind_refresh: Option<S<String>>,
     #[serde(default)]
+    pub refresh_grace: Option<S<String>>,
+    #[serde(default)]
     pub registration: Option<S<bool>>,
     #[serde(default)]
     pub cookies: Option<S<bool>>,

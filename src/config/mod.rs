@@ -181,6 +181,9 @@ pub struct AuthCenter {
     pub refresh_ttl: Duration,
     pub refresh_max_uses: u32,
     pub bind_refresh: BindRefresh,
+    /// How long a used refresh token, shown again from the same device, gets the same
+    /// successor instead of revoking the session (0: never). Below `access_ttl`, at most 60s.
+    pub refresh_grace: Duration,
     pub registration: bool,
     pub cookies: bool,
 }

@@ -417,14 +417,16 @@ pub(super) fn auth(
         a.access_ttl.as_ref(),
         "auth.access_ttl",
         Duration::from_secs(15 * 60),
-        Duration::from_secs(10),
+        // No floor but the unit of `exp`: a token's lifetime counts whole seconds.
+        Duration::from_secs(1),
         days(1),
     );
     let refresh_ttl = cx.duration(
         a.refresh_ttl.as_ref(),
         "auth.refresh_ttl",
         days(7),
-        Duration::from_secs(60),
+        // Zero makes no sense; anything else is bounded only by access_ttl (below).
+        Duration::from_secs(1),
         days(365),
     );
     if let (Some(acc), Some(refr), Some(at)) = (access_ttl, refresh_ttl, &a.refresh_ttl) {
@@ -441,6 +443,7 @@ pub(super) fn auth(
             i64::from(u32::MAX),
         )
         .and_then(|n| u32::try_from(n).ok());
+    let refresh_grace = refresh_grace(cx, a, access_ttl);
     let bind_refresh = cx.choice(
         a.bind_refresh.as_ref(),
         "auth.bind_refresh",
@@ -462,9 +465,35 @@ pub(super) fn auth(
         refresh_ttl: refresh_ttl?,
         refresh_max_uses: refresh_max_uses?,
         bind_refresh: bind_refresh?,
+        refresh_grace: refresh_grace?,
         registration: a.registration.as_ref().is_some_and(|b| *b.get_ref()),
         cookies: a.cookies.as_ref().is_none_or(|b| *b.get_ref()),
     })
+}
+
+/// `auth.refresh_grace`: default 0 (off). A grace is for requests racing at the same moment
+/// (browser tabs), so it is short: at most 60s, and shorter than one access token's life, so a
+/// client that refreshes once per access token never meets its own grace.
+fn refresh_grace(cx: &mut Cx<'_>, a: &AuthFile, access_ttl: Option<Duration>) -> Option<Duration> {
+    let key = "auth.refresh_grace";
+    let grace = cx.duration(
+        a.refresh_grace.as_ref(),
+        key,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::from_secs(60),
+    )?;
+    if let (Some(at), Some(access)) = (&a.refresh_grace, access_ttl) {
+        if !grace.is_zero() && grace >= access {
+            cx.err(
+                at,
+                key,
+                "the refresh grace must be shorter than auth.access_ttl",
+            );
+            return None;
+        }
+    }
+    Some(grace)
 }
 
 /// The tokens the auth center signs must verify against `[jwt]`: its kid names a key of the

@@ -376,7 +376,71 @@ fn auth_defaults() {
     assert_eq!(a.refresh_ttl, days(7));
     assert_eq!(a.refresh_max_uses, 500);
     assert_eq!(a.bind_refresh, BindRefresh::Device);
+    assert_eq!(a.refresh_grace, Duration::ZERO);
     assert!(!a.registration && a.cookies);
+}
+
+#[test]
+fn auth_durations_have_no_arbitrary_floor() {
+    let key = "path = \"/auth\"\nsigning_key = \"p.pem\"\n";
+    let a = ok(&auth(&format!(
+        "{key}access_ttl = \"1s\"\nrefresh_ttl = \"3s\"\nrefresh_grace = \"500ms\""
+    )))
+    .auth
+    .unwrap();
+    assert_eq!(a.access_ttl, Duration::from_secs(1));
+    assert_eq!(a.refresh_ttl, Duration::from_secs(3));
+    assert_eq!(a.refresh_grace, Duration::from_millis(500));
+    one(
+        &auth(&format!("{key}refresh_ttl = \"0s\"")),
+        "\"0s\"",
+        "auth.refresh_ttl",
+        "from 1s to 365d",
+    );
+    one(
+        &auth(&format!("{key}access_ttl = \"0s\"")),
+        "\"0s\"",
+        "auth.access_ttl",
+        "from 1s to 1d",
+    );
+    // Shorter than the default access_ttl (15m): refresh would end before its first token.
+    one(
+        &auth(&format!("{key}refresh_ttl = \"3s\"")),
+        "\"3s\"",
+        "auth.refresh_ttl",
+        "at least as long",
+    );
+}
+
+#[test]
+fn auth_refresh_grace_is_short() {
+    let key = "path = \"/auth\"\nsigning_key = \"p.pem\"\n";
+    let a = ok(&auth(&format!("{key}refresh_grace = \"10s\"")))
+        .auth
+        .unwrap();
+    assert_eq!(a.refresh_grace, Duration::from_secs(10));
+    one(
+        &auth(&format!("{key}refresh_grace = \"2m\"")),
+        "\"2m\"",
+        "auth.refresh_grace",
+        "from 0s to 1m",
+    );
+    one(
+        &auth(&format!("{key}access_ttl = \"5s\"\nrefresh_grace = \"5s\"")),
+        "grace = |\"5s\"",
+        "auth.refresh_grace",
+        "shorter than auth.access_ttl",
+    );
+    one(
+        &auth(&format!("{key}refresh_grace = \"soon\"")),
+        "\"soon\"",
+        "auth.refresh_grace",
+        "a duration",
+    );
+    // Off is always allowed, whatever access_ttl is.
+    ok(&auth(&format!(
+        "{key}access_ttl = \"1s\"\nrefresh_grace = \"0s\""
+    )));
 }
 
 // ---------------------------------------------------------------- messages
