@@ -369,8 +369,13 @@ async fn bodies_that_are_not_declared_json_are_415() {
         assert_eq!(r.status, 200, "{:?}", r.body);
         let p = Pair::from(&r);
         // Empty bodies: a cookie-only refresh and a logout need no Content-Type, but a
-        // form or text/plain one is still refused.
-        let cookie = format!("{REFRESH_COOKIE}={}", p.refresh);
+        // form or text/plain one is still refused. The browser also sends its device cookie.
+        let device = r.json()["device_id"].as_str().unwrap().to_owned();
+        let cookie = format!(
+            "{REFRESH_COOKIE}={}; {}",
+            p.refresh,
+            auth::device_cookie(&device)
+        );
         let r = post(
             &c,
             "/auth/refresh",
@@ -405,9 +410,13 @@ async fn cookie_calls_from_another_origin_are_403() {
     let env = Env::redis("").await;
     for proto in BOTH {
         let c = env.c(proto);
-        let p = login_ok(&c, "bob", PW, None).await;
+        let p = login_ok(&c, "bob", PW, Some("laptop")).await;
         let access = format!("{ACCESS_COOKIE}={}", p.access);
-        let refresh = format!("{REFRESH_COOKIE}={}", p.refresh);
+        let refresh = format!(
+            "{REFRESH_COOKIE}={}; {}",
+            p.refresh,
+            auth::device_cookie("laptop")
+        );
         let sid_path = format!("/auth/sessions/{}", p.sid);
         let cookie_calls: [(&str, &str, &str); 5] = [
             ("POST", "/auth/refresh", &refresh),
