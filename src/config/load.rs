@@ -5,6 +5,7 @@
 //! `load/tables.rs` converts the small tables, `load/jwt.rs` `[jwt]` and `[auth]`,
 //! `load/route.rs` the `[[route]]` tables.
 
+mod admin;
 mod jwt;
 mod route;
 mod tables;
@@ -119,6 +120,7 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
     };
     let limits = tables::limits(cx, doc.limits.as_ref().map(Spanned::get_ref));
     let demo = opt(cx, doc.demo.as_ref(), tables::demo);
+    let admin = opt(cx, doc.admin.as_ref(), |cx, a| admin::admin(cx, a, doc));
     let routes = route::routes(cx, doc);
     if let (Some(l), Some(d)) = (&listen, &demo) {
         tables::distinct_addresses(cx, doc, l, d);
@@ -136,6 +138,7 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
         auth: auth?,
         limits: limits?,
         demo: demo?,
+        admin: admin?,
         routes: routes?,
     })
 }
