@@ -176,8 +176,25 @@ fn signing_files_missing(config: &Config) -> bool {
 }
 
 /// With `tls.self_signed_if_missing`, writes development material that is absent: the TLS
-/// pair, and the Ed25519 signing pair when the config names one private and one public file.
-pub fn ensure_dev_material(config: &Config) -> Result<(), String> {
+/// pair, the Ed25519 signing pair when the config names one private and one public file, and
+/// the admin token file (`[admin] token_file`, when its variable is unset), which it then
+/// puts in `config`.
+pub fn ensure_dev_material(config: &mut Config) -> Result<(), String> {
+    if let Some(admin) = config.admin.as_mut() {
+        if let (None, Some(path), true) = (
+            &admin.token,
+            &admin.token_file,
+            config.tls.self_signed_if_missing,
+        ) {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            admin.token =
+                Some(crate::keygen::write_admin_token(path).map_err(|e| e.to_string())?);
+            tracing::warn!(file = %path.display(), "wrote a development admin token (0600)");
+        }
+    }
+    let config = &*config;
     if !config.tls.self_signed_if_missing {
         return Ok(());
     }
@@ -281,9 +298,9 @@ pub async fn token(args: &TokenArgs) -> ExitCode {
     };
     if !args.no_session {
         let roles = (!args.roles.is_empty()).then(|| args.roles.clone());
-        if let Err(e) = create_session(&config, &sid, &args.sub, roles, ttl).await {
+        if let Err((code, e)) = create_session(&config, &sid, &args.sub, roles, ttl).await {
             eprintln!("cannot create session {sid}: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(code);
         }
         eprintln!(
             "session {sid} created for {} ({}s)",
@@ -295,18 +312,26 @@ pub async fn token(args: &TokenArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Creates the session unless one has this id (then nothing changes). The error carries the
+/// exit code: 1 for what the user can fix (the id is taken, `[admin]` missing), 2 otherwise.
 async fn create_session(
     config: &Config,
     sid: &str,
     user_id: &str,
     roles: Option<Vec<String>>,
     ttl: Duration,
-) -> Result<(), String> {
+) -> Result<(), (u8, String)> {
+    let taken = || {
+        (
+            1,
+            format!("a session with this id exists and was left as it is; give another --sid (or none for a random one)"),
+        )
+    };
     match config.session.store {
         StoreKind::Redis => {
             let store = crate::auth::session::SessionStore::connect(&config.session)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| (2, e.to_string()))?;
             let new = crate::auth::session::NewSession {
                 sid: sid.to_owned(),
                 user_id: user_id.to_owned(),
@@ -316,11 +341,26 @@ async fn create_session(
                 user_agent: None,
                 device_id: None,
             };
-            store.create(&new, ttl).await.map_err(|e| e.to_string())
+            match store.create_if_absent(&new, ttl).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(taken()),
+                Err(e) => Err((2, e.to_string())),
+            }
         }
         StoreKind::Memory => {
             let Some(admin) = config.listen.admin else {
-                return Err("the memory store lives in the running gateway; configure listen.admin so `gateway token` can reach it".into());
+                return Err((1, "the memory store lives in the running gateway; configure listen.admin and [admin] so `gateway token` can reach it".into()));
+            };
+            let Some(admin_table) = &config.admin else {
+                return Err((1, format!("{}: the memory store lives in the running gateway, whose session endpoints need [admin] (token_env, token_file)", config.source.display())));
+            };
+            let Some(token) = &admin_table.token else {
+                let file = admin_table
+                    .token_file
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                return Err((1, format!("no admin token yet: {file} is written when the gateway first starts (or set {})", admin_table.token_env)));
             };
             let body = crate::admin_sessions::CreateSession {
                 session_id: sid.to_owned(),
@@ -328,7 +368,21 @@ async fn create_session(
                 roles,
                 ttl: ttl.as_secs().max(1),
             };
-            crate::admin_client::post_json(admin, "/sessions", &body).await
+            let path = "/sessions";
+            match crate::admin_client::post_json(admin, path, &body, Some(token.expose())).await {
+                Ok(()) => Ok(()),
+                Err(crate::admin_client::AdminCallError::Status { status, .. })
+                    if status == http::StatusCode::CONFLICT =>
+                {
+                    Err(taken())
+                }
+                Err(e @ crate::admin_client::AdminCallError::Status { status, .. })
+                    if status == http::StatusCode::UNAUTHORIZED =>
+                {
+                    Err((1, format!("{e} (the token in ${} or {} is not the running gateway's)", admin_table.token_env, admin_table.token_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default())))
+                }
+                Err(e) => Err((2, e.to_string())),
+            }
         }
     }
 }
