@@ -53,9 +53,11 @@ pub async fn request(
     };
     let t = |e: String| AdminCallError::Transport(e);
     let fut = async {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| t(format!("admin listener {addr}: {e} (is the gateway running?)")))?;
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+            t(format!(
+                "admin listener {addr}: {e} (is the gateway running?)"
+            ))
+        })?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| t(e.to_string()))?;

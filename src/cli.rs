@@ -189,8 +189,7 @@ pub fn ensure_dev_material(config: &mut Config) -> Result<(), String> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             }
-            admin.token =
-                Some(crate::keygen::write_admin_token(path).map_err(|e| e.to_string())?);
+            admin.token = Some(crate::keygen::write_admin_token(path).map_err(|e| e.to_string())?);
             tracing::warn!(file = %path.display(), "wrote a development admin token (0600)");
         }
     }
@@ -379,7 +378,18 @@ async fn create_session(
                 Err(e @ crate::admin_client::AdminCallError::Status { status, .. })
                     if status == http::StatusCode::UNAUTHORIZED =>
                 {
-                    Err((1, format!("{e} (the token in ${} or {} is not the running gateway's)", admin_table.token_env, admin_table.token_file.as_deref().map(|p| p.display().to_string()).unwrap_or_default())))
+                    Err((
+                        1,
+                        format!(
+                            "{e} (the token in ${} or {} is not the running gateway's)",
+                            admin_table.token_env,
+                            admin_table
+                                .token_file
+                                .as_deref()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default()
+                        ),
+                    ))
                 }
                 Err(e) => Err((2, e.to_string())),
             }

@@ -1229,7 +1229,10 @@ async fn jwks_tokens_without_kid_are_refused_without_a_fetch() {
     }
     assert_eq!(server.hits(), hits, "a token without kid never fetches");
     // The same key named by its kid passes.
-    assert!(v.verify(&signed("a", &f.ed, Algorithm::EdDSA)).await.is_ok());
+    assert!(v
+        .verify(&signed("a", &f.ed, Algorithm::EdDSA))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]

@@ -64,7 +64,9 @@ pub(super) fn admin(cx: &mut Cx<'_>, a: &Spanned<AdminFile>, doc: &Document) -> 
             cx.err(
                 &a.token_env,
                 "admin.token_env",
-                format!("the environment variable {name} is not set (and there is no admin.token_file)"),
+                format!(
+                    "the environment variable {name} is not set (and there is no admin.token_file)"
+                ),
             );
             return None;
         }
@@ -142,7 +144,10 @@ upstream = "http://127.0.0.1:9000"
     fn the_token_comes_from_the_environment_first() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("admin.token"), "y".repeat(40)).unwrap();
-        let s = src("token_env = \"GW_ADMIN\"\ntoken_file = \"admin.token\"", false);
+        let s = src(
+            "token_env = \"GW_ADMIN\"\ntoken_file = \"admin.token\"",
+            false,
+        );
         let c = load(&s, dir.path(), Some(TOKEN)).unwrap();
         let admin = c.admin.unwrap();
         assert!(admin.token.unwrap().matches(TOKEN.as_bytes()));
@@ -159,21 +164,35 @@ upstream = "http://127.0.0.1:9000"
         let s = src("token_env = \"GW_ADMIN\"", false);
         let e = only_error(load(&s, dir.path(), Some("short")));
         assert!(
-            e.starts_with("17:13 admin.token_env: $GW_ADMIN: the admin token has 5 bytes; at least 32"),
+            e.starts_with(
+                "17:13 admin.token_env: $GW_ADMIN: the admin token has 5 bytes; at least 32"
+            ),
             "{e}"
         );
         let e = only_error(load(&s, dir.path(), None));
-        assert!(e.starts_with("17:13 admin.token_env:") && e.contains("not set"), "{e}");
+        assert!(
+            e.starts_with("17:13 admin.token_env:") && e.contains("not set"),
+            "{e}"
+        );
 
-        let s = src("token_env = \"GW_ADMIN\"\ntoken_file = \"admin.token\"", false);
+        let s = src(
+            "token_env = \"GW_ADMIN\"\ntoken_file = \"admin.token\"",
+            false,
+        );
         let e = only_error(load(&s, dir.path(), None));
         assert!(e.starts_with("18:14 admin.token_file: cannot read"), "{e}");
         std::fs::write(dir.path().join("admin.token"), "0123456789\n").unwrap();
         let e = only_error(load(&s, dir.path(), None));
-        assert!(e.starts_with("18:14 admin.token_file:") && e.contains("10 bytes"), "{e}");
+        assert!(
+            e.starts_with("18:14 admin.token_file:") && e.contains("10 bytes"),
+            "{e}"
+        );
 
         let e = only_error(load(&src("token_env = \"A-B\"", false), dir.path(), None));
-        assert!(e.starts_with("17:13 admin.token_env: expected the name"), "{e}");
+        assert!(
+            e.starts_with("17:13 admin.token_env: expected the name"),
+            "{e}"
+        );
         let e = only_error(load(&src("token = \"x\"", false), dir.path(), None));
         assert!(e.contains("admin"), "{e}");
     }
@@ -181,7 +200,10 @@ upstream = "http://127.0.0.1:9000"
     #[test]
     fn a_missing_file_is_left_to_the_start_only_in_development() {
         let dir = tempfile::tempdir().unwrap();
-        let s = src("token_env = \"GW_ADMIN\"\ntoken_file = \"admin.token\"", true);
+        let s = src(
+            "token_env = \"GW_ADMIN\"\ntoken_file = \"admin.token\"",
+            true,
+        );
         let c = load(&s, dir.path(), None).unwrap();
         let admin = c.admin.unwrap();
         assert!(admin.token.is_none());

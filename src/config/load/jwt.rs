@@ -408,11 +408,10 @@ pub(super) fn auth(
             .path(p, "auth.signing_key")
             .map(SigningKey::PrivateKeyFile),
         (None, Some(e)) => {
-            hmac_secret(cx, e, "auth.signing_secret_env")
-                .map(|value| SigningKey::Secret {
-                    env: e.get_ref().clone(),
-                    value,
-                })
+            hmac_secret(cx, e, "auth.signing_secret_env").map(|value| SigningKey::Secret {
+                env: e.get_ref().clone(),
+                value,
+            })
         }
         (Some(_), Some(e)) => {
             cx.err(
@@ -568,11 +567,11 @@ upstream = "http://127.0.0.1:9000"
         let env = |name: &str| (name == "GW_HS").then(|| OsString::from(secret));
         match load_str_with_env(src, Path::new("gw.toml"), &env) {
             Ok(_) => Vec::new(),
-            Err(e) => e
-                .0
-                .iter()
-                .map(|e| format!("{}:{} {}: {}", e.line, e.col, e.key, e.reason))
-                .collect(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| format!("{}:{} {}: {}", e.line, e.col, e.key, e.reason))
+                    .collect()
+            }
         }
     }
 
@@ -593,7 +592,11 @@ upstream = "http://127.0.0.1:9000"
     #[test]
     fn a_short_auth_signing_secret_is_an_error_at_its_key() {
         let src = format!("{BASE}\n[auth]\nsigning_secret_env = \"GW_HS\"\nsigning_kid = \"h1\"\n");
-        let line = src.lines().position(|l| l.starts_with("signing_secret_env")).unwrap() + 1;
+        let line = src
+            .lines()
+            .position(|l| l.starts_with("signing_secret_env"))
+            .unwrap()
+            + 1;
         let errs = errors(&src, "sixteen byte key");
         assert!(
             errs.iter().any(|e| e.starts_with(&format!(

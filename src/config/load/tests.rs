@@ -45,7 +45,13 @@ fn load_env(src: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
 
 #[track_caller]
 fn ok(src: &str) -> Config {
-    match load_env(src, &[("GW_SECRET", "s3cret, thirty-two bytes or more, ok"), ("GW_EMPTY", "")]) {
+    match load_env(
+        src,
+        &[
+            ("GW_SECRET", "s3cret, thirty-two bytes or more, ok"),
+            ("GW_EMPTY", ""),
+        ],
+    ) {
         Ok(c) => c,
         Err(e) => panic!("expected a valid config, got:\n{e}"),
     }
@@ -53,7 +59,13 @@ fn ok(src: &str) -> Config {
 
 #[track_caller]
 fn errors(src: &str) -> Vec<ConfigError> {
-    match load_env(src, &[("GW_SECRET", "s3cret, thirty-two bytes or more, ok"), ("GW_EMPTY", "")]) {
+    match load_env(
+        src,
+        &[
+            ("GW_SECRET", "s3cret, thirty-two bytes or more, ok"),
+            ("GW_EMPTY", ""),
+        ],
+    ) {
         Ok(_) => panic!("expected errors for:\n{src}"),
         Err(e) => e.0,
     }
@@ -830,7 +842,8 @@ fn key_rules() {
 fn secret_bytes_are_taken_as_they_are() {
     let src = with("[\"EdDSA\"]", "[\"HS256\"]")
         .replace("public_key = \"pub.pem\"", "secret_env = \"GW_B64\"");
-    let c = load_env(&src, &[("GW_B64", " c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n")]).map_err(|e| e.to_string());
+    let c = load_env(&src, &[("GW_B64", " c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n")])
+        .map_err(|e| e.to_string());
     let c = c.unwrap_or_else(|e| panic!("{e}"));
     assert!(
         matches!(&c.jwt.keys[0].material, KeyMaterial::Secret { value, .. } if value == b" c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n")

@@ -1,0 +1,353 @@
+//! The admin listener's session endpoints as an attacker and an operator meet them: without
+//! `[admin]` they do not exist (404); with it, every call needs the admin bearer token (401
+//! otherwise, compared in constant time), probes and metrics stay open, and `POST /sessions`
+//! never touches an existing session (409), in the memory store and in a real Redis.
+
+mod support;
+
+use std::collections::HashMap;
+
+use support::admin::admin_call;
+use support::client::{Proto, BOTH};
+use support::gateway::{
+    base_toml, redis_session, route, TestGateway, ADMIN_TOKEN, ADMIN_TOML, MEMORY_SESSION,
+};
+use support::redis::RedisServer;
+use support::upstream::Upstream;
+
+fn routes(up: &Upstream) -> String {
+    [
+        route("/api/", &up.url(), ""),
+        route("/admin/", &up.url(), "roles = [\"admin\"]"),
+    ]
+    .concat()
+}
+
+fn bearer() -> String {
+    format!("Bearer {ADMIN_TOKEN}")
+}
+
+fn create_body(sid: &str, user: &str, roles: &[&str]) -> String {
+    serde_json::json!({ "session_id": sid, "user_id": user, "roles": roles, "ttl": 600 })
+        .to_string()
+}
+
+fn error_code(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{body}"));
+    v["error"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn session_endpoints_refuse_a_missing_or_wrong_token() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(MEMORY_SESSION, &routes(&up)).await;
+    let admin = gw.admin.unwrap();
+    let body = create_body("s-evil", "eve", &["admin"]);
+    let wrong_token = format!("Bearer {}", ADMIN_TOKEN.replace('0', "1"));
+    let short_token = format!("Bearer {}", &ADMIN_TOKEN[..20]);
+    let two = bearer();
+    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+        ("no header", vec![], "missing_token"),
+        (
+            "wrong token",
+            vec![("authorization", wrong_token.as_str())],
+            "invalid_token",
+        ),
+        (
+            "a prefix of the token",
+            vec![("authorization", short_token.as_str())],
+            "invalid_token",
+        ),
+        (
+            "empty bearer",
+            vec![("authorization", "Bearer ")],
+            "missing_token",
+        ),
+        (
+            "basic scheme",
+            vec![("authorization", "Basic YWRtaW46YWRtaW4=")],
+            "missing_token",
+        ),
+        (
+            "the token twice",
+            vec![
+                ("authorization", two.as_str()),
+                ("authorization", two.as_str()),
+            ],
+            "missing_token",
+        ),
+        (
+            "token in another header",
+            vec![("x-admin-token", ADMIN_TOKEN)],
+            "missing_token",
+        ),
+    ];
+    for (label, headers, code) in &cases {
+        for (method, path, body) in [
+            ("POST", "/sessions", Some(body.as_str())),
+            ("DELETE", "/sessions/s-alice", None),
+            ("GET", "/sessions", None),
+        ] {
+            let (status, h, text) = admin_call(admin, method, path, headers, body).await;
+            assert_eq!(status, 401, "{label}: {method} {path}: {text}");
+            assert_eq!(error_code(&text), *code, "{label}: {text}");
+            let challenge = h["www-authenticate"].to_str().unwrap();
+            assert!(challenge.starts_with("Bearer"), "{label}: {challenge}");
+            assert_eq!(h["content-type"], "application/json");
+            assert!(!text.contains(ADMIN_TOKEN), "{label}: the token is echoed");
+        }
+    }
+    // None of that created a session: a token for it is refused.
+    let token = gw.token("eve", "s-evil", &["admin"]);
+    assert_eq!(
+        gw.client(Proto::H1)
+            .get("/admin/x", Some(&token))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(up.count(), 0);
+
+    // The right token, scheme in any case: created, then usable, then deleted.
+    let lower = format!("bearer {ADMIN_TOKEN}");
+    let (status, _, text) = admin_call(
+        admin,
+        "POST",
+        "/sessions",
+        &[("authorization", lower.as_str())],
+        Some(&create_body("s-ok", "alice", &["user"])),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let token = gw.token("alice", "s-ok", &[]);
+    assert_eq!(
+        gw.client(Proto::H2)
+            .get("/api/x", Some(&token))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(gw.delete_session("s-ok").await, 204);
+    assert_eq!(
+        gw.client(Proto::H2)
+            .get("/api/x", Some(&token))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(gw.delete_session("s-ok").await, 404);
+}
+
+#[tokio::test]
+async fn without_the_admin_table_the_session_endpoints_do_not_exist() {
+    let up = Upstream::start().await;
+    let toml = format!(
+        "{}\n{MEMORY_SESSION}\n{}",
+        base_toml("").replace(ADMIN_TOML, ""),
+        routes(&up)
+    );
+    assert!(!toml.contains("[admin]"));
+    let gw = TestGateway::start_toml(&toml).await;
+    assert!(gw.config.admin.is_none());
+    let admin = gw.admin.unwrap();
+    let auth = bearer();
+    for headers in [vec![], vec![("authorization", auth.as_str())]] {
+        for (method, path, body) in [
+            (
+                "POST",
+                "/sessions",
+                Some(create_body("s1", "eve", &["admin"])),
+            ),
+            ("DELETE", "/sessions/s1", None),
+        ] {
+            let (status, _, text) =
+                admin_call(admin, method, path, &headers, body.as_deref()).await;
+            assert_eq!(status, 404, "{method} {path}: {text}");
+            assert_eq!(error_code(&text), "not_found");
+        }
+    }
+    // The probes still answer.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(
+            admin_call(admin, "GET", path, &[], None).await.0,
+            200,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn probes_and_metrics_need_no_token() {
+    let gw = TestGateway::start(MEMORY_SESSION, &route("/p/", "http://127.0.0.1:9", "")).await;
+    let admin = gw.admin.unwrap();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, _, body) = admin_call(admin, "GET", path, &[], None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        // A wrong token on an open endpoint changes nothing either.
+        let (status, _, _) = admin_call(
+            admin,
+            "GET",
+            path,
+            &[("authorization", "Bearer nope")],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_existing_session_is_never_replaced_in_memory() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(MEMORY_SESSION, &routes(&up)).await;
+    let admin = gw.admin.unwrap();
+    let auth = bearer();
+    let h = [("authorization", auth.as_str())];
+    let (status, _, text) = admin_call(
+        admin,
+        "POST",
+        "/sessions",
+        &h,
+        Some(&create_body("s1", "alice", &["user"])),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let before = gw.gw.auth.store().get("s1").await.unwrap().unwrap();
+
+    // Alice asks for admin on her own session; Mallory tries to take it over.
+    for (user, roles) in [("alice", &["admin"][..]), ("mallory", &["admin"][..])] {
+        let (status, _, text) = admin_call(
+            admin,
+            "POST",
+            "/sessions",
+            &h,
+            Some(&create_body("s1", user, roles)),
+        )
+        .await;
+        assert_eq!(status, 409, "{user}: {text}");
+        assert_eq!(error_code(&text), "conflict");
+    }
+    assert_eq!(gw.gw.auth.store().get("s1").await.unwrap().unwrap(), before);
+    for proto in BOTH {
+        let c = gw.client(proto);
+        let alice = gw.token("alice", "s1", &["admin"]);
+        assert_eq!(c.get("/api/x", Some(&alice)).await.status, 200, "{proto:?}");
+        assert_eq!(
+            c.get("/admin/x", Some(&alice)).await.status,
+            403,
+            "{proto:?}"
+        );
+        let mallory = gw.token("mallory", "s1", &["admin"]);
+        assert_eq!(
+            c.get("/api/x", Some(&mallory)).await.status,
+            401,
+            "{proto:?}"
+        );
+    }
+}
+
+fn hgetall(redis: &RedisServer, key: &str) -> HashMap<String, String> {
+    let mut con = redis.connection();
+    redis::cmd("HGETALL").arg(key).query(&mut con).unwrap()
+}
+
+fn pttl(redis: &RedisServer, key: &str) -> i64 {
+    let mut con = redis.connection();
+    redis::cmd("PTTL").arg(key).query(&mut con).unwrap()
+}
+
+#[tokio::test]
+async fn an_existing_session_is_never_replaced_in_redis() {
+    let redis = RedisServer::start();
+    let up = Upstream::start().await;
+    let session = format!("{}cache = false\n", redis_session(&redis.url()));
+    let gw = TestGateway::start(&session, &routes(&up)).await;
+    let admin = gw.admin.unwrap();
+    let auth = bearer();
+    let h = [("authorization", auth.as_str())];
+
+    // A session as a login leaves it: bound to a device, refreshed seven times.
+    {
+        let mut con = redis.connection();
+        let _: () = redis::cmd("HSET")
+            .arg("gw:session:s1")
+            .arg(&[
+                ("user_id", "alice"),
+                ("roles", "user"),
+                ("created_at", "1700000000"),
+                ("ip", "192.0.2.7"),
+                ("device_id", "phone-1"),
+                ("refresh_count", "7"),
+            ])
+            .query(&mut con)
+            .unwrap();
+        let _: () = redis::cmd("EXPIRE")
+            .arg("gw:session:s1")
+            .arg(3600)
+            .query(&mut con)
+            .unwrap();
+    }
+    let before = hgetall(&redis, "gw:session:s1");
+    for user in ["alice", "mallory"] {
+        let (status, _, text) = admin_call(
+            admin,
+            "POST",
+            "/sessions",
+            &h,
+            Some(&create_body("s1", user, &["admin"])),
+        )
+        .await;
+        assert_eq!(status, 409, "{user}: {text}");
+    }
+    assert_eq!(hgetall(&redis, "gw:session:s1"), before);
+    assert!(
+        pttl(&redis, "gw:session:s1") > 3_000_000,
+        "the expiry was kept"
+    );
+    let mut con = redis.connection();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg("gw:user-sessions:mallory")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(exists, 0, "nothing was added for mallory");
+
+    // A new id is created with the contract's fields.
+    let (status, _, text) = admin_call(
+        admin,
+        "POST",
+        "/sessions",
+        &h,
+        Some(&create_body("s2", "bob", &["ops"])),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let s2 = hgetall(&redis, "gw:session:s2");
+    assert_eq!(s2["user_id"], "bob");
+    assert_eq!(s2["roles"], "ops");
+    assert_eq!(s2["refresh_count"], "0");
+    assert!(pttl(&redis, "gw:session:s2") > 0);
+}
+
+#[tokio::test]
+async fn a_store_failure_is_answered_without_its_details() {
+    let mut redis = RedisServer::start();
+    let session = format!("{}cache = false\n", redis_session(&redis.url()));
+    let gw = TestGateway::start(&session, &route("/p/", "http://127.0.0.1:9", "")).await;
+    let admin = gw.admin.unwrap();
+    let auth = bearer();
+    let h = [("authorization", auth.as_str())];
+    redis.stop();
+    for (method, path, body) in [
+        ("POST", "/sessions", Some(create_body("s1", "alice", &[]))),
+        ("DELETE", "/sessions/s1", None),
+    ] {
+        let (status, headers, text) = admin_call(admin, method, path, &h, body.as_deref()).await;
+        assert_eq!(status, 503, "{method}: {text}");
+        assert!(headers.contains_key("retry-after"));
+        assert_eq!(error_code(&text), "session_store_unavailable");
+        let lower = text.to_lowercase();
+        for detail in ["redis", "refused", "127.0.0.1", "io error", "connection"] {
+            assert!(!lower.contains(detail), "{method}: {detail} in {text}");
+        }
+    }
+}
