@@ -66,6 +66,16 @@ pub fn load_str(src: &str, source: &Path) -> Result<Config, ConfigErrors> {
     load_str_with_env(src, source, &|name| std::env::var_os(name))
 }
 
+/// [`load_str`] with `*_env` values looked up in `env` instead of the process environment
+/// (for checking a deployment's config against the secrets it will be given).
+pub fn load_str_env(
+    src: &str,
+    source: &Path,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Config, ConfigErrors> {
+    load_str_with_env(src, source, env)
+}
+
 /// Where `*_env` values come from: the process environment, or a map in tests.
 type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 

@@ -11,7 +11,7 @@ mod load;
 
 pub use admin::{Admin, AdminToken};
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, load_str, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
+pub use load::{load, load_str, load_str_env, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
