@@ -44,8 +44,8 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     let Some(admin) = &gw.config.admin else {
         return not_found();
     };
-    if let Err(denied) = authorize(admin, &req) {
-        return denied;
+    if let Err(denial) = authorize(admin, &req) {
+        return unauthorized(denial);
     }
     let path = req.uri().path().to_owned();
     match (req.method(), path.strip_prefix("/sessions")) {
@@ -60,12 +60,21 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// Why a session-endpoint call was refused (both are 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Denial {
+    /// No single Bearer credential came.
+    Missing,
+    /// One came, and it is not the admin token.
+    Invalid,
+}
+
 /// One `Authorization: Bearer <token>` header (scheme in any case) naming the admin token.
-fn authorize(admin: &crate::config::Admin, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+fn authorize(admin: &crate::config::Admin, req: &Request<Incoming>) -> Result<(), Denial> {
     let mut values = req.headers().get_all(AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         tracing::warn!(path = %req.uri().path(), "admin request without a single Authorization header");
-        return Err(unauthorized(false));
+        return Err(Denial::Missing);
     };
     let presented = value
         .as_bytes()
@@ -74,19 +83,19 @@ fn authorize(admin: &crate::config::Admin, req: &Request<Incoming>) -> Result<()
         .map(|(_, rest)| rest.trim_ascii());
     let Some(presented) = presented else {
         tracing::warn!(path = %req.uri().path(), "admin request without a bearer token");
-        return Err(unauthorized(false));
+        return Err(Denial::Missing);
     };
     match &admin.token {
         Some(token) if token.matches(presented) => Ok(()),
         Some(_) => {
             tracing::warn!(path = %req.uri().path(), "admin request with a wrong token");
-            Err(unauthorized(true))
+            Err(Denial::Invalid)
         }
         None => {
             tracing::error!(
                 "the admin token file is missing; session endpoints refuse every request until it exists and the config is reloaded"
             );
-            Err(unauthorized(true))
+            Err(Denial::Invalid)
         }
     }
 }
@@ -200,9 +209,9 @@ fn not_allowed(allow: &'static str) -> Response<Body> {
     r
 }
 
-/// 401 with a Bearer challenge; `invalid` when a token came and is not the admin token.
-fn unauthorized(invalid: bool) -> Response<Body> {
-    let (body, challenge) = if invalid {
+/// 401 with a Bearer challenge.
+fn unauthorized(denial: Denial) -> Response<Body> {
+    let (body, challenge) = if denial == Denial::Invalid {
         (
             r#"{"error":"invalid_token","message":"the admin token is not valid"}"#,
             r#"Bearer realm="gateway-admin", error="invalid_token""#,

@@ -323,7 +323,7 @@ async fn create_session(
     let taken = || {
         (
             1,
-            format!("a session with this id exists and was left as it is; give another --sid (or none for a random one)"),
+            "a session with this id exists and was left as it is; give another --sid (or none for a random one)".to_owned(),
         )
     };
     match config.session.store {

@@ -23,6 +23,9 @@ fn routes(up: &Upstream) -> String {
     .concat()
 }
 
+/// Extra request headers: (name, value), a name repeated to send it twice.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 fn bearer() -> String {
     format!("Bearer {ADMIN_TOKEN}")
 }
@@ -46,7 +49,7 @@ async fn session_endpoints_refuse_a_missing_or_wrong_token() {
     let wrong_token = format!("Bearer {}", ADMIN_TOKEN.replace('0', "1"));
     let short_token = format!("Bearer {}", &ADMIN_TOKEN[..20]);
     let two = bearer();
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<(&str, Headers, &str)> = vec![
         ("no header", vec![], "missing_token"),
         (
             "wrong token",

@@ -134,7 +134,7 @@ upstream = "http://127.0.0.1:9000"
     /// `line:col key: reason` of the only error.
     #[track_caller]
     fn only_error(r: Result<Config, ConfigErrors>) -> String {
-        let errs = r.err().expect("expected an error").0;
+        let errs = r.expect_err("expected an error").0;
         assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
         let e = &errs[0];
         format!("{}:{} {}: {}", e.line, e.col, e.key, e.reason)
