@@ -39,7 +39,7 @@ pub fn is_session_path(path: &str) -> bool {
 }
 
 /// Every request to a session path: 404 without `[admin]`, 401 without the right token, then
-/// `POST /sessions` or `DELETE /sessions/{sid}` (another method: 405).
+/// `POST /sessions`, `GET /sessions/{sid}` or `DELETE /sessions/{sid}` (another method: 405).
 pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     let Some(admin) = &gw.config.admin else {
         return not_found();
@@ -51,11 +51,14 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     match (req.method(), path.strip_prefix("/sessions")) {
         (&Method::POST, Some("")) => create(gw, req).await,
         (_, Some("")) => not_allowed("POST"),
-        (&Method::DELETE, Some(sid)) => match sid.strip_prefix('/') {
-            Some(sid) if !sid.is_empty() && !sid.contains('/') => delete(gw, sid).await,
+        (method, Some(rest)) => match rest.strip_prefix('/') {
+            Some(sid) if !sid.is_empty() && !sid.contains('/') => match *method {
+                Method::GET => read(gw, sid).await,
+                Method::DELETE => delete(gw, sid).await,
+                _ => not_allowed("GET, DELETE"),
+            },
             _ => not_found(),
         },
-        (_, Some(sid)) if sid.len() > 1 && !sid[1..].contains('/') => not_allowed("DELETE"),
         _ => not_found(),
     }
 }
@@ -145,6 +148,31 @@ async fn create(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         Ok(false) => json(
             StatusCode::CONFLICT,
             r#"{"error":"conflict","message":"a session with this id exists; nothing was changed"}"#,
+        ),
+        Err(e) => store_failed(&e),
+    }
+}
+
+/// `GET /sessions/{sid}`: whose session it is and its roles (`null`: the token's apply).
+async fn read(gw: &Gateway, sid: &str) -> Response<Body> {
+    match gw.auth.store().get(sid).await {
+        Ok(Some(record)) => {
+            let mut r = Response::new(body::full(Bytes::from(
+                serde_json::json!({
+                    "session_id": sid,
+                    "user_id": record.user_id,
+                    "roles": record.roles,
+                    "created_at": record.created_at,
+                })
+                .to_string(),
+            )));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Ok(None) => json(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"not_found","message":"no such session"}"#,
         ),
         Err(e) => store_failed(&e),
     }

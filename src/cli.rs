@@ -297,33 +297,60 @@ pub async fn token(args: &TokenArgs) -> ExitCode {
     };
     if !args.no_session {
         let roles = (!args.roles.is_empty()).then(|| args.roles.clone());
-        if let Err((code, e)) = create_session(&config, &sid, &args.sub, roles, ttl).await {
-            eprintln!("cannot create session {sid}: {e}");
-            return ExitCode::from(code);
+        match create_session(&config, &sid, &args.sub, roles, ttl).await {
+            Ok(SessionMade::Created) => eprintln!(
+                "session {sid} created for {} ({}s)",
+                args.sub,
+                ttl.as_secs()
+            ),
+            Ok(SessionMade::Kept) => eprintln!(
+                "session {sid} of {} exists: left as it is (its roles and lifetime apply)",
+                args.sub
+            ),
+            Err((code, e)) => {
+                eprintln!("cannot create session {sid}: {e}");
+                return ExitCode::from(code);
+            }
         }
-        eprintln!(
-            "session {sid} created for {} ({}s)",
-            args.sub,
-            ttl.as_secs()
-        );
     }
     println!("{token}");
     ExitCode::SUCCESS
 }
 
-/// Creates the session unless one has this id (then nothing changes). The error carries the
-/// exit code: 1 for what the user can fix (the id is taken, `[admin]` missing), 2 otherwise.
+/// What `gateway token` did about the session.
+enum SessionMade {
+    Created,
+    /// One of the same user had this id: left exactly as it is (its roles apply).
+    Kept,
+}
+
+/// `user_id` of session `sid` through the admin listener (`GET /sessions/{sid}`).
+async fn session_owner(admin: std::net::SocketAddr, sid: &str, token: &[u8]) -> Option<String> {
+    let path = format!("/sessions/{sid}");
+    let (status, body) =
+        crate::admin_client::request(admin, http::Method::GET, &path, Some(token), None)
+            .await
+            .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .ok()
+        .filter(|_| status.is_success())?;
+    v["user_id"].as_str().map(str::to_owned)
+}
+
+/// Creates the session unless one has this id; then nothing changes, and one of the same user
+/// is used as it is. The error carries the exit code: 1 for what the user can fix (the id is
+/// another user's, `[admin]` missing), 2 otherwise.
 async fn create_session(
     config: &Config,
     sid: &str,
     user_id: &str,
     roles: Option<Vec<String>>,
     ttl: Duration,
-) -> Result<(), (u8, String)> {
+) -> Result<SessionMade, (u8, String)> {
     let taken = || {
         (
             1,
-            "a session with this id exists and was left as it is; give another --sid (or none for a random one)".to_owned(),
+            "a session of another user has this id (it was left as it is); give another --sid (or none for a random one)".to_owned(),
         )
     };
     match config.session.store {
@@ -341,8 +368,12 @@ async fn create_session(
                 device_id: None,
             };
             match store.create_if_absent(&new, ttl).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(taken()),
+                Ok(true) => Ok(SessionMade::Created),
+                Ok(false) => match store.get(sid).await {
+                    Ok(Some(r)) if r.user_id == user_id => Ok(SessionMade::Kept),
+                    Ok(_) => Err(taken()),
+                    Err(e) => Err((2, e.to_string())),
+                },
                 Err(e) => Err((2, e.to_string())),
             }
         }
@@ -369,11 +400,16 @@ async fn create_session(
             };
             let path = "/sessions";
             match crate::admin_client::post_json(admin, path, &body, Some(token.expose())).await {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(SessionMade::Created),
                 Err(crate::admin_client::AdminCallError::Status { status, .. })
                     if status == http::StatusCode::CONFLICT =>
                 {
-                    Err(taken())
+                    let owner = session_owner(admin, sid, token.expose()).await;
+                    if owner.as_deref() == Some(user_id) {
+                        Ok(SessionMade::Kept)
+                    } else {
+                        Err(taken())
+                    }
                 }
                 Err(e @ crate::admin_client::AdminCallError::Status { status, .. })
                     if status == http::StatusCode::UNAUTHORIZED =>

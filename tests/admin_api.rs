@@ -89,6 +89,7 @@ async fn session_endpoints_refuse_a_missing_or_wrong_token() {
         for (method, path, body) in [
             ("POST", "/sessions", Some(body.as_str())),
             ("DELETE", "/sessions/s-alice", None),
+            ("GET", "/sessions/s-alice", None),
             ("GET", "/sessions", None),
         ] {
             let (status, h, text) = admin_call(admin, method, path, headers, body).await;
@@ -122,6 +123,21 @@ async fn session_endpoints_refuse_a_missing_or_wrong_token() {
     )
     .await;
     assert_eq!(status, 201, "{text}");
+    let auth = bearer();
+    let (status, _, text) = admin_call(
+        admin,
+        "GET",
+        "/sessions/s-ok",
+        &[("authorization", auth.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (v["user_id"].as_str(), v["roles"][0].as_str()),
+        (Some("alice"), Some("user"))
+    );
     let token = gw.token("alice", "s-ok", &[]);
     assert_eq!(
         gw.client(Proto::H2)
@@ -353,4 +369,70 @@ async fn a_store_failure_is_answered_without_its_details() {
             assert!(!lower.contains(detail), "{method}: {detail} in {text}");
         }
     }
+}
+
+#[tokio::test]
+async fn racing_creates_of_one_id_give_exactly_one_201() {
+    let redis = RedisServer::start();
+    let session = format!("{}cache = false\n", redis_session(&redis.url()));
+    let gw = TestGateway::start(&session, &route("/p/", "http://127.0.0.1:9", "")).await;
+    let admin = gw.admin.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        tasks.push(tokio::spawn(async move {
+            let auth = bearer();
+            let body = create_body("race", &format!("user{i}"), &["admin"]);
+            admin_call(
+                admin,
+                "POST",
+                "/sessions",
+                &[("authorization", auth.as_str())],
+                Some(&body),
+            )
+            .await
+            .0
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses[0], 201, "{statuses:?}");
+    assert!(statuses[1..].iter().all(|s| *s == 409), "{statuses:?}");
+    let hash = hgetall(&redis, "gw:session:race");
+    assert!(hash["user_id"].starts_with("user"), "{hash:?}");
+}
+
+#[tokio::test]
+async fn gateway_token_never_replaces_a_redis_session() {
+    let redis = RedisServer::start();
+    let session = format!("{}cache = false\n", redis_session(&redis.url()));
+    let gw = TestGateway::start(&session, &route("/p/", "http://127.0.0.1:9", "")).await;
+    let config = gw.config_path();
+    let token = |sub: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["token", "--config"])
+            .arg(&config)
+            .args(["--sub", sub, "--role", "admin", "--sid", "r1"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code().unwrap_or(-1), err)
+    };
+    let (code, err) = token("alice");
+    assert_eq!(code, 0, "{err}");
+    let mut con = redis.connection();
+    let _: () = redis::cmd("HSET")
+        .arg("gw:session:r1")
+        .arg("refresh_count")
+        .arg("5")
+        .query(&mut con)
+        .unwrap();
+    let before = hgetall(&redis, "gw:session:r1");
+    let (code, err) = token("alice");
+    assert_eq!(code, 0, "the same user's session is used as it is: {err}");
+    let (code, err) = token("mallory");
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(hgetall(&redis, "gw:session:r1"), before);
 }

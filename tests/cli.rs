@@ -390,10 +390,16 @@ fn the_quick_start_works_with_a_token_file_written_on_first_start() {
     let (code, err) = cli(&args);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("session demo1 created"), "{err}");
-    // Again with the same sid: refused, nothing replaced.
+    // Again: the session is alice's, so it is kept as it is and the token minted for it.
     let (code, err) = cli(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("left as it is"), "{err}");
+    // Another user cannot take it over: exit 1, nothing replaced.
+    let mut mallory = args;
+    mallory[4] = "mallory";
+    let (code, err) = cli(&mallory);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("exists"), "{err}");
+    assert!(err.contains("another user"), "{err}");
 
     // The README's curl line, with the header from the file: 204, then 404.
     let delete = |auth: Option<&str>| {
