@@ -436,3 +436,35 @@ async fn gateway_token_never_replaces_a_redis_session() {
     assert_eq!(code, 1, "{err}");
     assert_eq!(hgetall(&redis, "gw:session:r1"), before);
 }
+
+#[tokio::test]
+async fn a_reload_rotates_the_admin_token() {
+    let gw = TestGateway::start(MEMORY_SESSION, &route("/p/", "http://127.0.0.1:9", "")).await;
+    let admin = gw.admin.unwrap();
+    let new_token = "a-rotated-admin-token-0123456789abcdefghij";
+    std::fs::write(gw.dir.path().join("admin.token"), new_token).unwrap();
+    gateway::reload::reload(&gw.live, "test").await.unwrap();
+    let old = bearer();
+    let new = format!("Bearer {new_token}");
+    let (status, _, _) = admin_call(
+        admin,
+        "GET",
+        "/sessions/x",
+        &[("authorization", old.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "the old token is refused after the reload");
+    let (status, _, _) = admin_call(
+        admin,
+        "GET",
+        "/sessions/x",
+        &[("authorization", new.as_str())],
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 404,
+        "the new token is accepted (and there is no session x)"
+    );
+}
