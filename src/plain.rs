@@ -1,6 +1,7 @@
 //! The two plain-HTTP listeners: the redirect listener (308 to https, but `/healthz` and
 //! `/readyz` answered in place for probes) and the admin listener (`/healthz`, `/readyz`,
-//! `/metrics`, and session administration for operators; never expose it beyond the host or cluster).
+//! `/metrics`, and, with `[admin]`, session administration behind a bearer token; never expose
+//! it beyond the host or cluster).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -141,14 +142,11 @@ async fn admin(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz" | "/readyz") => probe(&gw, &path).await,
         (&Method::GET, "/metrics") => metrics(&gw),
-        (&Method::POST, "/sessions") => crate::admin_sessions::create(&gw, req).await,
-        (&Method::DELETE, p) if p.starts_with("/sessions/") => {
-            crate::admin_sessions::delete(&gw, &p["/sessions/".len()..]).await
+        // Behind `[admin]` and its bearer token (404 / 401 there).
+        (_, p) if crate::admin_sessions::is_session_path(p) => {
+            crate::admin_sessions::handle(&gw, req).await
         }
-        _ => json(
-            StatusCode::NOT_FOUND,
-            r#"{"error":"not_found","message":"no such admin endpoint"}"#,
-        ),
+        _ => crate::admin_sessions::not_found(),
     }
 }
 

@@ -180,6 +180,14 @@ pub(super) struct LimitsFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct AdminFile {
+    pub token_env: S<String>,
+    #[serde(default)]
+    pub token_file: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 pub(super) struct DemoFile {
     pub echo: S<String>,
 }
@@ -286,6 +294,7 @@ pub(super) struct Document {
     pub auth: Option<S<AuthFile>>,
     pub limits: Option<S<LimitsFile>>,
     pub demo: Option<S<DemoFile>>,
+    pub admin: Option<S<AdminFile>>,
     /// `(index in the file, route)` for every `[[route]]` that deserialized.
     pub routes: Vec<(usize, S<RouteFile>)>,
     /// How many `[[route]]` tables the file has, good or bad.
@@ -302,7 +311,7 @@ pub(super) struct RawError {
 
 const TABLES: &[&str] = &[
     "listen", "runtime", "reload", "otlp", "tls", "jwt", "session", "headers", "auth", "limits",
-    "demo", "route",
+    "demo", "route", "admin",
 ];
 const REQUIRED: &[&str] = &["listen", "tls", "jwt", "route"];
 
@@ -356,6 +365,7 @@ pub(super) fn parse(src: &str) -> (Document, Vec<RawError>) {
             "auth" => doc.auth = table(name, value, e),
             "limits" => doc.limits = table(name, value, e),
             "demo" => doc.demo = table(name, value, e),
+            "admin" => doc.admin = table(name, value, e),
             "route" => routes(value, &mut doc, e),
             _ => {
                 let what = if matches!(value.get_ref(), DeValue::Table(_)) {

@@ -3,13 +3,15 @@
 //! value: addresses are parsed, durations are `Duration`s, header names are `HeaderName`s and
 //! the route table is never empty.
 
+mod admin;
 mod duration;
 mod error;
 mod file;
 mod load;
 
+pub use admin::{Admin, AdminToken};
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, load_str, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
+pub use load::{load, load_str, load_str_env, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +40,9 @@ pub struct Config {
     pub limits: Limits,
     /// `Some` when `[demo]` is present: a built-in echo upstream for the quick start.
     pub demo: Option<Demo>,
+    /// `Some` when `[admin]` is present: the admin listener's session endpoints exist, behind
+    /// its bearer token. `None`: they answer 404.
+    pub admin: Option<Admin>,
     /// Never empty.
     pub routes: Vec<Route>,
 }

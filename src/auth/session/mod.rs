@@ -102,6 +102,20 @@ impl SessionStore {
         }
     }
 
+    /// Writes the session only when no session has this id: `Ok(true)` when written,
+    /// `Ok(false)` when one exists, which is left exactly as it was (its roles, binding and
+    /// refresh count). One atomic step in either store, so a racing create cannot slip in.
+    pub async fn create_if_absent(
+        &self,
+        new: &NewSession,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            SessionStore::Redis(s) => s.create_if_absent(new, ttl).await,
+            SessionStore::Memory(s) => s.create_if_absent(new, ttl),
+        }
+    }
+
     /// Removes the session; `true` when it existed.
     pub async fn delete(&self, sid: &str) -> Result<bool, StoreError> {
         match self {

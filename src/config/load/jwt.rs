@@ -241,7 +241,7 @@ fn jwt_key(
             .map(KeyMaterial::PublicKeyFile),
         (None, Some(e)) => {
             let key = format!("{prefix}.secret_env");
-            cx.secret_env(e, &key).map(|value| KeyMaterial::Secret {
+            hmac_secret(cx, e, &key).map(|value| KeyMaterial::Secret {
                 env: e.get_ref().clone(),
                 value,
             })
@@ -267,6 +267,28 @@ fn jwt_key(
         kid: kid?,
         material: material?,
     })
+}
+
+/// The shortest HS* secret accepted: RFC 7518 section 3.2 wants a key at least as long as
+/// the hash (256 bits for HS256).
+const MIN_HMAC_SECRET_BYTES: usize = 32;
+
+/// An HS* secret from the environment, at least [`MIN_HMAC_SECRET_BYTES`] long.
+fn hmac_secret(cx: &mut Cx<'_>, e: &Spanned<String>, key: &str) -> Option<Vec<u8>> {
+    let value = cx.secret_env(e, key)?;
+    if value.len() < MIN_HMAC_SECRET_BYTES {
+        cx.err(
+            e,
+            key,
+            format!(
+                "${} holds {} bytes; an HS* secret needs at least {MIN_HMAC_SECRET_BYTES} (RFC 7518 section 3.2), for example `openssl rand -base64 32`",
+                e.get_ref(),
+                value.len()
+            ),
+        );
+        return None;
+    }
+    Some(value)
 }
 
 /// A cookie name is an RFC 6265 token: visible ASCII without separators.
@@ -386,11 +408,10 @@ pub(super) fn auth(
             .path(p, "auth.signing_key")
             .map(SigningKey::PrivateKeyFile),
         (None, Some(e)) => {
-            cx.secret_env(e, "auth.signing_secret_env")
-                .map(|value| SigningKey::Secret {
-                    env: e.get_ref().clone(),
-                    value,
-                })
+            hmac_secret(cx, e, "auth.signing_secret_env").map(|value| SigningKey::Secret {
+                env: e.get_ref().clone(),
+                value,
+            })
         }
         (Some(_), Some(e)) => {
             cx.err(
@@ -542,5 +563,76 @@ fn verifiable(
         if !hs256 {
             cx.err(at, "auth.signing_secret_env", "the auth center signs HS256 with this secret, and jwt.algorithms does not list HS256");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    use crate::config::load::load_str_with_env;
+
+    const BASE: &str = r#"[listen]
+https = "127.0.0.1:8443"
+
+[tls]
+cert = "c.pem"
+key = "k.pem"
+
+[jwt]
+algorithms = ["HS256"]
+issuer = "gw"
+audience = "api"
+keys = [{ kid = "h1", secret_env = "GW_HS" }]
+
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:9000"
+"#;
+
+    /// The errors of `src` with `GW_HS` set to `secret`, as `line:col key: reason`.
+    fn errors(src: &str, secret: &str) -> Vec<String> {
+        let env = |name: &str| (name == "GW_HS").then(|| OsString::from(secret));
+        match load_str_with_env(src, Path::new("gw.toml"), &env) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| format!("{}:{} {}: {}", e.line, e.col, e.key, e.reason))
+                    .collect()
+            }
+        }
+    }
+
+    #[test]
+    fn an_hs_secret_shorter_than_32_bytes_is_an_error_at_its_key() {
+        let short = "x".repeat(31);
+        let errs = errors(BASE, &short);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        // `keys = [{ kid = "h1", secret_env = "GW_HS" }]` is line 12; the value at col 36.
+        assert!(
+            errs[0].starts_with("12:36 jwt.keys[0].secret_env: $GW_HS holds 31 bytes"),
+            "{errs:?}"
+        );
+        assert!(errs[0].contains("RFC 7518"), "{errs:?}");
+        assert!(errors(BASE, &"x".repeat(32)).is_empty());
+    }
+
+    #[test]
+    fn a_short_auth_signing_secret_is_an_error_at_its_key() {
+        let src = format!("{BASE}\n[auth]\nsigning_secret_env = \"GW_HS\"\nsigning_kid = \"h1\"\n");
+        let line = src
+            .lines()
+            .position(|l| l.starts_with("signing_secret_env"))
+            .unwrap()
+            + 1;
+        let errs = errors(&src, "sixteen byte key");
+        assert!(
+            errs.iter().any(|e| e.starts_with(&format!(
+                "{line}:22 auth.signing_secret_env: $GW_HS holds 16 bytes"
+            ))),
+            "{errs:?}"
+        );
+        assert!(errors(&src, &"y".repeat(48)).is_empty());
     }
 }

@@ -45,7 +45,13 @@ fn load_env(src: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
 
 #[track_caller]
 fn ok(src: &str) -> Config {
-    match load_env(src, &[("GW_SECRET", "s3cret"), ("GW_EMPTY", "")]) {
+    match load_env(
+        src,
+        &[
+            ("GW_SECRET", "s3cret, thirty-two bytes or more, ok"),
+            ("GW_EMPTY", ""),
+        ],
+    ) {
         Ok(c) => c,
         Err(e) => panic!("expected a valid config, got:\n{e}"),
     }
@@ -53,7 +59,13 @@ fn ok(src: &str) -> Config {
 
 #[track_caller]
 fn errors(src: &str) -> Vec<ConfigError> {
-    match load_env(src, &[("GW_SECRET", "s3cret"), ("GW_EMPTY", "")]) {
+    match load_env(
+        src,
+        &[
+            ("GW_SECRET", "s3cret, thirty-two bytes or more, ok"),
+            ("GW_EMPTY", ""),
+        ],
+    ) {
         Ok(_) => panic!("expected errors for:\n{src}"),
         Err(e) => e.0,
     }
@@ -273,7 +285,7 @@ max_body = 1024
         ("uid", "groups")
     );
     assert!(matches!(&c.jwt.keys[1].material,
-        KeyMaterial::Secret { env, value } if env == "GW_SECRET" && value == b"s3cret"));
+        KeyMaterial::Secret { env, value } if env == "GW_SECRET" && value == b"s3cret, thirty-two bytes or more, ok"));
     assert_eq!(
         c.jwt.jwks_url.as_ref().map(ToString::to_string).as_deref(),
         Some("https://idp.example/.well-known/jwks.json")
@@ -886,7 +898,7 @@ fn key_rules() {
     );
     let c = ok(&hs("GW_SECRET"));
     assert!(
-        matches!(&c.jwt.keys[0].material, KeyMaterial::Secret { value, .. } if value == b"s3cret")
+        matches!(&c.jwt.keys[0].material, KeyMaterial::Secret { value, .. } if value == b"s3cret, thirty-two bytes or more, ok")
     );
 }
 
@@ -894,10 +906,11 @@ fn key_rules() {
 fn secret_bytes_are_taken_as_they_are() {
     let src = with("[\"EdDSA\"]", "[\"HS256\"]")
         .replace("public_key = \"pub.pem\"", "secret_env = \"GW_B64\"");
-    let c = load_env(&src, &[("GW_B64", " c2VjcmV0\n")]).map_err(|e| e.to_string());
+    let c = load_env(&src, &[("GW_B64", " c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n")])
+        .map_err(|e| e.to_string());
     let c = c.unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        matches!(&c.jwt.keys[0].material, KeyMaterial::Secret { value, .. } if value == b" c2VjcmV0\n")
+        matches!(&c.jwt.keys[0].material, KeyMaterial::Secret { value, .. } if value == b" c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n")
     );
 }
 
@@ -1171,7 +1184,7 @@ fn auth_hs256_signing_must_verify() {
         "{src}\n[auth]\npath = \"/auth\"\nsigning_secret_env = \"GW_SECRET\"\n"
     ));
     assert!(
-        matches!(c.auth.map(|a| a.signing_key), Some(SigningKey::Secret { value, .. }) if value == b"s3cret")
+        matches!(c.auth.map(|a| a.signing_key), Some(SigningKey::Secret { value, .. }) if value == b"s3cret, thirty-two bytes or more, ok")
     );
 }
 
