@@ -180,7 +180,9 @@ fn allow<B>(req: &Request<B>, methods: &[Method]) -> Result<(), GatewayError> {
     })
 }
 
-/// The client address for lockout and binding: the TCP peer, never X-Forwarded-For.
+/// The client address for lockout and binding: `peer` is already the resolved client
+/// (`client_addr::resolve`: the TCP peer, or behind `listen.trusted_proxies` the nearest
+/// untrusted `X-Forwarded-For` address); a client's own forwarding headers are never read here.
 fn client_ip(peer: SocketAddr) -> String {
     let ip: IpAddr = peer.ip().to_canonical();
     ip.to_string()
