@@ -111,15 +111,31 @@ pub fn set_forwarding_headers(
         }
     }
     chain.push_str(&peer_ip.to_string());
-    for name in [
+    let names = [
         &X_FORWARDED_FOR,
         &X_FORWARDED_HOST,
         &X_FORWARDED_PROTO,
         &X_FORWARDED_PORT,
         &X_REAL_IP,
         &FORWARDED,
-    ] {
-        // `remove` drops every copy; `HeaderName` is lower-case, so any spelling.
+    ];
+    // Every copy in any case (`HeaderName` is lower-case), and the underscore spellings that
+    // CGI-style backends fold into the same variable (`X_Forwarded_For`).
+    let doomed: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            names.iter().any(|n| {
+                n.as_str().len() == k.len()
+                    && n.as_str()
+                        .bytes()
+                        .zip(k.bytes())
+                        .all(|(a, b)| a == b || (a == b'-' && b == b'_'))
+            })
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
         h.remove(name);
     }
     let peer_only = || HeaderValue::from_str(&peer_ip.to_string()).ok();
@@ -211,6 +227,8 @@ mod tests {
         let t = trusted(&["10.0.0.0/8"]);
         let mut h = xff(&["1.2.3.4", "5.6.7.8"]);
         for (n, v) in [
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x_real_ip", "1.2.3.4"),
             ("forwarded", "for=1.2.3.4"),
             ("x-real-ip", "1.2.3.4"),
             ("x-forwarded-host", "evil.example"),
@@ -228,6 +246,8 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "https");
         assert!(h.get("forwarded").is_none());
         assert!(h.get("x-forwarded-port").is_none());
+        assert!(h.get("x_forwarded_for").is_none());
+        assert!(h.get("x_real_ip").is_none());
     }
 
     #[test]

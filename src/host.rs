@@ -154,6 +154,27 @@ mod tests {
     }
 
     #[test]
+    fn never_panics_on_mutated_hosts() {
+        let alphabet: Vec<char> = "a1-._~:[]@/?#%, \\\u{e9}\u{ff0e}".chars().collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 12) as usize;
+            let s: String = (0..len)
+                .map(|_| alphabet[(next() as usize) % alphabet.len()])
+                .collect();
+            if let Ok(h) = parse(&s) {
+                assert!(!h.name.is_empty() && s.starts_with(h.name), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
     fn never_panics_on_odd_bytes() {
         for s in [
             "[", "]", "[]:", "[:", "::::", "[\u{e9}]", "\u{e9}:1", "[]]", "][",

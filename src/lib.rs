@@ -11,6 +11,9 @@
 //! - `proxy.rs`: the request pipeline, one step per function.
 //! - `path.rs`, `routing.rs`: one canonical path; longest whole-segment prefix route.
 //! - `hop_by_hop.rs`, `identity_headers.rs`: strip, then set only from `Authenticated`.
+//! - `client_addr.rs`: the client's address (`listen.trusted_proxies`) and the forwarding
+//!   headers sent upstream; `proxy_protocol.rs`: PROXY v1/v2 before TLS; `host.rs`: one valid
+//!   `Host`; `idle.rs`: connections that carry no request are closed.
 //! - `auth/`: bearer token, JWT verification, session store; builds `Authenticated`.
 //! - `forward.rs`, `upgrade.rs`, `body.rs`: pooled upstream client, WebSocket splice, bounded
 //!   streaming bodies.

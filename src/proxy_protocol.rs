@@ -255,6 +255,38 @@ mod tests {
         assert_eq!(parse(&h), Err(ProxyHeaderError::TooLong));
     }
 
+    #[test]
+    fn never_panics_on_mutated_headers() {
+        let seeds = [
+            b"PROXY TCP4 198.51.100.7 10.0.0.1 8080 443\r\n".to_vec(),
+            b"PROXY TCP6 2001:db8::7 2001:db8::1 1 443\r\n".to_vec(),
+            v2(1, 0x11, &V4_ADDR, &[0x04, 0x00, 0x01, 0x00]),
+            v2(1, 0x21, &[0; 36], &[]),
+            v2(1, 0x31, &[0; 216], &[]),
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..20_000 {
+            let mut b = seeds[i % seeds.len()].clone();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % (b.len() + 1);
+                match next() % 3 {
+                    0 if at < b.len() => b[at] = next() as u8,
+                    1 => b.truncate(at),
+                    _ => b.insert(at.min(b.len()), next() as u8),
+                }
+            }
+            if let Ok(Parsed::Complete(h)) = parse(&b) {
+                assert!(h.len <= b.len(), "{b:?}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn read_takes_exactly_the_header() {
         for header in [

@@ -48,6 +48,8 @@ const SPOOFED: &[(&str, &str)] = &[
     ("forwarded", "for=\"[2001:db8::66]\""),
     ("X-Real-IP", "203.0.113.66"),
     ("x-real-ip", "198.51.100.66"),
+    ("X_Forwarded_For", "203.0.113.67"),
+    ("x_real_ip", "203.0.113.67"),
 ];
 
 async fn get_public(gw: &TestGateway, proto: Proto, headers: &[(&str, &str)]) -> u16 {
@@ -76,6 +78,12 @@ async fn an_untrusted_peer_cannot_set_any_forwarding_header() {
         assert_eq!(got.all("x-forwarded-proto"), ["https"], "{proto:?}");
         assert!(got.all("x-forwarded-port").is_empty(), "{proto:?}");
         assert!(got.all("forwarded").is_empty(), "{proto:?}");
+        let underscored: Vec<String> = got
+            .names()
+            .into_iter()
+            .filter(|n| n.contains('_'))
+            .collect();
+        assert!(underscored.is_empty(), "{proto:?}: {underscored:?}");
     }
 }
 
