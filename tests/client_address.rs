@@ -490,3 +490,72 @@ async fn renamed_identity_headers_still_strip_the_usual_names() {
         }
     }
 }
+
+#[tokio::test]
+async fn ip_binding_uses_the_client_behind_a_trusted_proxy() {
+    use support::auth::{add_user, call};
+    const PW: &str = "correct horse battery staple";
+    let redis = RedisServer::start();
+    add_user(&redis, "carol", PW, &[]);
+    let up = Upstream::start().await;
+    let routes = route("/api/", &up.url(), "");
+    let toml = toml_with(
+        "trusted_proxies = [\"127.0.0.1\"]",
+        &redis_session(&redis.url()),
+        &routes,
+    )
+    .replacen(
+        "signing_kid = \"k1\"\n",
+        "signing_kid = \"k1\"\nbind_refresh = \"ip\"\n",
+        1,
+    );
+    let gw = TestGateway::start_toml(&toml).await;
+    let c = gw.client(Proto::H2);
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    let login = json!({ "username": "carol", "password": PW, "device_id": "laptop" });
+    let r = call(
+        &c,
+        "POST",
+        "/auth/login",
+        Some(login),
+        None,
+        &from("198.51.100.7"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let (sid, first) = (
+        r.json()["session_id"].as_str().unwrap().to_owned(),
+        r.json()["refresh_token"].as_str().unwrap().to_owned(),
+    );
+    let recorded: Option<String> = redis::cmd("HGET")
+        .arg(format!("gw:session:{sid}"))
+        .arg("ip")
+        .query(&mut redis.connection())
+        .unwrap();
+    assert_eq!(recorded.as_deref(), Some("198.51.100.7"));
+
+    let body = |t: &str| Some(json!({ "refresh_token": t, "device_id": "laptop" }));
+    // The same client through the proxy: bound address matches.
+    let r = call(
+        &c,
+        "POST",
+        "/auth/refresh",
+        body(&first),
+        None,
+        &from("198.51.100.7"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let second = r.json()["refresh_token"].as_str().unwrap().to_owned();
+    // Another client behind the same proxy (same TCP peer): refused.
+    let r = call(
+        &c,
+        "POST",
+        "/auth/refresh",
+        body(&second),
+        None,
+        &from("203.0.113.5"),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{:?}", r.body);
+}
