@@ -262,7 +262,8 @@ fn build_upstream_request(
 }
 
 /// Exactly one host: HTTP/1 needs one Host header (and an absolute-form target must agree);
-/// HTTP/2 has `:authority`, and a Host header beside it must agree.
+/// HTTP/2 has `:authority`, and a Host header beside it must agree. It must be one valid
+/// host (`host::parse`).
 fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     let header = hosts.next();
@@ -280,11 +281,9 @@ fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> {
         (None, Some(a)) if req.version() == Version::HTTP_2 => a,
         _ => return Err(GatewayError::BadHost),
     };
-    // One `uri-host [":" port]`: not a list, userinfo, a path, a bad port or spaces.
+    // One `uri-host [":" port]` (an authority beside it is the same, above): not a list,
+    // userinfo, a path, a bad port or spaces.
     crate::host::parse(host).map_err(|_| GatewayError::BadHost)?;
-    if let Some(a) = authority {
-        crate::host::parse(a).map_err(|_| GatewayError::BadHost)?;
-    }
     Ok(host.to_owned())
 }
 
