@@ -89,6 +89,8 @@ fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<Body> {
         .headers()
         .get(HOST)
         .and_then(|h| h.to_str().ok())
+        // One valid host (not a list, userinfo or a path) before it goes into `Location`.
+        .filter(|h| crate::host::parse(h).is_ok())
         .and_then(crate::routing::host_without_port);
     let Some(host) = host else {
         return json(

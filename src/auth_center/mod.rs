@@ -203,7 +203,9 @@ fn access_cookie_origin<B>(gw: &Gateway, req: &Request<B>) -> Result<(), Gateway
     Ok(())
 }
 
-/// The client address for lockout and binding: the TCP peer, never X-Forwarded-For.
+/// The client address for lockout and binding: `peer` is already the resolved client
+/// (`client_addr::resolve`: the TCP peer, or behind `listen.trusted_proxies` the nearest
+/// untrusted `X-Forwarded-For` address); a client's own forwarding headers are never read here.
 fn client_ip(peer: SocketAddr) -> String {
     let ip: IpAddr = peer.ip().to_canonical();
     ip.to_string()

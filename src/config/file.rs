@@ -22,6 +22,10 @@ pub(super) struct ListenFile {
     pub http: Option<S<String>>,
     #[serde(default)]
     pub admin: Option<S<String>>,
+    #[serde(default)]
+    pub trusted_proxies: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub proxy_protocol: Option<S<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

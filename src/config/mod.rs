@@ -54,6 +54,10 @@ pub struct Listen {
     pub http: Option<SocketAddr>,
     /// Plain admin listener: `/healthz`, `/readyz`, `/metrics`, session admin.
     pub admin: Option<SocketAddr>,
+    /// Peers whose `X-Forwarded-For` (and PROXY header) are believed; empty: none.
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// Every TLS connection starts with a PROXY v1/v2 header (only from `trusted_proxies`).
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1533,3 +1533,69 @@ fn reload_and_otlp_tables() {
         "to 1m",
     );
 }
+
+// ---------------------------------------------------------------- [listen] trust keys
+
+/// `MIN` with `extra` lines added to `[listen]`.
+fn listen_with(extra: &str) -> String {
+    with(
+        "https = \"127.0.0.1:8443\"\n",
+        &format!("https = \"127.0.0.1:8443\"\n{extra}\n"),
+    )
+}
+
+#[test]
+fn trusted_proxies_and_proxy_protocol() {
+    let c = ok(MIN);
+    assert!(c.listen.trusted_proxies.is_empty());
+    assert!(!c.listen.proxy_protocol);
+    let c = ok(&listen_with(
+        "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"fd00::/8\", \"::1\", \"172.16.5.4/12\"]\nproxy_protocol = true",
+    ));
+    assert!(c.listen.proxy_protocol);
+    let t = &c.listen.trusted_proxies;
+    for ip in [
+        "10.255.0.1",
+        "192.0.2.7",
+        "fd12::1",
+        "::1",
+        "172.31.0.1",
+        "::ffff:10.0.0.1",
+    ] {
+        assert!(t.contains(ip.parse().unwrap()), "{ip}");
+    }
+    for ip in ["11.0.0.1", "192.0.2.8", "fe80::1", "172.32.0.1"] {
+        assert!(!t.contains(ip.parse().unwrap()), "{ip}");
+    }
+}
+
+#[test]
+fn bad_trusted_proxies_are_errors_at_their_entry() {
+    for bad in [
+        "10.0.0.0/33",
+        "10.0.0",
+        "localhost",
+        "10.0.0.0/",
+        "::1/129",
+        "",
+    ] {
+        let src = listen_with(&format!("trusted_proxies = [\"10.0.0.0/8\", \"{bad}\"]"));
+        one(
+            &src,
+            &format!("\"{bad}\"]"),
+            "listen.trusted_proxies[1]",
+            "expected an IP address or a CIDR",
+        );
+    }
+}
+
+#[test]
+fn proxy_protocol_needs_trusted_proxies() {
+    let src = listen_with("proxy_protocol = true");
+    one(
+        &src,
+        "proxy_protocol = |true",
+        "listen.proxy_protocol",
+        "needs listen.trusted_proxies",
+    );
+}
