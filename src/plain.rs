@@ -16,10 +16,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::body::{self, Body};
 use crate::gateway::{Gateway, Live};
+use crate::idle::Activity;
 use crate::server::{drain, http_builder, shutdown_signalled};
 
 /// Accepts plain connections and serves `handler` on each (with the gateway current when the
@@ -37,7 +38,13 @@ async fn serve_plain<F, Fut>(
     let limits = live.get().config.limits.clone();
     let builder = Arc::new(http_builder(&limits));
     let graceful = GracefulShutdown::new();
+    // The same bound as the TLS listener: a neighbour's idle sockets cannot pile up.
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown_signalled(&mut shutdown) => break,
+        };
         let (tcp, _peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(pair) => pair,
@@ -53,15 +60,36 @@ async fn serve_plain<F, Fut>(
         let handler = handler.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
+            let _permit = permit;
+            // As on the TLS listener (`crate::idle`): a connection that carries no request
+            // for `header_timeout`, before its first request or between two, is closed.
+            let activity = Arc::new(Activity::new());
+            let requests = activity.clone();
             let svc = service_fn(move |req| {
+                let in_flight = requests.begin();
                 let fut = handler(live.get(), req);
-                async move { Ok::<_, Infallible>(fut.await) }
+                async move {
+                    let resp = fut.await;
+                    let resp = resp.map(|b| {
+                        b.map_frame(move |f| {
+                            let _held = &in_flight;
+                            f
+                        })
+                        .boxed_unsync()
+                    });
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let conn = builder
                 .serve_connection(TokioIo::new(tcp), svc)
                 .into_owned();
-            let _ = watcher.watch(conn).await;
+            let mut conn = std::pin::pin!(watcher.watch(conn));
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = activity.idle(header_timeout, header_timeout) => {}
+            }
         });
     }
     drop(listener);

@@ -562,3 +562,41 @@ async fn ip_binding_uses_the_client_behind_a_trusted_proxy() {
     .await;
     assert_eq!(r.status, 401, "{:?}", r.body);
 }
+
+/// The plain listeners (redirect and admin) close a connection that sends nothing, and one
+/// left idle after a request, within `header_timeout` (2 s in these tests), like the TLS one.
+#[tokio::test]
+async fn plain_listeners_close_silent_connections() {
+    let up = Upstream::start().await;
+    let gw = start("", &up).await;
+    for addr in [gw.http.expect("http listener"), gw.admin.expect("admin")] {
+        // Silent from the start.
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "{addr}: a silent connection stayed open"
+        );
+        // Idle after one keep-alive request.
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "{addr}: an idle keep-alive connection stayed open"
+        );
+        assert!(got.starts_with(b"HTTP/1.1 200"), "{addr}: {got:?}");
+    }
+}
