@@ -61,14 +61,16 @@ pub fn resolve(peer: SocketAddr, headers: &HeaderMap, trusted: &TrustedProxies) 
     nearest
 }
 
-/// The entries of every `X-Forwarded-For` line, in order (empty entries skipped).
+/// The entries of every `X-Forwarded-For` line, in order (empty entries skipped). Lines are
+/// split as bytes, so one unreadable entry (a client's `\x80`, which a proxy merges into the
+/// same line as its own entry) cannot hide the readable ones beside it: it reads as
+/// `unknown`, which stops the walk in [`resolve`] where it stands.
 fn forwarded_for(headers: &HeaderMap) -> impl DoubleEndedIterator<Item = &str> {
     let entries: Vec<&str> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|e| std::str::from_utf8(e).map_or("unknown", str::trim))
         .filter(|e| !e.is_empty())
         .collect();
     entries.into_iter()
@@ -259,5 +261,23 @@ mod tests {
         set_forwarding_headers(&mut h, peer, client, &t, "a");
         assert_eq!(h["x-forwarded-for"], "198.51.100.1, 10.1.1.1, 10.0.0.1");
         assert_eq!(h["x-real-ip"], "198.51.100.1");
+    }
+
+    #[test]
+    fn an_unreadable_entry_does_not_hide_the_proxys_own() {
+        let trusted = TrustedProxies::new(vec!["::1/128".parse().unwrap()]);
+        let mut h = HeaderMap::new();
+        h.insert(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"\x80, 127.0.0.1").unwrap(),
+        );
+        let peer: SocketAddr = "[::1]:4000".parse().unwrap();
+        assert_eq!(resolve(peer, &h, &trusted).ip().to_string(), "127.0.0.1");
+        // Unreadable and nearest: the walk stops at the last trusted hop.
+        h.insert(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"1.2.3.4, \x80").unwrap(),
+        );
+        assert_eq!(resolve(peer, &h, &trusted), peer);
     }
 }

@@ -126,7 +126,8 @@ fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<Body> {
             r#"{"error":"bad_host","message":"the request needs a Host"}"#,
         );
     };
-    let host = if host.contains(':') {
+    // `host_without_port` keeps an IPv6 literal's brackets.
+    let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
         host

@@ -444,6 +444,19 @@ async fn the_redirect_listener_refuses_a_bad_host() {
         let answer = String::from_utf8_lossy(&out);
         assert_eq!(raw_status(&answer), want, "{host:?}: {answer}");
     }
+    // An IPv6 literal keeps one pair of brackets in Location.
+    let mut tcp = TcpStream::connect(gw.http.unwrap()).await.unwrap();
+    tcp.write_all(b"GET /x HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+    let answer = String::from_utf8_lossy(&out).to_lowercase();
+    let port = gw.https.port();
+    assert!(
+        answer.contains(&format!("location: https://[::1]:{port}/x\r\n")),
+        "{answer}"
+    );
 }
 
 #[tokio::test]
@@ -598,5 +611,33 @@ async fn plain_listeners_close_silent_connections() {
             "{addr}: an idle keep-alive connection stayed open"
         );
         assert!(got.starts_with(b"HTTP/1.1 200"), "{addr}: {got:?}");
+    }
+}
+
+/// An unreadable entry a client put in `X-Forwarded-For` (a proxy merges it into one line
+/// with its own entry) does not hide the proxy's entry: the client is still the address the
+/// trusted proxy named, never the proxy itself.
+#[tokio::test]
+async fn an_unreadable_forwarded_for_entry_does_not_make_the_client_the_proxy() {
+    let up = Upstream::start().await;
+    let gw = start("trusted_proxies = [\"127.0.0.1/32\"]", &up).await;
+    for proto in BOTH {
+        let c = gw.client(proto);
+        let req = c
+            .req("GET", "/public/x")
+            .header(
+                "x-forwarded-for",
+                http::HeaderValue::from_bytes(b"\x80, 10.1.2.3").unwrap(),
+            )
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(c.send(req).await.status, 200, "{proto:?}");
+        let got = up.last();
+        assert_eq!(got.all("x-real-ip"), ["10.1.2.3"], "{proto:?}");
+        assert_eq!(
+            got.all("x-forwarded-for"),
+            ["unknown, 10.1.2.3, 127.0.0.1"],
+            "{proto:?}"
+        );
     }
 }

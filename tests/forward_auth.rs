@@ -179,6 +179,24 @@ async fn an_ambiguous_original_request_is_refused() {
     );
 }
 
+/// What is authorised is what is served: a target with a fragment (nginx forwards it whole)
+/// is 400, and a spelling no route matches is 404 rather than a pass on a bare session.
+#[tokio::test]
+async fn a_fragment_or_an_unrouted_spelling_is_refused() {
+    let env = Env::start().await;
+    let alice = login_ok(&env.c(), "alice", PW, Some("d")).await;
+    let fragment = nginx_set("/public/x#/../../admin/y", "GET", "localhost");
+    let r = env.verify(None, &fragment).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    for uri in ["/ADMIN/x", "/admin./x", "/nowhere/x"] {
+        let r = env
+            .verify(Some(&alice.access), &nginx_set(uri, "GET", "localhost"))
+            .await;
+        assert_eq!(r.status, 404, "{uri}: {:?}", r.body);
+        assert_eq!(r.header("x-user-id"), None, "{uri}");
+    }
+}
+
 /// The README's Traefik example: `authRequestHeaders` lets only Authorization and Cookie
 /// through, and Traefik adds its own X-Forwarded-*; this is what /verify then receives.
 #[tokio::test]

@@ -52,7 +52,7 @@ pub(super) async fn login(
     let store = gw.auth.store();
     let ip = client_ip(peer);
     let folded = users::fold_username(&body.username);
-    let attempt = Attempt::new(folded.as_deref(), &ip);
+    let attempt = Attempt::new(folded.as_deref(), &super::lockout_address(peer));
     // Counted before the password is checked, in one atomic step with the limit check.
     attempt.count(store).await?;
 

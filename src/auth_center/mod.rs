@@ -211,6 +211,20 @@ fn client_ip(peer: SocketAddr) -> String {
     ip.to_string()
 }
 
+/// The address the login limit counts: the client's IPv4 address, or the /64 network of its
+/// IPv6 address (one subscriber usually holds a whole /64, so counting per /128 would give
+/// each of its 2^64 addresses a budget of its own).
+fn lockout_address(peer: SocketAddr) -> String {
+    match peer.ip().to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{net}/64")
+        }
+    }
+}
+
 /// Reads a JSON body of at most [`MAX_BODY`] bytes within the body idle timeout. The body
 /// must be declared `application/json` (415 otherwise); an empty body reads as `{}` when
 /// `empty_ok`, and only then may it come without a `Content-Type`. Unknown fields are refused
@@ -318,6 +332,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_lockout_counts_ipv6_per_64() {
+        let a: SocketAddr = "[2001:db8:1:2:aaaa::1]:5".parse().unwrap();
+        let b: SocketAddr = "[2001:db8:1:2:bbbb::9]:6".parse().unwrap();
+        assert_eq!(lockout_address(a), "2001:db8:1:2::/64");
+        assert_eq!(lockout_address(a), lockout_address(b));
+        assert_eq!(
+            lockout_address("[::ffff:10.0.0.1]:5".parse().unwrap()),
+            "10.0.0.1"
+        );
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! All three are required in either set (the subrequest's own method and `Host` are not the
 //! original's), and each must come exactly once: a missing, repeated or malformed one is 400,
 //! never guessed. That route's rules are applied: its auth mode, its methods (405) and its
-//! roles (403). 200 carries the identity headers for the proxy to copy upstream. Without an
-//! original URI, or for a URI no route matches, a valid session is required and no role is.
+//! roles (403). 200 carries the identity headers for the proxy to copy upstream. A URI no
+//! route matches is 404 (and one with a `#` is 400); without an original URI at all, a valid
+//! session is required and no role is.
 
 use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
 
@@ -67,15 +68,19 @@ fn original(headers: &HeaderMap) -> Result<Option<Original>, GatewayError> {
         return Ok(None);
     };
     let uri = one(headers, set.uri).ok_or(GatewayError::BadRequest("bad_original_uri"))?;
-    if !uri.starts_with('/') {
+    // A fragment never belongs in a request target: nginx would forward `/public/x#/../admin`
+    // whole while the path before `#` was authorised, so what is authorised would not be what
+    // is served.
+    if !uri.starts_with('/') || uri.contains('#') {
         return Err(GatewayError::BadRequest("bad_original_uri"));
     }
-    let raw_path = uri.split(['?', '#']).next().unwrap_or("/");
+    let raw_path = uri.split('?').next().unwrap_or("/");
     let path = crate::path::normalise(raw_path)?;
     let method = one(headers, set.method)
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
         .ok_or(GatewayError::BadRequest("bad_original_method"))?;
     let host = one(headers, set.host)
+        .filter(|h| crate::host::parse(h).is_ok())
         .and_then(routing::host_without_port)
         .ok_or(GatewayError::BadHost)?;
     Ok(Some(Original { method, path, host }))
@@ -85,13 +90,19 @@ pub(super) async fn verify(
     gw: &Gateway,
     headers: &HeaderMap,
 ) -> Result<Response<Body>, GatewayError> {
+    // A named request that no route matches is 404, as on the TLS listener: a spelling the
+    // route table does not know (`/ADMIN/x`, `/admin./x`) must not pass on a bare session to a
+    // backend that may read it as a protected path.
     let route = match original(headers)? {
         None => None,
-        Some(o) => gw
-            .routes
-            .find(Some(&o.host), &o.path)
-            .cloned()
-            .map(|route| (route, o.method)),
+        Some(o) => {
+            let route = gw
+                .routes
+                .find(Some(&o.host), &o.path)
+                .cloned()
+                .ok_or(GatewayError::NoRoute)?;
+            Some((route, o.method))
+        }
     };
     let who = match &route {
         Some((route, method)) => {
@@ -260,6 +271,11 @@ mod tests {
             "bad_original_uri"
         );
         assert_eq!(reason(with("x-original-uri", "/a/%2e%2e/%2fx")), "bad_path");
+        assert_eq!(
+            reason(with("x-original-uri", "/public/x#/../../admin/y")),
+            "bad_original_uri"
+        );
+        assert_eq!(reason(with("x-original-host", "user@h")), "bad_host");
         assert_eq!(
             reason(with("x-original-method", "G ET")),
             "bad_original_method"
