@@ -486,3 +486,19 @@ async fn cookie_calls_from_another_origin_are_403() {
         assert_eq!(r.status, 204);
     }
 }
+
+/// A 409 says a name exists: registrations count on the address's login limit, so names
+/// cannot be enumerated through `/register` faster than through `/login`.
+#[tokio::test]
+async fn taken_names_cannot_be_enumerated_through_registration() {
+    let env = Env::redis("registration = true").await;
+    let c = env.c(Proto::H1);
+    assert_eq!(register(&c, "carol").await.status, 201);
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(register(&c, "carol").await.status);
+    }
+    let conflicts = statuses.iter().filter(|s| **s == 409).count();
+    assert_eq!(conflicts, 20, "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+}

@@ -161,7 +161,7 @@ impl AuthCenter {
             }
             "/register" if self.cfg.registration => {
                 allow(&req, &[Method::POST])?;
-                register::register(self, gw, req).await
+                register::register(self, gw, peer, req).await
             }
             // Forward-auth: nginx sends GET; Traefik may keep the original method.
             "/verify" => verify::verify(gw, req.headers()).await,

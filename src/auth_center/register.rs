@@ -9,6 +9,9 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
+use std::net::SocketAddr;
+
+use super::lockout::Attempt;
 use super::{json, read_json, users, AuthCenter};
 use crate::auth::session::UserRecord;
 use crate::body::Body;
@@ -25,6 +28,7 @@ struct RegisterRequest {
 pub(super) async fn register(
     center: &AuthCenter,
     gw: &Gateway,
+    peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let body: RegisterRequest = read_json(gw, req, false).await?;
@@ -35,11 +39,22 @@ pub(super) async fn register(
         return Err(GatewayError::BadRequest("bad_password"));
     }
     let store = gw.auth.store();
+    // A 409 tells whether a name exists: registrations count on the client address's login
+    // limit like failed logins (20 per window, then 429), so names cannot be enumerated here
+    // faster than by logging in. A registration that succeeds takes its attempt back.
+    let attempt = Attempt::new(None, &super::lockout_address(peer));
+    attempt.count(store).await?;
     // Cheap early answer; the write below is what decides.
     if store.get_user(&name).await?.is_some() {
         return Err(GatewayError::UserExists);
     }
-    let password_hash = center.hasher.hash(body.password).await?;
+    let password_hash = match center.hasher.hash(body.password).await {
+        Ok(h) => h,
+        Err(e) => {
+            attempt.take_back(store).await?;
+            return Err(e);
+        }
+    };
     let user = UserRecord {
         user_id: users::new_user_id(),
         password_hash,
@@ -48,6 +63,7 @@ pub(super) async fn register(
     if !store.put_user(&name, &user, false).await? {
         return Err(GatewayError::UserExists);
     }
+    attempt.take_back(store).await?;
     tracing::info!(user_id = %user.user_id, "registered");
     Ok(json(
         StatusCode::CREATED,
