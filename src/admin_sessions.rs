@@ -113,11 +113,19 @@ async fn create(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         .iter()
         .flatten()
         .any(|r| r.contains(',') || r.trim().is_empty());
-    if body.session_id.is_empty() || body.user_id.is_empty() || body.ttl == 0 || bad_role {
+    // A session id the URL path of `DELETE /sessions/{sid}` can carry as it is, so that every
+    // session created here can also be revoked here.
+    let bad_sid = body.session_id.len() > 128
+        || !body
+            .session_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~:".contains(&b));
+    if body.session_id.is_empty() || bad_sid || body.user_id.is_empty() || body.ttl == 0 || bad_role
+    {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "session_id, user_id and a ttl above zero are required; roles are non-empty, without commas",
+            "session_id (1 to 128 of A-Z a-z 0-9 - . _ ~ :), user_id and a ttl above zero are required; roles are non-empty, without commas",
         );
     }
     let new = NewSession {

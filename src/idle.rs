@@ -61,6 +61,11 @@ impl Activity {
         }
     }
 
+    /// True once any request has begun on this connection.
+    pub fn any_began(&self) -> bool {
+        self.counts.borrow().begun > 0
+    }
+
     /// Resolves when no request has been in flight for `first` (no request yet) or
     /// `between` (after one).
     pub async fn idle(&self, first: Duration, between: Duration) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, HOST, LOCATION};
+use http::header::{HeaderValue, CONTENT_TYPE, LOCATION};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -113,13 +113,12 @@ pub async fn serve_redirect(
 
 /// 308 to the same host and path on https; a request without a usable Host gets 400.
 fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<Body> {
-    let host = req
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        // One valid host (not a list, userinfo or a path) before it goes into `Location`.
-        .filter(|h| crate::host::parse(h).is_ok())
-        .and_then(crate::routing::host_without_port);
+    // Exactly one valid host, read as the TLS listener reads it (one `Host`, agreeing with
+    // `:authority` or an absolute-form target; not a list, userinfo or a path), before it goes
+    // into `Location`.
+    let host = crate::proxy::request_host(req)
+        .ok()
+        .and_then(|h| crate::routing::host_without_port(&h));
     let Some(host) = host else {
         return json(
             StatusCode::BAD_REQUEST,
@@ -137,10 +136,12 @@ fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<Body> {
     } else {
         format!(":{https_port}")
     };
+    // `OPTIONS *` (or any target that is not a path) redirects to the root.
     let pq = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str())
+        .filter(|p| p.starts_with('/'))
         .unwrap_or("/");
     let location = format!("https://{host}{port}{pq}");
     match HeaderValue::from_str(&location) {
@@ -229,9 +230,11 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
     max: usize,
 ) -> Result<T, String> {
-    let bytes = Limited::new(req.into_body(), max)
-        .collect()
+    // A body trickled in slowly must not hold the connection: the whole of it within 10 s.
+    let collect = Limited::new(req.into_body(), max).collect();
+    let bytes = tokio::time::timeout(Duration::from_secs(10), collect)
         .await
+        .map_err(|_| "the body did not arrive in time".to_owned())?
         .map_err(|e| format!("cannot read the body: {e}"))?
         .to_bytes();
     serde_json::from_slice(&bytes).map_err(|e| format!("invalid JSON: {e}"))

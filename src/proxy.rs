@@ -269,7 +269,7 @@ fn build_upstream_request(
 /// Exactly one host: HTTP/1 needs one Host header (and an absolute-form target must agree);
 /// HTTP/2 has `:authority`, and a Host header beside it must agree. It must be one valid
 /// host (`host::parse`).
-fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> {
+pub(crate) fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {

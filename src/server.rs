@@ -104,6 +104,9 @@ pub async fn serve_tls(
     drain_tls(h1, h2, &shared.limits).await;
 }
 
+/// How long an idle connection told to go away (HTTP/2 GOAWAY) may take to close.
+const IDLE_GOAWAY_GRACE: Duration = Duration::from_secs(1);
+
 /// One client connection: PROXY header, TLS, then HTTP until it ends, the drain begins, or
 /// it carries no request for too long.
 async fn serve_connection(
@@ -184,8 +187,9 @@ async fn serve_connection(
         h1_watcher
     };
     // Shut down gracefully (HTTP/2 GOAWAY; HTTP/1 closes once idle) when the drain begins
-    // or when no request has come for too long (`idle`); after an idle shutdown, a peer
-    // that never acknowledges the GOAWAY gets header_timeout.
+    // or when no request has come for too long (`idle`); after an idle shutdown nothing is in
+    // flight, so a peer that does not answer the GOAWAY's PING gets one more second, not a
+    // second header_timeout (a silent HTTP/2 client is closed within header_timeout + 1 s).
     let mut conn = std::pin::pin!(conn);
     let idle = activity.idle(limits.header_timeout, limits.idle_timeout);
     let idle_shutdown = tokio::select! {
@@ -198,9 +202,15 @@ async fn serve_connection(
         _ = drain.wait_for(|stop| *stop) => false,
         _ = idle => true,
     };
+    if idle_shutdown && !activity.any_began() {
+        // Never a request in header_timeout: nothing to tell it, closed now (within the
+        // header timeout, like a half-sent head).
+        tracing::debug!(peer = %peer, "no request within header_timeout; closed");
+        return;
+    }
     conn.as_mut().graceful_shutdown();
     let r = if idle_shutdown {
-        tokio::time::timeout(limits.header_timeout, conn)
+        tokio::time::timeout(IDLE_GOAWAY_GRACE.min(limits.header_timeout), conn)
             .await
             .unwrap_or(Ok(()))
     } else {

@@ -468,3 +468,29 @@ async fn a_reload_rotates_the_admin_token() {
         "the new token is accepted (and there is no session x)"
     );
 }
+
+/// Every session the admin API creates can be revoked through it: a session id the URL path
+/// cannot carry as it is (`a/b`, a space, `..`-like forms with `/`) is 400, not a session no
+/// `DELETE /sessions/{sid}` can reach.
+#[tokio::test]
+async fn session_ids_the_path_cannot_carry_are_refused() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(MEMORY_SESSION, &route("/api/", &up.url(), "")).await;
+    let auth = bearer();
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    for sid in ["a/b", "s1 ", "../s1", "a%2Fb", "é"] {
+        let body = serde_json::json!({ "session_id": sid, "user_id": "alice", "ttl": 60 });
+        let (status, _, text) = admin_call(
+            gw.admin.unwrap(),
+            "POST",
+            "/sessions",
+            &headers,
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(status, 400, "{sid:?}: {text}");
+    }
+}

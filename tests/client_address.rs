@@ -641,3 +641,33 @@ async fn an_unreadable_forwarded_for_entry_does_not_make_the_client_the_proxy() 
         );
     }
 }
+
+/// The redirect listener reads `Host` as strictly as the TLS listener: two of them is 400
+/// (not a redirect to the first), and a target that is not a path redirects to the root.
+#[tokio::test]
+async fn the_redirect_listener_reads_one_host_only() {
+    let up = Upstream::start().await;
+    let gw = start("", &up).await;
+    let ask = |raw: &'static str| {
+        let addr = gw.http.unwrap();
+        async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            tcp.write_all(raw.as_bytes()).await.unwrap();
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+            String::from_utf8_lossy(&out).to_lowercase()
+        }
+    };
+    let two =
+        ask("GET /x HTTP/1.1\r\nHost: good\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+            .await;
+    assert_eq!(raw_status(&two), 400, "{two}");
+    assert!(!two.contains("evil.example"), "{two}");
+    let star = ask("OPTIONS * HTTP/1.1\r\nHost: good\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(raw_status(&star), 308, "{star}");
+    let port = gw.https.port();
+    assert!(
+        star.contains(&format!("location: https://good:{port}/\r\n")),
+        "{star}"
+    );
+}
