@@ -48,6 +48,8 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod hop_by_hop;
 pub mod identity_headers;

@@ -272,7 +272,7 @@ fn append_forwarded_for(h: &mut HeaderMap, peer: SocketAddr) {
 
 /// Exactly one host: HTTP/1 needs one Host header (and an absolute-form target must agree);
 /// HTTP/2 has `:authority`, and a Host header beside it must agree.
-fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> {
+pub(crate) fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {
