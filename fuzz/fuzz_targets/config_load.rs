@@ -6,7 +6,8 @@
 //!
 //! Properties: an error list is never empty, names the file, and points inside it (a line of
 //! the document, a column within that line, or no position at all); loading is
-//! deterministic; an accepted config has a route.
+//! deterministic (checked on one input in eight: a load is the slow part); an accepted config
+//! has a route.
 #![no_main]
 
 use std::path::{Path, PathBuf};
@@ -22,15 +23,19 @@ fuzz_target!(|data: &[u8]| {
     match std::str::from_utf8(data) {
         Ok(src) => {
             let source = Path::new(SOURCE);
-            let first = config::load_str(src, source);
-            let second = config::load_str(src, source);
-            match (&first, &second) {
-                (Ok(a), Ok(_)) => assert!(!a.routes.is_empty(), "a config without routes"),
-                (Err(a), Err(b)) => {
-                    assert_eq!(a.0, b.0, "errors differ between two loads");
-                    errors_point_into(a, src, source);
+            let loaded = config::load_str(src, source);
+            match &loaded {
+                Ok(c) => assert!(!c.routes.is_empty(), "a config without routes"),
+                Err(errs) => errors_point_into(errs, src, source),
+            }
+            // Loading twice costs twice: check determinism on one input in eight.
+            if data.len() % 8 == 0 {
+                let again = config::load_str(src, source);
+                match (&loaded, &again) {
+                    (Ok(_), Ok(_)) => {}
+                    (Err(a), Err(b)) => assert_eq!(a.0, b.0, "errors differ between two loads"),
+                    _ => panic!("one load accepted what the other refused"),
                 }
-                _ => panic!("one load accepted what the other refused"),
             }
         }
         Err(_) => {

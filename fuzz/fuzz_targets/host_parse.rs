@@ -66,6 +66,8 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(host) = host {
+        // TODO(host): with `gateway::host::parse`, also assert that `Host: a, b` and
+        // `Host: a/path` are refused (issue 9); today's `request_host` still accepts them.
         assert!(!host.is_empty() && !host.contains('@'), "{host:?}");
         routing_name(&host);
     }
