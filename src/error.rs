@@ -49,6 +49,16 @@ pub enum GatewayError {
     /// Too many failed logins for a username or an address; retry after this many seconds.
     #[error("too many failed attempts")]
     TooManyAttempts { retry_after: u64 },
+    /// An auth-center `POST` whose body is not declared `application/json` (a form or
+    /// `text/plain` body is what a cross-site page can make a browser send).
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// A cookie-authenticated auth-center call from a page of another origin.
+    #[error("Origin is not the gateway's own")]
+    OriginMismatch,
+    /// Every password-hashing slot and its queue are taken; retry shortly.
+    #[error("password hashing overloaded")]
+    Overloaded,
     /// Registration of a name that is taken.
     #[error("user exists")]
     UserExists,
@@ -74,6 +84,9 @@ impl GatewayError {
                 StatusCode::UNAUTHORIZED
             }
             GatewayError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::OriginMismatch => StatusCode::FORBIDDEN,
+            GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UserExists => StatusCode::CONFLICT,
         }
     }
@@ -98,7 +111,10 @@ impl GatewayError {
             GatewayError::InvalidCredentials => "invalid_credentials",
             GatewayError::InvalidRefreshToken(_) => "invalid_grant",
             GatewayError::TooManyAttempts { .. } => "too_many_attempts",
-            GatewayError::UserExists => "user_exists",
+            GatewayError::UnsupportedMediaType => "unsupported_media_type",
+            GatewayError::OriginMismatch => "origin_mismatch",
+            GatewayError::Overloaded => "overloaded",
+            GatewayError::UserExists => "username_taken",
         }
     }
 
@@ -124,6 +140,9 @@ impl GatewayError {
                 "the refresh token is invalid, expired or revoked; log in again"
             }
             GatewayError::TooManyAttempts { .. } => "too many failed attempts; retry later",
+            GatewayError::UnsupportedMediaType => "the request body must be application/json",
+            GatewayError::OriginMismatch => "this request's Origin is not this gateway",
+            GatewayError::Overloaded => "the gateway is busy; retry shortly",
             GatewayError::UserExists => "this username is taken",
         }
     }
@@ -167,7 +186,7 @@ impl GatewayError {
                     ),
                 );
             }
-            GatewayError::StoreUnavailable(_) => {
+            GatewayError::StoreUnavailable(_) | GatewayError::Overloaded => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             GatewayError::MethodNotAllowed { allow: Some(allow) } => {
@@ -224,6 +243,9 @@ mod tests {
             (GatewayError::InvalidCredentials, 401, None),
             (GatewayError::InvalidRefreshToken("reused"), 401, None),
             (GatewayError::UserExists, 409, None),
+            (GatewayError::UnsupportedMediaType, 415, None),
+            (GatewayError::OriginMismatch, 403, None),
+            (GatewayError::Overloaded, 503, None),
         ];
         for (err, status, www) in cases {
             let code = err.code();

@@ -8,6 +8,10 @@
 //! authenticated request, [`set`] writes each one once, with `insert`, from values the auth
 //! module produced; a value that could be read as something else is refused, never injected.
 //!
+//! The usual names (`X-User-Id`, `X-User-Roles`, `X-Session-Id`) are stripped too when
+//! `[headers]` renames them (or leaves `session_id` out): a backend written for the usual
+//! names, or one still reading them after a rename, must not believe a client's copy.
+//!
 //! Order in the pipeline: hop-by-hop removal (`Connection`-named headers), then
 //! [`strip_inbound`], then [`set`].
 
@@ -25,8 +29,12 @@ pub struct IdentityNames {
     roles: HeaderName,
     session_id: Option<HeaderName>,
     /// Each name lower-case with '_' turned into '-': what a backend's folding makes of it.
+    /// The configured names and the usual ones ([`USUAL`]), without duplicates.
     folded: Vec<Box<[u8]>>,
 }
+
+/// The identity headers' usual names, stripped from clients whatever `[headers]` says.
+pub const USUAL: [&str; 3] = ["x-user-id", "x-user-roles", "x-session-id"];
 
 impl IdentityNames {
     pub fn new(headers: &Headers) -> Self {
@@ -35,11 +43,14 @@ impl IdentityNames {
             Some(&headers.roles),
             headers.session_id.as_ref(),
         ];
-        let folded = names
-            .into_iter()
-            .flatten()
-            .map(|name| name.as_str().bytes().map(fold).collect())
-            .collect();
+        let mut folded: Vec<Box<[u8]>> = Vec::with_capacity(names.len() + USUAL.len());
+        let configured = names.into_iter().flatten().map(HeaderName::as_str);
+        for name in configured.chain(USUAL) {
+            let f: Box<[u8]> = name.bytes().map(fold).collect();
+            if !folded.contains(&f) {
+                folded.push(f);
+            }
+        }
         IdentityNames {
             user_id: headers.user_id.clone(),
             roles: headers.roles.clone(),
@@ -255,12 +266,36 @@ mod tests {
     }
 
     #[test]
-    fn session_id_is_left_alone_when_not_configured() {
+    fn usual_session_id_is_stripped_even_when_not_configured() {
         let names = config(false);
-        let mut headers = request(&[("X-Session-Id", "s"), ("X-User-Id", "a")]);
+        let mut headers = request(&[("X-Session-Id", "s"), ("X-User-Id", "a"), ("X-Other", "k")]);
         strip_inbound(&mut headers, &names);
-        assert_eq!(values(&headers, "x-session-id"), ["s"]);
-        assert!(headers.get("x-user-id").is_none());
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-other"]);
+    }
+
+    #[test]
+    fn usual_names_are_stripped_after_a_rename() {
+        let names = IdentityNames::new(&Headers {
+            user_id: HeaderName::from_static("x-auth-user"),
+            roles: HeaderName::from_static("x-auth-groups"),
+            session_id: Some(HeaderName::from_static("x-auth-session")),
+        });
+        let mut headers = request(&[
+            ("X-User-Id", "root"),
+            ("x_user_id", "root"),
+            ("X-USER-ROLES", "admin"),
+            ("X-User-Roles", "admin"),
+            ("X_Session_Id", "s"),
+            ("X-Auth-User", "root"),
+            ("x_auth_groups", "admin"),
+            ("X-Auth-Session", "s"),
+            ("X-User-Idx", "keep"),
+        ]);
+        strip_inbound(&mut headers, &names);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-user-idx"]);
+        assert_eq!(names.folded.len(), 6);
     }
 
     #[test]

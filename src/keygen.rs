@@ -106,10 +106,40 @@ fn tls_pair() -> Result<(String, String), KeygenError> {
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-/// A fresh Ed25519 key pair: (PKCS#8 private PEM, SPKI public PEM).
+/// The DER of an Ed25519 PKCS#8 v1 `PrivateKeyInfo` (RFC 8410 section 7) up to the seed:
+/// SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }.
+/// v1 has no public key field; OpenSSL 3 and Python's cryptography read it, while the v2 form
+/// (with the public key) that the crypto library generates is refused by some of them.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// A fresh Ed25519 key pair: (PKCS#8 v1 private PEM, SPKI public PEM).
 fn signing_pair() -> Result<(String, String), KeygenError> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    let seed: [u8; 32] = rand::random();
+    let mut der = ED25519_PKCS8_V1_PREFIX.to_vec();
+    der.extend_from_slice(&seed);
+    // Parsing it back checks the encoding and derives the public key.
+    let key = KeyPair::try_from(der.as_slice())?;
+    if key.algorithm() != &rcgen::PKCS_ED25519 {
+        return Err(KeygenError::Generate(rcgen::Error::CouldNotParseKeyPair));
+    }
     Ok((key.serialize_pem(), key.public_key_pem()))
+}
+
+/// Writes a fresh admin bearer token (32 random bytes, base64url, no newline) to `path`,
+/// mode 0600; never replaces a file. Returns the token.
+pub fn write_admin_token(path: &Path) -> Result<crate::config::AdminToken, KeygenError> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    refuse_existing(path)?;
+    let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    write_file(path, &token, Secret::Yes, false)?;
+    // 43 base64url characters: always a valid token.
+    crate::config::AdminToken::new(token.as_bytes()).map_err(|e| KeygenError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::other(e),
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -205,6 +235,46 @@ mod tests {
             assert_eq!(mode(&out.key), 0o600);
             assert_eq!(mode(&out.signing_private), 0o600);
         }
+    }
+
+    #[test]
+    fn the_signing_key_is_pkcs8_v1_and_loads_back() {
+        let (private, public) = signing_pair().unwrap();
+        use base64::Engine as _;
+        let body: String = private
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        assert!(private.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
+        assert_eq!(der.len(), 48, "PKCS#8 v1 Ed25519 is 48 bytes of DER");
+        assert_eq!(der[..16], ED25519_PKCS8_V1_PREFIX);
+        let pair = KeyPair::from_pem(&private).unwrap();
+        assert_eq!(pair.public_key_pem(), public);
+        assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"));
+    }
+
+    #[test]
+    fn the_admin_token_file_is_private_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.token");
+        let token = write_admin_token(&path).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len(), 43);
+        assert!(token.matches(text.as_bytes()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        assert!(matches!(
+            write_admin_token(&path),
+            Err(KeygenError::Exists(_))
+        ));
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //! - `proxy.rs`: the request pipeline, one step per function.
 //! - `path.rs`, `routing.rs`: one canonical path; longest whole-segment prefix route.
 //! - `hop_by_hop.rs`, `identity_headers.rs`: strip, then set only from `Authenticated`.
+//! - `client_addr.rs`: the client's address (`listen.trusted_proxies`) and the forwarding
+//!   headers sent upstream; `proxy_protocol.rs`: PROXY v1/v2 before TLS; `host.rs`: one valid
+//!   `Host`; `idle.rs`: connections that carry no request are closed.
 //! - `auth/`: bearer token, JWT verification, session store; builds `Authenticated`.
 //! - `forward.rs`, `upgrade.rs`, `body.rs`: pooled upstream client, WebSocket splice, bounded
 //!   streaming bodies.
@@ -44,6 +47,7 @@ pub mod auth;
 pub mod auth_center;
 pub mod body;
 pub mod cli;
+pub mod client_addr;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -52,7 +56,9 @@ pub mod forward;
 pub mod fuzzing;
 pub mod gateway;
 pub mod hop_by_hop;
+pub mod host;
 pub mod identity_headers;
+pub mod idle;
 pub mod keygen;
 pub mod metrics;
 pub mod observability;
@@ -60,6 +66,7 @@ pub mod otlp;
 pub mod path;
 pub mod plain;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod reload;
 pub mod request_id;
 pub mod restart;

@@ -3,14 +3,22 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 use gateway::cli::{self, Cli, Command, ConfigArg};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 fn main() -> ExitCode {
     // Before any other thread exists: it takes LISTEN_FDS and friends out of the environment.
     let inherited = gateway::restart::Inherited::from_env();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap exits 2 on a usage error; ours is 1 (2 means a runtime failure). Help and
+            // --version are not errors.
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     gateway::observability::init(cli.log_format);
     match cli.command.unwrap_or(Command::Serve(ConfigArg::default())) {
         Command::Serve(arg) => serve(&arg, inherited),
@@ -35,11 +43,11 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(fut: F) -> ExitCode {
 }
 
 fn serve(arg: &ConfigArg, inherited: gateway::restart::Inherited) -> ExitCode {
-    let config = match cli::load_config(arg) {
+    let mut config = match cli::load_config(arg) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Err(e) = cli::ensure_dev_material(&config) {
+    if let Err(e) = cli::ensure_dev_material(&mut config) {
         eprintln!("cannot write development keys: {e}");
         return ExitCode::from(2);
     }

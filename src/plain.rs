@@ -1,6 +1,7 @@
 //! The two plain-HTTP listeners: the redirect listener (308 to https, but `/healthz` and
 //! `/readyz` answered in place for probes) and the admin listener (`/healthz`, `/readyz`,
-//! `/metrics`, and session administration for operators; never expose it beyond the host or cluster).
+//! `/metrics`, and, with `[admin]`, session administration behind a bearer token; never expose
+//! it beyond the host or cluster).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,10 +16,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::body::{self, Body};
 use crate::gateway::{Gateway, Live};
+use crate::idle::Activity;
 use crate::server::{drain, http_builder, shutdown_signalled};
 
 /// Accepts plain connections and serves `handler` on each (with the gateway current when the
@@ -36,7 +38,13 @@ async fn serve_plain<F, Fut>(
     let limits = live.get().config.limits.clone();
     let builder = Arc::new(http_builder(&limits));
     let graceful = GracefulShutdown::new();
+    // The same bound as the TLS listener: a neighbour's idle sockets cannot pile up.
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown_signalled(&mut shutdown) => break,
+        };
         let (tcp, _peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(pair) => pair,
@@ -52,15 +60,36 @@ async fn serve_plain<F, Fut>(
         let handler = handler.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
+            let _permit = permit;
+            // As on the TLS listener (`crate::idle`): a connection that carries no request
+            // for `header_timeout`, before its first request or between two, is closed.
+            let activity = Arc::new(Activity::new());
+            let requests = activity.clone();
             let svc = service_fn(move |req| {
+                let in_flight = requests.begin();
                 let fut = handler(live.get(), req);
-                async move { Ok::<_, Infallible>(fut.await) }
+                async move {
+                    let resp = fut.await;
+                    let resp = resp.map(|b| {
+                        b.map_frame(move |f| {
+                            let _held = &in_flight;
+                            f
+                        })
+                        .boxed_unsync()
+                    });
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let conn = builder
                 .serve_connection(TokioIo::new(tcp), svc)
                 .into_owned();
-            let _ = watcher.watch(conn).await;
+            let mut conn = std::pin::pin!(watcher.watch(conn));
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = activity.idle(header_timeout, header_timeout) => {}
+            }
         });
     }
     drop(listener);
@@ -88,6 +117,8 @@ fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<Body> {
         .headers()
         .get(HOST)
         .and_then(|h| h.to_str().ok())
+        // One valid host (not a list, userinfo or a path) before it goes into `Location`.
+        .filter(|h| crate::host::parse(h).is_ok())
         .and_then(crate::routing::host_without_port);
     let Some(host) = host else {
         return json(
@@ -95,7 +126,8 @@ fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<Body> {
             r#"{"error":"bad_host","message":"the request needs a Host"}"#,
         );
     };
-    let host = if host.contains(':') {
+    // `host_without_port` keeps an IPv6 literal's brackets.
+    let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
         host
@@ -141,14 +173,11 @@ async fn admin(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz" | "/readyz") => probe(&gw, &path).await,
         (&Method::GET, "/metrics") => metrics(&gw),
-        (&Method::POST, "/sessions") => crate::admin_sessions::create(&gw, req).await,
-        (&Method::DELETE, p) if p.starts_with("/sessions/") => {
-            crate::admin_sessions::delete(&gw, &p["/sessions/".len()..]).await
+        // Behind `[admin]` and its bearer token (404 / 401 there).
+        (_, p) if crate::admin_sessions::is_session_path(p) => {
+            crate::admin_sessions::handle(&gw, req).await
         }
-        _ => json(
-            StatusCode::NOT_FOUND,
-            r#"{"error":"not_found","message":"no such admin endpoint"}"#,
-        ),
+        _ => crate::admin_sessions::not_found(),
     }
 }
 

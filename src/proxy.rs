@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST};
+use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
@@ -18,11 +18,7 @@ use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::identity_headers::{self, Identity};
 use crate::trace_context::TraceContext;
-use crate::{hop_by_hop, request_id, routing};
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+use crate::{client_addr, hop_by_hop, request_id, routing};
 
 /// What the access log needs from a finished request.
 #[derive(Default)]
@@ -35,15 +31,18 @@ struct Outcome {
 }
 
 /// Serves one request from a client connection; never fails (errors become responses).
+/// `peer` is the connection's peer: the TCP peer, or the PROXY header's source.
 pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
+    let client = client_addr::resolve(peer, req.headers(), &gw.config.listen.trusted_proxies);
     let method = req.method().clone();
     let version = req.version();
     let rid = request_id::from_request(req.headers());
     let mut trace = TraceContext::from_request(req.headers());
     let span = gw.otlp.as_ref().map(|o| o.start_span(&mut trace));
     let mut outcome = Outcome::default();
-    let result = pipeline(&gw, peer, req, &rid, &trace, &mut outcome).await;
+    let addrs = Addrs { peer, client };
+    let result = pipeline(&gw, addrs, req, &rid, &trace, &mut outcome).await;
     let route_label = gw.metrics.route_label(
         outcome.route.as_deref().map(|r| r.path.as_str()),
         outcome.auth_center,
@@ -81,7 +80,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         latency_us = elapsed.as_micros() as u64,
         request_id = %rid,
         trace_id = trace.trace_id(),
-        peer = %peer.ip(),
+        peer = %client.ip(),
     );
     if let Some(span) = span {
         span.finish(crate::otlp::Finished {
@@ -96,9 +95,16 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
     resp
 }
 
+/// Who sent a request: the connection's peer, and the client address resolved from it.
+#[derive(Debug, Clone, Copy)]
+struct Addrs {
+    peer: SocketAddr,
+    client: SocketAddr,
+}
+
 async fn pipeline(
     gw: &Gateway,
-    peer: SocketAddr,
+    addrs: Addrs,
     mut req: Request<Incoming>,
     rid: &request_id::RequestId,
     trace: &TraceContext,
@@ -114,7 +120,8 @@ async fn pipeline(
     let path = crate::path::normalise(raw_path)?;
     if let Some(center) = gw.auth_center.as_ref().filter(|c| c.owns(&path)) {
         outcome.auth_center = true;
-        return Ok(center.handle(gw, peer, &path, req).await);
+        // The auth center's lockout and IP binding key on the resolved client address.
+        return Ok(center.handle(gw, addrs.client, &path, req).await);
     }
     let route = gw
         .routes
@@ -157,7 +164,7 @@ async fn pipeline(
     trace.apply(req.headers_mut());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let upstream_req =
-        build_upstream_request(gw, &route, peer, &host, &path, rid, who.as_ref(), req)?;
+        build_upstream_request(gw, &route, addrs, &host, &path, rid, who.as_ref(), req)?;
     let mut resp = gw.forwarder.forward(&route, upstream_req).await?;
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -171,7 +178,12 @@ async fn pipeline(
             ));
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        tokio::spawn(crate::upgrade::splice(client_upgrade, upstream_upgrade));
+        let watch = crate::upgrade::Watch::start(&gw.auth, who.as_ref(), &route.roles);
+        tokio::spawn(crate::upgrade::splice(
+            client_upgrade,
+            upstream_upgrade,
+            watch,
+        ));
         let (parts, _) = resp.into_parts();
         let mut out = Response::from_parts(parts, body::empty());
         hop_by_hop::remove_keep_upgrade(out.headers_mut());
@@ -212,7 +224,7 @@ pub(crate) async fn authenticate(
 fn build_upstream_request(
     gw: &Gateway,
     route: &Route,
-    peer: SocketAddr,
+    addrs: Addrs,
     host: &str,
     path: &str,
     rid: &request_id::RequestId,
@@ -241,10 +253,9 @@ fn build_upstream_request(
         identity_headers::set(h, &gw.identity, &identity)
             .map_err(|_| GatewayError::InvalidToken("identity_not_a_header_value"))?;
     }
-    append_forwarded_for(h, peer);
-    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+    let trusted = &gw.config.listen.trusted_proxies;
+    client_addr::set_forwarding_headers(h, addrs.peer, addrs.client, trusted, host);
     if let Ok(v) = HeaderValue::from_str(host) {
-        h.insert(X_FORWARDED_HOST.clone(), v.clone());
         h.insert(HOST, v);
     }
     h.insert(request_id::HEADER.clone(), rid.header_value());
@@ -255,23 +266,9 @@ fn build_upstream_request(
     ))
 }
 
-fn append_forwarded_for(h: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip().to_string();
-    let mut chain = String::new();
-    for v in h.get_all(&X_FORWARDED_FOR) {
-        if let Ok(s) = v.to_str() {
-            chain.push_str(s.trim());
-            chain.push_str(", ");
-        }
-    }
-    chain.push_str(&ip);
-    if let Ok(v) = HeaderValue::from_str(&chain) {
-        h.insert(X_FORWARDED_FOR.clone(), v);
-    }
-}
-
 /// Exactly one host: HTTP/1 needs one Host header (and an absolute-form target must agree);
-/// HTTP/2 has `:authority`, and a Host header beside it must agree.
+/// HTTP/2 has `:authority`, and a Host header beside it must agree. It must be one valid
+/// host (`host::parse`).
 pub(crate) fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     let header = hosts.next();
@@ -289,9 +286,9 @@ pub(crate) fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> 
         (None, Some(a)) if req.version() == Version::HTTP_2 => a,
         _ => return Err(GatewayError::BadHost),
     };
-    if host.is_empty() || host.contains('@') {
-        return Err(GatewayError::BadHost);
-    }
+    // One `uri-host [":" port]` (an authority beside it is the same, above): not a list,
+    // userinfo, a path, a bad port or spaces.
+    crate::host::parse(host).map_err(|_| GatewayError::BadHost)?;
     Ok(host.to_owned())
 }
 

@@ -1,24 +1,28 @@
-//! The TLS listener: accept loop under a connection limit, TLS handshake under a deadline,
-//! HTTP/1.1 and HTTP/2 by ALPN with every hyper bound set (timer, header read timeout, header
-//! size and count, concurrent streams), and the shutdown drain (GOAWAY for HTTP/2, a linger
-//! with `Connection: close` for HTTP/1.1). Open connections and
+//! The TLS listener: accept loop under a connection limit, the PROXY header (with
+//! `listen.proxy_protocol`) and the TLS handshake under one deadline, HTTP/1.1 and HTTP/2 by
+//! ALPN with every hyper bound set (timer, header read timeout, header size and count,
+//! concurrent streams), a connection with no request closed (`idle`), and the shutdown drain
+//! (GOAWAY for HTTP/2, a linger with `Connection: close` for HTTP/1.1). Open connections and
 //! handshake results are counted in `metrics`.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderValue, CONNECTION};
+use http_body_util::BodyExt;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::Limits;
+use crate::config::{Limits, Listen};
 use crate::gateway::Live;
+use crate::idle::Activity;
 use crate::metrics::Handshake;
 
 /// The hyper connection builder with every bound of `[limits]` applied.
@@ -47,23 +51,36 @@ pub async fn shutdown_signalled(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// What every connection of the TLS listener shares. `[limits]` and `[listen]` take effect on
+/// restart only, so the first config's are the ones in force.
+struct Shared {
+    live: Arc<Live>,
+    builder: auto::Builder<TokioExecutor>,
+    limits: Limits,
+    listen: Listen,
+}
+
 pub async fn serve_tls(
     live: Arc<Live>,
     listener: Arc<TcpListener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // `[limits]` take effect on restart only, so the first config's are the ones in force.
-    let limits = live.get().config.limits.clone();
-    let builder = Arc::new(http_builder(&limits));
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let first = live.get().config.clone();
+    let shared = Arc::new(Shared {
+        builder: http_builder(&first.limits),
+        limits: first.limits,
+        listen: first.listen,
+        live,
+    });
+    let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
     // HTTP/1.1 and HTTP/2 connections drain differently (see `drain_tls`).
-    let (h1, h2) = (GracefulShutdown::new(), GracefulShutdown::new());
+    let (h1, h2) = (Drain::new(), Drain::new());
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown_signalled(&mut shutdown) => break,
         };
-        let (tcp, peer) = tokio::select! {
+        let (tcp, tcp_peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -76,64 +93,176 @@ pub async fn serve_tls(
             _ = shutdown_signalled(&mut shutdown) => break,
         };
         let _ = tcp.set_nodelay(true);
-        let builder = builder.clone();
-        let live = live.clone();
-        // The certificate is the one current when the connection came.
-        let gw = live.get();
-        let acceptor = TlsAcceptor::from(gw.tls.clone());
-        let (h1_watcher, h2_watcher) = (h1.watcher(), h2.watcher());
-        let handshake_timeout = limits.header_timeout;
+        let watchers = (h1.watcher(), h2.watcher());
+        let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _open = gw.metrics.connection_opened();
-            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
-                    gw.metrics.observe_handshake(Handshake::Ok);
-                    tls
-                }
-                Ok(Err(e)) => {
-                    gw.metrics.observe_handshake(Handshake::Failed);
-                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    gw.metrics.observe_handshake(Handshake::TimedOut);
-                    tracing::debug!(peer = %peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            drop(gw);
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let svc = service_fn(move |req| {
-                let live = live.clone();
-                async move {
-                    let mut resp = crate::proxy::handle(live.get(), peer, req).await;
-                    let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-                    if !h2 && !upgrade && live.draining() {
-                        resp.headers_mut()
-                            .insert(CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    Ok::<_, Infallible>(resp)
-                }
-            });
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                .into_owned();
-            // Drop the other group's watcher now: it would count this connection there.
-            let watcher = if h2 {
-                drop(h1_watcher);
-                h2_watcher
-            } else {
-                drop(h2_watcher);
-                h1_watcher
-            };
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
-            }
+            serve_connection(&shared, tcp, tcp_peer, watchers).await;
         });
     }
     drop(listener);
-    drain_tls(h1, h2, &limits).await;
+    drain_tls(h1, h2, &shared.limits).await;
+}
+
+/// One client connection: PROXY header, TLS, then HTTP until it ends, the drain begins, or
+/// it carries no request for too long.
+async fn serve_connection(
+    shared: &Shared,
+    mut tcp: TcpStream,
+    tcp_peer: SocketAddr,
+    (h1_watcher, h2_watcher): (watch::Receiver<bool>, watch::Receiver<bool>),
+) {
+    let limits = &shared.limits;
+    // The certificate is the one current when the connection came.
+    let gw = shared.live.get();
+    let _open = gw.metrics.connection_opened();
+    // The PROXY header (if any) and the TLS handshake, together within the deadline.
+    let deadline = tokio::time::Instant::now() + limits.header_timeout;
+    let peer = if shared.listen.proxy_protocol {
+        match proxy_peer(&mut tcp, tcp_peer, &shared.listen, deadline).await {
+            Ok(peer) => peer,
+            Err(outcome) => {
+                gw.metrics.observe_handshake(outcome);
+                return;
+            }
+        }
+    } else {
+        tcp_peer
+    };
+    let acceptor = TlsAcceptor::from(gw.tls.clone());
+    let tls = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => {
+            gw.metrics.observe_handshake(Handshake::Ok);
+            tls
+        }
+        Ok(Err(e)) => {
+            gw.metrics.observe_handshake(Handshake::Failed);
+            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            gw.metrics.observe_handshake(Handshake::TimedOut);
+            tracing::debug!(peer = %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    drop(gw);
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let activity = Arc::new(Activity::new());
+    let requests = activity.clone();
+    let live = shared.live.clone();
+    let svc = service_fn(move |req| {
+        let live = live.clone();
+        // In flight until the response body is done (or dropped).
+        let in_flight = requests.begin();
+        async move {
+            let mut resp = crate::proxy::handle(live.get(), peer, req).await;
+            let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+            if !h2 && !upgrade && live.draining() {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            let resp = resp.map(|b| {
+                b.map_frame(move |f| {
+                    let _held = &in_flight;
+                    f
+                })
+                .boxed_unsync()
+            });
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = shared
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(tls), svc);
+    // Drop the other group's watcher now: it would count this connection there.
+    let mut drain = if h2 {
+        drop(h1_watcher);
+        h2_watcher
+    } else {
+        drop(h2_watcher);
+        h1_watcher
+    };
+    // Shut down gracefully (HTTP/2 GOAWAY; HTTP/1 closes once idle) when the drain begins
+    // or when no request has come for too long (`idle`); after an idle shutdown, a peer
+    // that never acknowledges the GOAWAY gets header_timeout.
+    let mut conn = std::pin::pin!(conn);
+    let idle = activity.idle(limits.header_timeout, limits.idle_timeout);
+    let idle_shutdown = tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        _ = drain.wait_for(|stop| *stop) => false,
+        _ = idle => true,
+    };
+    conn.as_mut().graceful_shutdown();
+    let r = if idle_shutdown {
+        tokio::time::timeout(limits.header_timeout, conn)
+            .await
+            .unwrap_or(Ok(()))
+    } else {
+        conn.await
+    };
+    if let Err(e) = r {
+        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// With `listen.proxy_protocol`: the PROXY header's source (or the TCP peer for a LOCAL
+/// header), read before TLS from a peer in `trusted_proxies`. Anything else closes the
+/// connection, counted as a failed (or timed out) handshake.
+async fn proxy_peer(
+    tcp: &mut TcpStream,
+    tcp_peer: SocketAddr,
+    listen: &Listen,
+    deadline: tokio::time::Instant,
+) -> Result<SocketAddr, Handshake> {
+    if !listen.trusted_proxies.contains(tcp_peer.ip()) {
+        tracing::debug!(peer = %tcp_peer, "PROXY protocol from a peer not in trusted_proxies");
+        return Err(Handshake::Failed);
+    }
+    match tokio::time::timeout_at(deadline, crate::proxy_protocol::read(tcp)).await {
+        Ok(Ok(h)) => Ok(h.source.unwrap_or(tcp_peer)),
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %tcp_peer, error = %e, "PROXY header refused");
+            Err(Handshake::Failed)
+        }
+        Err(_) => {
+            tracing::debug!(peer = %tcp_peer, "PROXY header timed out");
+            Err(Handshake::TimedOut)
+        }
+    }
+}
+
+/// A group of connections to drain together: each holds a watcher until it ends.
+struct Drain {
+    tx: watch::Sender<bool>,
+}
+
+impl Drain {
+    fn new() -> Self {
+        Drain {
+            tx: watch::Sender::new(false),
+        }
+    }
+
+    fn watcher(&self) -> watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+
+    /// Connections still open.
+    fn count(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Tells every connection to shut down gracefully and waits until all have ended.
+    async fn shutdown(self) {
+        self.tx.send_replace(true);
+        self.tx.closed().await;
+    }
 }
 
 /// HTTP/2 connections get GOAWAY at once: the protocol tells clients which streams were
@@ -142,7 +271,7 @@ pub async fn serve_tls(
 /// are still served, every response saying `Connection: close` (clients then reconnect, to
 /// the new process after a hand-over); the ones still open after that are closed gracefully.
 /// All within `shutdown_grace`.
-async fn drain_tls(h1: GracefulShutdown, h2: GracefulShutdown, limits: &Limits) {
+async fn drain_tls(h1: Drain, h2: Drain, limits: &Limits) {
     let start = tokio::time::Instant::now();
     let linger_end = start + limits.drain_linger.min(limits.shutdown_grace);
     let h2_done = tokio::spawn(h2.shutdown());

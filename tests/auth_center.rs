@@ -118,13 +118,13 @@ async fn the_whole_life_of_a_session() {
 async fn a_used_refresh_token_revokes_the_session() {
     let env = Env::start("").await;
     let c = env.c();
-    let p1 = login_ok(&c, "bob", PW, None).await;
-    let p2 = Pair::from(&refresh(&c, &p1.refresh, None).await);
-    let r = refresh(&c, &p1.refresh, None).await;
+    let p1 = login_ok(&c, "bob", PW, Some("phone")).await;
+    let p2 = Pair::from(&refresh(&c, &p1.refresh, Some("phone")).await);
+    let r = refresh(&c, &p1.refresh, Some("phone")).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.error_code(), "invalid_grant");
     // The whole session is gone: the thief's and the owner's tokens alike.
-    assert_eq!(refresh(&c, &p2.refresh, None).await.status, 401);
+    assert_eq!(refresh(&c, &p2.refresh, Some("phone")).await.status, 401);
     assert_eq!(c.get("/api/x", Some(&p2.access)).await.status, 401);
     let exists: i64 = redis::cmd("EXISTS")
         .arg(format!("gw:session:{}", p1.sid))
@@ -137,11 +137,13 @@ async fn a_used_refresh_token_revokes_the_session() {
 async fn twenty_racing_refreshes_give_exactly_one_pair() {
     let env = Env::start("").await;
     let c = env.c();
-    let p = login_ok(&c, "bob", PW, None).await;
+    let p = login_ok(&c, "bob", PW, Some("phone")).await;
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (c, t) = (c.clone(), p.refresh.clone());
-        tasks.push(tokio::spawn(async move { refresh(&c, &t, None).await }));
+        tasks.push(tokio::spawn(
+            async move { refresh(&c, &t, Some("phone")).await },
+        ));
     }
     let mut ok = Vec::new();
     for t in tasks {
@@ -209,13 +211,13 @@ async fn ip_binding_accepts_the_same_address_and_none_skips() {
 async fn the_use_count_is_enforced() {
     let env = Env::start("refresh_max_uses = 2").await;
     let c = env.c();
-    let mut p = login_ok(&c, "bob", PW, None).await;
+    let mut p = login_ok(&c, "bob", PW, Some("phone")).await;
     for _ in 0..2 {
-        let r = refresh(&c, &p.refresh, None).await;
+        let r = refresh(&c, &p.refresh, Some("phone")).await;
         assert_eq!(r.status, 200);
         p = Pair::from(&r);
     }
-    let r = refresh(&c, &p.refresh, None).await;
+    let r = refresh(&c, &p.refresh, Some("phone")).await;
     assert_eq!(r.status, 401);
     // Not a revocation: the last access token keeps working until it expires.
     assert_eq!(c.get("/api/x", Some(&p.access)).await.status, 200);
@@ -370,7 +372,13 @@ async fn cookies_have_the_right_attributes_and_work() {
     let cookie = format!("{ACCESS_COOKIE}={}", p.access);
     let r = call(&c, "GET", "/api/x", None, None, &[("cookie", &cookie)]).await;
     assert_eq!(r.status, 200);
-    let cookie = format!("{REFRESH_COOKIE}={}", p.refresh);
+    // With the device cookie the login set (bind_refresh = "device" is the default).
+    let device = cookies
+        .iter()
+        .find(|v| v.starts_with("__Host-gw_device="))
+        .and_then(|v| v.split(';').next())
+        .unwrap();
+    let cookie = format!("{REFRESH_COOKIE}={}; {device}", p.refresh);
     let r = call(
         &c,
         "POST",
@@ -402,10 +410,16 @@ async fn verify_applies_the_original_routes_rules() {
         let c = c.clone();
         async move { call(&c, "GET", "/auth/verify", None, token.as_deref(), &headers).await }
     };
-    // nginx auth_request: X-Original-URI.
+    // nginx auth_request: X-Original-URI, -Method and -Host.
+    const GET: (&str, &str) = ("x-original-method", "GET");
+    const HOST: (&str, &str) = ("x-original-host", "localhost");
     let r = verify(
         Some(bob.access.clone()),
-        vec![("x-original-uri", "/api/a?b=1")],
+        vec![
+            ("x-original-uri", "/api/a?b=1"),
+            ("x-original-method", "GET"),
+            ("x-original-host", "localhost"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200);
@@ -413,20 +427,20 @@ async fn verify_applies_the_original_routes_rules() {
     assert_eq!(r.header("x-session-id"), Some(bob.sid.as_str()));
     let r = verify(
         Some(bob.access.clone()),
-        vec![("x-original-uri", "/admin/a")],
+        vec![("x-original-uri", "/admin/a"), GET, HOST],
     )
     .await;
     assert_eq!(r.status, 403);
     let r = verify(
         Some(alice.access.clone()),
-        vec![("x-original-uri", "/admin/a")],
+        vec![("x-original-uri", "/admin/a"), GET, HOST],
     )
     .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-user-roles"), Some("admin"));
-    let r = verify(None, vec![("x-original-uri", "/api/a")]).await;
+    let r = verify(None, vec![("x-original-uri", "/api/a"), GET, HOST]).await;
     assert_eq!(r.status, 401);
-    let r = verify(None, vec![("x-original-uri", "/public/a")]).await;
+    let r = verify(None, vec![("x-original-uri", "/public/a"), GET, HOST]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-user-id"), None);
     // Traefik ForwardAuth: X-Forwarded-Method / X-Forwarded-Uri.
@@ -435,26 +449,40 @@ async fn verify_applies_the_original_routes_rules() {
         vec![
             ("x-forwarded-method", "DELETE"),
             ("x-forwarded-uri", "/ro/a"),
+            ("x-forwarded-host", "localhost"),
         ],
     )
     .await;
     assert_eq!(r.status, 405);
     let r = verify(
         Some(bob.access.clone()),
-        vec![("x-forwarded-method", "GET"), ("x-forwarded-uri", "/ro/a")],
+        vec![
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/ro/a"),
+            ("x-forwarded-host", "localhost"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200);
     // A client cannot smuggle identity into the answer.
     let r = verify(
         Some(bob.access.clone()),
-        vec![("x-original-uri", "/api/a"), ("x-user-id", "alice")],
+        vec![
+            ("x-original-uri", "/api/a"),
+            GET,
+            HOST,
+            ("x-user-id", "alice"),
+        ],
     )
     .await;
     assert_eq!(r.header("x-user-id"), Some("bob"));
     // Revoked on the next request.
     call(&c, "POST", "/auth/logout", None, Some(&bob.access), &[]).await;
-    let r = verify(Some(bob.access.clone()), vec![("x-original-uri", "/api/a")]).await;
+    let r = verify(
+        Some(bob.access.clone()),
+        vec![("x-original-uri", "/api/a"), GET, HOST],
+    )
+    .await;
     assert_eq!(r.status, 401);
 }
 
@@ -614,8 +642,11 @@ async fn registration_when_enabled() {
     let body = json!({ "username": "dave", "password": "a long password" });
     let r = call(&c, "POST", "/auth/register", Some(body.clone()), None, &[]).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    // The user id is generated, never the username.
+    assert_ne!(r.json()["user_id"], "dave");
     let r = call(&c, "POST", "/auth/register", Some(body), None, &[]).await;
     assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "username_taken");
     let weak = json!({ "username": "erin", "password": "short" });
     assert_eq!(
         call(&c, "POST", "/auth/register", Some(weak), None, &[])
@@ -643,12 +674,12 @@ async fn the_memory_store_has_the_same_refresh_rules() {
             .status,
         201
     );
-    let p1 = login_ok(&c, "mem", PW, None).await;
+    let p1 = login_ok(&c, "mem", PW, Some("phone")).await;
     let mut tasks = Vec::new();
     for _ in 0..10 {
         let (c, t) = (c.clone(), p1.refresh.clone());
         tasks.push(tokio::spawn(async move {
-            refresh(&c, &t, None).await.status.as_u16()
+            refresh(&c, &t, Some("phone")).await.status.as_u16()
         }));
     }
     let mut statuses = Vec::new();

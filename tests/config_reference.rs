@@ -9,7 +9,7 @@ use std::path::Path;
 /// Every table of gateway.toml; `jwt.keys` is the inline key table inside `[jwt]`.
 const TABLES: &[&str] = &[
     "listen", "runtime", "reload", "otlp", "tls", "jwt", "session", "headers", "auth", "limits",
-    "demo", "route",
+    "demo", "route", "admin",
 ];
 const PROBE: &str = "zzz_unknown_probe";
 
@@ -66,6 +66,9 @@ echo = "127.0.0.1:1"
 [[route]]
 path = "/"
 upstream = "http://127.0.0.1:1"
+{PROBE} = 1
+[admin]
+token_env = "GW_UNSET_ADMIN_TOKEN"
 {PROBE} = 1
 "#
     )

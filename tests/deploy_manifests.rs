@@ -96,6 +96,12 @@ async fn assert_admin_answers(paths: &BTreeSet<String>) {
         let status = send.send_request(req).await.unwrap().status();
         assert_eq!(status, 200, "the admin listener answers {p} with {status}");
     }
+    // The session endpoints on the same listener refuse a caller without the token.
+    let (status, _) =
+        gateway::admin_client::request(admin, http::Method::DELETE, "/sessions/x", None, None)
+            .await
+            .unwrap();
+    assert_eq!(status, 401, "DELETE /sessions without the admin token");
 }
 
 #[tokio::test]
@@ -136,8 +142,49 @@ async fn k8s_manifests_match_the_config_they_ship() {
         .find(|w| w[0] == "--config")
         .map(|w| PathBuf::from(w[1]))
         .expect("--config in args");
-    let config = gateway::config::load_str(toml, &config_path)
+    // Secrets come from the environment: the pod's env entries, with a token-shaped value.
+    let env_names: BTreeSet<&str> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| str_of(&e["name"]))
+        .collect();
+    let lookup = |name: &str| {
+        env_names
+            .contains(name)
+            .then(|| std::ffi::OsString::from("k8s-admin-token-0123456789abcdef0123456789"))
+    };
+    let config = gateway::config::load_str_env(toml, &config_path, &lookup)
         .unwrap_or_else(|e| panic!("the ConfigMap's gateway.toml does not load:\n{e}"));
+
+    // The admin listener is on 0.0.0.0: its session endpoints need [admin]'s token, which the
+    // pod gets from a Secret key that exists (never a literal value, never the ConfigMap).
+    let admin_table = config
+        .admin
+        .as_ref()
+        .expect("[admin] in the ConfigMap: the admin port is reachable from the pod network");
+    assert!(
+        admin_table.token_file.is_none(),
+        "the token comes from the Secret"
+    );
+    let env = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == admin_table.token_env.as_str())
+        .unwrap_or_else(|| panic!("no env {} in the container", admin_table.token_env));
+    assert!(
+        env.get("value").is_none(),
+        "the admin token is not a literal"
+    );
+    let from = &env["valueFrom"]["secretKeyRef"];
+    let secret = find(&docs, "Secret", str_of(&from["name"]));
+    let key = str_of(&from["key"]);
+    assert!(
+        secret["data"].get(key).is_some() || secret["stringData"].get(key).is_some(),
+        "Secret {} has no key {key}",
+        str_of(&from["name"])
+    );
 
     // Mounts: mount path -> (volume kind, source name).
     let volumes: BTreeMap<&str, (&str, &str)> = pod["volumes"]
@@ -355,6 +402,30 @@ async fn compose_and_its_config_agree() {
             .iter()
             .any(|p| str_of(p) == format!("127.0.0.1:{0}:{0}", admin.port())),
         "the admin port must be published on 127.0.0.1 only"
+    );
+    // The admin token: a file in the certs volume, written on first start.
+    let admin_table = config
+        .admin
+        .as_ref()
+        .expect("[admin] in deploy/gateway.toml");
+    let token_file = admin_table.token_file.as_ref().expect("admin.token_file");
+    assert!(
+        config.tls.self_signed_if_missing,
+        "nothing else writes the token file"
+    );
+    assert!(
+        volumes.iter().any(|v| {
+            let target = v.split(':').nth(1).unwrap_or("");
+            !target.is_empty() && token_file.starts_with(target) && !v.ends_with(":ro")
+        }),
+        "{} is not on a writable volume",
+        token_file.display()
+    );
+    assert!(
+        !gw["environment"]
+            .as_object()
+            .is_some_and(|e| e.contains_key(&admin_table.token_env)),
+        "compose sets no literal admin token"
     );
     // Redis: the URL names the service; the gateway waits for it.
     assert!(config.session.redis_url.starts_with("redis://redis:"));

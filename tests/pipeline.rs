@@ -338,17 +338,7 @@ async fn deleting_the_session_logs_out_at_once() {
     let token = gw.token("alice", "s-gone", &[]);
     let c = gw.client(Proto::H2);
     assert_eq!(c.get("/api/x", Some(&token)).await.status, 200);
-    let admin = gw.admin.unwrap();
-    let tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::delete("/sessions/s-gone")
-        .header("host", "admin")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    assert_eq!(send.send_request(req).await.unwrap().status(), 204);
+    assert_eq!(gw.delete_session("s-gone").await, 204);
     assert_eq!(c.get("/api/x", Some(&token)).await.status, 401);
 }
 

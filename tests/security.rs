@@ -12,7 +12,7 @@ use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use support::client::{raw_status, Client, Proto, BOTH};
 use support::forge::{self, Claims, ED_HEADER};
-use support::gateway::{route, TestGateway, MEMORY_SESSION};
+use support::gateway::{route, TestGateway, ADMIN_TOML, MEMORY_SESSION};
 use support::probe::{Probe, Switcher};
 use support::upstream::Upstream;
 
@@ -87,6 +87,8 @@ header_timeout = "2s"
 shutdown_grace = "2s"
 
 {MEMORY_SESSION}
+
+{ADMIN_TOML}
 
 {routes}
 "#

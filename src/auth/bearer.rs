@@ -164,6 +164,15 @@ fn is_token68(s: &str) -> bool {
         })
 }
 
+/// Whether the token [`extract`] takes from these headers is (or would be) the cookie's: the
+/// cookie `cookie_name` is there (even malformed or repeated) and no `Authorization` header
+/// is (a header always wins, and a cookie that disagrees with it is refused). A browser
+/// attaches cookies to cross-site requests by itself; it never adds `Authorization`.
+pub fn cookie_borne(headers: &HeaderMap, cookie_name: Option<&str>) -> bool {
+    !headers.contains_key(AUTHORIZATION)
+        && cookie_name.is_some_and(|name| !matches!(cookie_token(headers, name), Ok(None)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +286,21 @@ mod tests {
         assert_eq!(extract(&different, C), Err(BearerError::Ambiguous));
         // Without a configured cookie, the cookie is not a token at all.
         assert_eq!(extract(&different, None), Ok(Some("t.o.k".into())));
+    }
+
+    #[test]
+    fn cookie_borne_only_without_a_header() {
+        let cookie = headers(&[("cookie", "gw_access=t.o.k")]);
+        assert!(cookie_borne(&cookie, C));
+        assert!(!cookie_borne(&cookie, None));
+        assert!(cookie_borne(&headers(&[("cookie", "gw_access=a{b}")]), C));
+        let both = headers(&[
+            ("authorization", "Bearer t.o.k"),
+            ("cookie", "gw_access=t.o.k"),
+        ]);
+        assert!(!cookie_borne(&both, C));
+        assert!(!cookie_borne(&headers(&[("cookie", "other=1")]), C));
+        assert!(!cookie_borne(&HeaderMap::new(), C));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! 2. Our own parse of the header and payload: base64url, one JSON object each, no repeated
 //!    key (serde_json would silently keep the last one), no `crit`, no key carried in the
 //!    token (`jwk`, `jku`, `x5u`, `x5c`), `alg` a configured algorithm (never `none`).
-//! 3. The key: by `kid` (a map lookup, nothing else), or without `kid` every key whose kind
-//!    fits the header's `alg`. The key's kind decides what `alg` may be, never the token.
+//! 3. The key: by `kid` (a map lookup, nothing else), or without `kid` every configured key
+//!    whose kind fits the header's `alg` (never a key fetched from `jwks_url`: such a token
+//!    is refused). The key's kind decides what `alg` may be, never the token.
 //! 4. An empty or all-zero signature fails here, then jsonwebtoken checks the signature and
 //!    its own claim validation, configured explicitly (`exp`, `iss`, `aud` required, `nbf`
 //!    checked).
@@ -80,6 +81,8 @@ pub enum TokenError {
     Algorithm,
     #[error("no key has the token's kid")]
     UnknownKid,
+    #[error("token has no kid, and its algorithm's keys come from a JWKS")]
+    MissingKid,
     #[error("signature does not verify")]
     Signature,
     #[error("token expired")]
@@ -111,6 +114,7 @@ impl TokenError {
             TokenError::DuplicateKey => "duplicate_key",
             TokenError::Algorithm => "algorithm",
             TokenError::UnknownKid => "unknown_kid",
+            TokenError::MissingKid => "missing_kid",
             TokenError::Signature => "signature",
             TokenError::Expired => "expired",
             TokenError::NotYetValid => "not_yet_valid",
@@ -306,11 +310,17 @@ impl Inner {
                 }
                 vec![key]
             }
-            None => keys
-                .all()
-                .iter()
-                .filter(|k| k.accepts(alg, &self.algorithms))
-                .collect(),
+            None => {
+                let configured: Vec<_> = keys
+                    .kidless()
+                    .iter()
+                    .filter(|k| k.accepts(alg, &self.algorithms))
+                    .collect();
+                if configured.is_empty() && self.jwks.is_some() {
+                    return Err(TokenError::MissingKid);
+                }
+                configured
+            }
         };
         if candidates.is_empty() {
             return Err(TokenError::Algorithm);

@@ -223,6 +223,7 @@ mod tests {
             refresh_ttl: Duration::from_secs(86400),
             refresh_max_uses: 10,
             bind_refresh: BindRefresh::None,
+            refresh_grace: Duration::ZERO,
             registration: false,
             cookies: false,
         }

@@ -8,6 +8,10 @@
 //! the heartbeat) the cache is empty and every lookup goes to Redis. A fill that raced with an
 //! invalidation is discarded (the slot is marked pending before the read, and an invalidation
 //! removes the mark). Bounded: at most `MAX_ENTRIES` entries, and none older than `BACKSTOP`.
+//!
+//! Open tunnels (upgraded connections) [`subscribe`](SessionCache::subscribe) to their session
+//! id: every invalidation of it, and every flush (the link went up or down, the database was
+//! flushed), wakes them to read the store again, so a revocation ends the tunnel at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,7 +19,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::session::{SessionRecord, StoreError};
 use crate::config;
@@ -70,6 +74,23 @@ struct Inner {
     next_ticket: AtomicU64,
     key_prefix: String,
     stats: CacheStats,
+    /// Open tunnels by session id, woken by every invalidation of their session.
+    tunnels: Mutex<HashMap<String, Vec<Waker>>>,
+    next_tunnel: AtomicU64,
+    /// Counts flushes (and link changes): tunnels re-check their session on each.
+    flushed: watch::Sender<u64>,
+}
+
+/// One open tunnel's wake-up: its subscription id and the notifier it waits on.
+type Waker = (u64, Arc<Notify>);
+
+/// An open tunnel's registration: woken when its session may have changed. Deregisters on drop.
+pub struct Subscription {
+    inner: Arc<Inner>,
+    sid: String,
+    id: u64,
+    notify: Arc<Notify>,
+    flushed: watch::Receiver<u64>,
 }
 
 #[derive(Clone)]
@@ -107,6 +128,9 @@ impl SessionCache {
             next_ticket: AtomicU64::new(1),
             key_prefix: format!("{}session:", cfg.key_prefix),
             stats: CacheStats::default(),
+            tunnels: Mutex::new(HashMap::new()),
+            next_tunnel: AtomicU64::new(1),
+            flushed: watch::Sender::new(0),
         });
         tokio::spawn(run_link(Arc::downgrade(&inner), client, cfg.timeout));
         Ok(SessionCache { inner })
@@ -182,6 +206,33 @@ impl SessionCache {
             .invalidations
             .fetch_add(1, Ordering::Relaxed);
         lock(self.inner.shard(sid)).remove(sid);
+        self.inner.wake(sid);
+    }
+
+    /// Registers an open tunnel of session `sid`: [`Subscription::changed`] returns after every
+    /// invalidation of `sid` and every flush that happens from now on.
+    pub fn subscribe(&self, sid: &str) -> Subscription {
+        let inner = &self.inner;
+        let id = inner.next_tunnel.fetch_add(1, Ordering::Relaxed);
+        let notify = Arc::new(Notify::new());
+        lock(&inner.tunnels)
+            .entry(sid.to_owned())
+            .or_default()
+            .push((id, notify.clone()));
+        let mut flushed = inner.flushed.subscribe();
+        flushed.mark_unchanged();
+        Subscription {
+            inner: inner.clone(),
+            sid: sid.to_owned(),
+            id,
+            notify,
+            flushed,
+        }
+    }
+
+    /// Open tunnels registered (for tests and metrics).
+    pub fn tunnels(&self) -> usize {
+        lock(&self.inner.tunnels).values().map(Vec::len).sum()
     }
 
     /// The store failed: forget the pending mark.
@@ -212,6 +263,16 @@ impl Inner {
         };
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         lock(self.shard(sid)).remove(sid);
+        self.wake(sid);
+    }
+
+    /// Wakes every tunnel of `sid` (a permit is kept for one that is not waiting right now).
+    fn wake(&self, sid: &str) {
+        if let Some(subs) = lock(&self.tunnels).get(sid) {
+            for (_, n) in subs {
+                n.notify_one();
+            }
+        }
     }
 
     /// Empties the cache and voids every fill in flight.
@@ -220,6 +281,38 @@ impl Inner {
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         for s in self.shards.iter() {
             lock(s).clear();
+        }
+        self.flushed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+impl Subscription {
+    /// Returns when the session may have changed: it was invalidated (by a push or by this
+    /// instance), or the cache was flushed (the link went up or down). A change that came
+    /// while the caller was not waiting is reported at once, never lost.
+    pub async fn changed(&mut self) {
+        tokio::select! {
+            _ = self.notify.notified() => {}
+            // Err only when the cache is gone, which cannot happen while we hold `inner`.
+            _ = self.flushed.changed() => {}
+        }
+    }
+
+    /// True while the invalidation link is up: then [`changed`](Self::changed) is enough, and
+    /// no periodic re-check is needed.
+    pub fn is_live(&self) -> bool {
+        self.inner.live.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut tunnels = lock(&self.inner.tunnels);
+        if let Some(subs) = tunnels.get_mut(&self.sid) {
+            subs.retain(|(id, _)| *id != self.id);
+            if subs.is_empty() {
+                tunnels.remove(&self.sid);
+            }
         }
     }
 }
@@ -371,6 +464,9 @@ mod tests {
             next_ticket: AtomicU64::new(1),
             key_prefix: "gw:session:".into(),
             stats: CacheStats::default(),
+            tunnels: Mutex::new(HashMap::new()),
+            next_tunnel: AtomicU64::new(1),
+            flushed: watch::Sender::new(0),
         });
         SessionCache { inner }
     }
@@ -483,5 +579,56 @@ mod tests {
             c.fill(&sid, t, None);
         }
         assert!(c.len() <= MAX_ENTRIES, "{}", c.len());
+    }
+
+    /// True when `changed` returns promptly (a pending wake-up), false when it would block.
+    async fn woken(sub: &mut Subscription) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), sub.changed())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_is_woken_by_its_own_sid_only() {
+        let c = cache(true);
+        let mut a = c.subscribe("s1");
+        let mut b = c.subscribe("s2");
+        assert!(!woken(&mut a).await, "nothing happened yet");
+        // A push, while nobody waits: the wake-up is kept, not lost.
+        apply_invalidation(
+            &c.inner,
+            &[Value::Array(vec![Value::BulkString(
+                b"gw:session:s1".to_vec(),
+            )])],
+        );
+        assert!(woken(&mut a).await);
+        assert!(!woken(&mut b).await, "another session's tunnel sleeps on");
+        // This instance's own revocation wakes it too.
+        c.invalidate("s2");
+        assert!(woken(&mut b).await);
+    }
+
+    #[tokio::test]
+    async fn a_flush_wakes_every_tunnel() {
+        let c = cache(true);
+        let mut a = c.subscribe("s1");
+        let mut b = c.subscribe("s2");
+        c.inner.flush();
+        assert!(woken(&mut a).await);
+        assert!(woken(&mut b).await);
+        assert!(!woken(&mut a).await, "one flush, one wake-up");
+    }
+
+    #[test]
+    fn a_closed_tunnel_deregisters() {
+        let c = cache(true);
+        let a = c.subscribe("s1");
+        let b = c.subscribe("s1");
+        assert_eq!(c.tunnels(), 2);
+        drop(a);
+        assert_eq!(c.tunnels(), 1);
+        drop(b);
+        assert_eq!(c.tunnels(), 0);
+        assert!(lock(&c.inner.tunnels).is_empty());
     }
 }

@@ -1,10 +1,14 @@
 //! The auth center's cookies (with `auth.cookies = true`): the access token in the cookie the
 //! pipeline reads (`jwt.cookie`; `__Host-` prefixed where configured so, since it is
 //! `Path=/`), and the refresh token in `__Secure-gw_refresh`, scoped to `auth.path` so it is
-//! only ever sent to the auth center. Both `HttpOnly; Secure; SameSite=Strict`.
+//! only ever sent to the auth center. With a device id (always with `bind_refresh =
+//! "device"`), the device cookie `__Host-gw_device` too, which `/refresh` reads when the body
+//! names no device. All `HttpOnly; Secure; SameSite=Strict`.
 
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use http::header::{HeaderValue, COOKIE};
 use http::HeaderMap;
 
@@ -12,6 +16,11 @@ use crate::config::AuthCenter;
 
 /// The refresh cookie's name. `__Secure-` rather than `__Host-`: it has a narrower path.
 pub const REFRESH_COOKIE: &str = "__Secure-gw_refresh";
+
+/// The device cookie's name: `__Host-` (Path=/, no Domain, Secure), so no subdomain or plain
+/// HTTP page can plant one. Its value is the device id, base64url-encoded (a device id a
+/// client chose may hold characters a cookie cannot).
+pub const DEVICE_COOKIE: &str = "__Host-gw_device";
 
 /// What to set, or `None` inside when cookies are off.
 pub(super) struct Cookies {
@@ -66,14 +75,24 @@ impl Cookies {
         out
     }
 
-    /// `Set-Cookie` values that expire both cookies (logout). Sent even when cookies are off,
+    /// The device cookie for a login bound to `device_id`, living as long as the session.
+    pub(super) fn device(&self, device_id: &str, ttl: Duration) -> Option<HeaderValue> {
+        if !self.enabled {
+            return None;
+        }
+        let value = URL_SAFE_NO_PAD.encode(device_id.as_bytes());
+        cookie(DEVICE_COOKIE, &value, "/", ttl.as_secs())
+    }
+
+    /// `Set-Cookie` values that expire every cookie (logout). Sent even when cookies are off,
     /// so turning them off does not strand old ones.
     pub(super) fn expire(&self) -> Vec<HeaderValue> {
-        let mut out = Vec::with_capacity(2);
+        let mut out = Vec::with_capacity(3);
         if let Some(name) = &self.access {
             out.extend(cookie(name, "", "/", 0));
         }
         out.extend(cookie(REFRESH_COOKIE, "", &self.refresh_path, 0));
+        out.extend(cookie(DEVICE_COOKIE, "", "/", 0));
         out
     }
 }
@@ -88,6 +107,21 @@ fn cookie(name: &str, value: &str, path: &str, max_age: u64) -> Option<HeaderVal
 
 /// The refresh cookie's value, when the request carries exactly one non-empty value of it.
 pub(super) fn refresh_from(headers: &HeaderMap) -> Result<Option<String>, ()> {
+    one_cookie(headers, REFRESH_COOKIE)
+}
+
+/// The device id in the device cookie. `Err` for two different values, or one that does not
+/// decode (such a refresh names no device it could be bound to).
+pub(super) fn device_from(headers: &HeaderMap) -> Result<Option<String>, ()> {
+    let Some(raw) = one_cookie(headers, DEVICE_COOKIE)? else {
+        return Ok(None);
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| ())?;
+    String::from_utf8(bytes).map(Some).map_err(|_| ())
+}
+
+/// The value of the cookie `name`, when the request carries exactly one non-empty value of it.
+fn one_cookie(headers: &HeaderMap, name: &str) -> Result<Option<String>, ()> {
     let mut found: Option<&str> = None;
     for value in headers.get_all(COOKIE) {
         let Ok(text) = value.to_str() else { continue };
@@ -95,7 +129,7 @@ pub(super) fn refresh_from(headers: &HeaderMap) -> Result<Option<String>, ()> {
             let Some((n, v)) = pair.trim().split_once('=') else {
                 continue;
             };
-            if n.trim() != REFRESH_COOKIE || v.is_empty() {
+            if n.trim() != name || v.is_empty() {
                 continue;
             }
             match found {
@@ -123,6 +157,7 @@ mod tests {
             refresh_ttl: Duration::from_secs(604800),
             refresh_max_uses: 10,
             bind_refresh: crate::config::BindRefresh::Device,
+            refresh_grace: Duration::ZERO,
             registration: false,
             cookies,
         }
@@ -156,7 +191,32 @@ mod tests {
         assert!(off
             .issue("a", Duration::ZERO, "b", Duration::ZERO)
             .is_empty());
-        assert_eq!(off.expire().len(), 2);
+        assert_eq!(off.expire().len(), 3);
+        assert!(off.device("d", Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn the_device_cookie_is_host_prefixed_and_round_trips() {
+        let c = Cookies::new(&cfg(true), None);
+        let set = c.device("my laptop; x", Duration::from_secs(60)).unwrap();
+        let set = set.to_str().unwrap();
+        assert!(set.starts_with("__Host-gw_device="), "{set}");
+        assert!(set.ends_with("; Path=/; Max-Age=60; HttpOnly; Secure; SameSite=Strict"));
+        assert!(!set.contains("Domain"));
+        let value = set.split(';').next().unwrap();
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_str(value).unwrap());
+        assert_eq!(device_from(&h).unwrap().as_deref(), Some("my laptop; x"));
+        h.append(COOKIE, HeaderValue::from_static("__Host-gw_device=b3RoZXI"));
+        assert!(device_from(&h).is_err(), "two devices");
+        let mut bad = HeaderMap::new();
+        bad.append(COOKIE, HeaderValue::from_static("__Host-gw_device=***"));
+        assert!(device_from(&bad).is_err());
+        assert_eq!(device_from(&HeaderMap::new()).unwrap(), None);
+        assert!(c.expire().iter().any(|v| v
+            .to_str()
+            .unwrap()
+            .starts_with("__Host-gw_device=; Path=/; Max-Age=0")));
     }
 
     #[test]

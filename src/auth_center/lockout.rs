@@ -1,120 +1,106 @@
-//! The login limit: failed logins are counted per username and per client address in the
-//! session store (so every replica sees the same counts). Past a limit, login answers 429 with
-//! `Retry-After` for the rest of the window, even with the right password. Unknown usernames
-//! are counted like known ones, so the limit says nothing about who exists.
+//! The login limit: login attempts are counted per username (its folded form, so `BOB` and
+//! `bob` share one count) and per client address in the session store, so every replica sees
+//! the same counts. Unknown usernames are counted like known ones, so the limit says nothing
+//! about who exists.
 //!
-//! A window starts at the first failure and is not extended by later ones. A successful login
-//! resets its username's counter, not its address's (one valid account must not let an
-//! address wipe its record of guessing at others).
+//! An attempt is counted *before* its password is checked, in one atomic store step that also
+//! checks the limits (a Lua script in Redis, the store's lock in memory). Checking first and
+//! counting after the (slow) password check would let every guess of a parallel burst pass the
+//! check before any of them counted; counting first means a burst of any size gets at most
+//! [`USERNAME_LIMIT`] password checks per username, and the rest 429 with `Retry-After`,
+//! the right password among them. Past a limit, login answers 429 for the rest of the window.
+//!
+//! A window starts at the first counted attempt and is not extended by later ones. A refused
+//! attempt (429) is not counted: it never reached a password check. A successful login takes
+//! its own attempt back from both counters and nothing more: the failures before it still
+//! count until the window ends, so within one window a username never gets more than
+//! [`USERNAME_LIMIT`] wrong-password answers (nor an address more than [`ADDRESS_LIMIT`]),
+//! however the owner's logins interleave with someone else's guesses.
 
 use std::time::Duration;
 
-use crate::auth::session::{Counter, SessionStore};
+use crate::auth::session::{Admission, SessionStore};
 use crate::error::GatewayError;
 
-/// Failed logins per username within [`WINDOW`] before it is locked.
+/// Counted attempts per username within [`WINDOW`] before it is locked.
 pub const USERNAME_LIMIT: u64 = 5;
-/// Failed logins per client address within [`WINDOW`] before it is locked.
+/// Counted attempts per client address within [`WINDOW`] before it is locked.
 pub const ADDRESS_LIMIT: u64 = 20;
-/// How long failures count.
+/// How long attempts count.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// The counters of one attempt: the username's (only for a valid username) and the address's.
 pub(super) struct Attempt {
-    names: Vec<String>,
-    limits: Vec<u64>,
+    counters: Vec<(String, u64)>,
 }
 
 impl Attempt {
-    pub(super) fn new(username: Option<&str>, ip: &str) -> Attempt {
-        let mut names = Vec::with_capacity(2);
-        let mut limits = Vec::with_capacity(2);
-        if let Some(u) = username {
-            names.push(user_counter(u));
-            limits.push(USERNAME_LIMIT);
+    /// `folded`: the username as [`super::users::fold_username`] gives it.
+    pub(super) fn new(folded: Option<&str>, ip: &str) -> Attempt {
+        let mut counters = Vec::with_capacity(2);
+        if let Some(u) = folded {
+            counters.push((format!("login-fail:user:{u}"), USERNAME_LIMIT));
         }
-        names.push(format!("login-fail:addr:{ip}"));
-        limits.push(ADDRESS_LIMIT);
-        Attempt { names, limits }
+        counters.push((format!("login-fail:addr:{ip}"), ADDRESS_LIMIT));
+        Attempt { counters }
     }
 
-    /// 429 when any counter has reached its limit.
-    pub(super) async fn check(&self, store: &SessionStore) -> Result<(), GatewayError> {
-        let counters = store.counters(&self.names, WINDOW, false).await?;
-        match locked_for(&counters, &self.limits) {
-            Some(retry_after) => Err(GatewayError::TooManyAttempts { retry_after }),
-            None => Ok(()),
+    /// Counts this attempt, or 429 when a counter is already at its limit (nothing counted).
+    pub(super) async fn count(&self, store: &SessionStore) -> Result<(), GatewayError> {
+        match store.count_attempt(&self.counters, WINDOW).await? {
+            Admission::Counted => Ok(()),
+            Admission::Locked { resets_in } => Err(GatewayError::TooManyAttempts {
+                retry_after: retry_after(resets_in),
+            }),
         }
     }
 
-    /// Counts one failure on every counter.
-    pub(super) async fn failed(&self, store: &SessionStore) -> Result<(), GatewayError> {
-        store.counters(&self.names, WINDOW, true).await?;
+    /// The attempt was not a wrong password (it succeeded, or was never checked): it no
+    /// longer counts.
+    pub(super) async fn take_back(&self, store: &SessionStore) -> Result<(), GatewayError> {
+        let names: Vec<String> = self.counters.iter().map(|(n, _)| n.clone()).collect();
+        store.uncount_attempt(&names).await?;
         Ok(())
     }
 }
 
-/// The username's counter name (under the key prefix).
-fn user_counter(username: &str) -> String {
-    format!("login-fail:user:{username}")
-}
-
-/// A successful login for `username`: its counter starts over.
-pub(super) async fn succeeded(store: &SessionStore, username: &str) -> Result<(), GatewayError> {
-    store.reset_counter(&user_counter(username)).await?;
-    Ok(())
-}
-
-/// Seconds until every counter at its limit has reset (at least 1), or `None`.
-fn locked_for(counters: &[Counter], limits: &[u64]) -> Option<u64> {
-    counters
-        .iter()
-        .zip(limits)
-        .filter(|(c, limit)| c.count >= **limit)
-        .map(|(c, _)| c.resets_in.as_secs_f64().ceil() as u64)
-        .max()
-        .map(|s| s.max(1))
+/// Whole seconds until the counter resets, at least 1.
+fn retry_after(resets_in: Duration) -> u64 {
+    (resets_in.as_secs_f64().ceil() as u64).max(1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn c(count: u64, ms: u64) -> Counter {
-        Counter {
-            count,
-            resets_in: Duration::from_millis(ms),
-        }
-    }
-
     #[test]
-    fn locked_only_at_the_limit_and_for_the_longest_window() {
-        let limits = [5, 20];
-        assert_eq!(locked_for(&[c(4, 1000), c(19, 1000)], &limits), None);
-        assert_eq!(locked_for(&[c(5, 1500), c(0, 0)], &limits), Some(2));
-        assert_eq!(locked_for(&[c(5, 1000), c(20, 9000)], &limits), Some(9));
-        assert_eq!(locked_for(&[c(9, 0), c(0, 0)], &limits), Some(1));
+    fn retry_after_rounds_up_to_at_least_a_second() {
+        assert_eq!(retry_after(Duration::ZERO), 1);
+        assert_eq!(retry_after(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after(Duration::from_secs(9)), 9);
     }
 
     #[test]
     fn invalid_usernames_count_per_address_only() {
         let a = Attempt::new(None, "10.0.0.1");
-        assert_eq!(a.names, ["login-fail:addr:10.0.0.1"]);
+        assert_eq!(a.counters, [("login-fail:addr:10.0.0.1".to_owned(), 20)]);
         let b = Attempt::new(Some("alice"), "::1");
-        assert_eq!(b.names, ["login-fail:user:alice", "login-fail:addr:::1"]);
+        let names: Vec<&str> = b.counters.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["login-fail:user:alice", "login-fail:addr:::1"]);
     }
 
     #[tokio::test]
-    async fn memory_store_locks_after_five() {
+    async fn memory_store_admits_five_then_locks() {
         let store = SessionStore::Memory(crate::auth::session::MemoryStore::new());
         let a = Attempt::new(Some("bob"), "10.0.0.9");
         for _ in 0..USERNAME_LIMIT {
-            a.check(&store).await.unwrap();
-            a.failed(&store).await.unwrap();
+            a.count(&store).await.unwrap();
         }
-        let err = a.check(&store).await.unwrap_err();
+        let err = a.count(&store).await.unwrap_err();
         assert!(matches!(err, GatewayError::TooManyAttempts { retry_after } if retry_after > 800));
-        succeeded(&store, "bob").await.unwrap();
-        a.check(&store).await.unwrap();
+        // A success takes one attempt back: exactly one more is admitted.
+        a.take_back(&store).await.unwrap();
+        a.count(&store).await.unwrap();
+        assert!(a.count(&store).await.is_err());
     }
 }

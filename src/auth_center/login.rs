@@ -1,6 +1,8 @@
 //! `POST {auth.path}/login`: username and password -> a session, an access token and a
-//! refresh token. The login limit is checked first (429 while locked, whatever the password);
-//! an unknown user costs one argon2 run like a wrong password and gets the same 401.
+//! refresh token. The attempt is counted first, atomically with the limit check (429 while
+//! locked, whatever the password; see `lockout.rs`); the user is looked up by the
+//! NFKC-casefolded username; an unknown user costs one argon2 run like a wrong password and
+//! gets the same 401.
 
 use std::net::SocketAddr;
 
@@ -9,10 +11,11 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use super::lockout::{self, Attempt};
+use super::lockout::Attempt;
 use super::{client_ip, read_json, tokens, users, AuthCenter};
 use crate::auth::session::NewSession;
 use crate::body::Body;
+use crate::config::BindRefresh;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -42,32 +45,38 @@ pub(super) async fn login(
         .map(|ua| truncate(ua, MAX_USER_AGENT).to_owned())
         .filter(|ua| !ua.is_empty());
     let body: LoginRequest = read_json(gw, req, false).await?;
-    let device_id = device_id(body.device_id)?;
+    let device_id = bound_device(center, device_id(body.device_id)?);
     if body.password.len() > users::MAX_PASSWORD_BYTES {
         return Err(GatewayError::BadRequest("password_too_long"));
     }
     let store = gw.auth.store();
     let ip = client_ip(peer);
-    let name_ok = users::valid_username(&body.username);
-    let attempt = Attempt::new(name_ok.then_some(body.username.as_str()), &ip);
-    attempt.check(store).await?;
+    let folded = users::fold_username(&body.username);
+    let attempt = Attempt::new(folded.as_deref(), &super::lockout_address(peer));
+    // Counted before the password is checked, in one atomic step with the limit check.
+    attempt.count(store).await?;
 
-    let user = if name_ok {
-        store.get_user(&body.username).await?
-    } else {
-        None
+    let user = match &folded {
+        Some(name) => store.get_user(name).await?,
+        None => None,
     };
     let phc = user.as_ref().map(|u| u.password_hash.clone());
-    let matched = center.hasher.verify(body.password, phc).await?;
+    let matched = match center.hasher.verify(body.password, phc).await {
+        Ok(matched) => matched,
+        Err(e) => {
+            // Never checked (the hasher is overloaded): not a wrong password.
+            attempt.take_back(store).await?;
+            return Err(e);
+        }
+    };
     let user = match user {
         Some(user) if matched => user,
         _ => {
-            attempt.failed(store).await?;
-            tracing::info!(username_valid = name_ok, peer = %ip, "login failed");
+            tracing::info!(username_valid = folded.is_some(), peer = %ip, "login failed");
             return Err(GatewayError::InvalidCredentials);
         }
     };
-    lockout::succeeded(store, &body.username).await?;
+    attempt.take_back(store).await?;
 
     let sid = tokens::new_session_id();
     let (refresh, refresh_hash) = tokens::new_refresh_token();
@@ -78,13 +87,13 @@ pub(super) async fn login(
         created_at: super::unix_now(),
         ip: Some(ip),
         user_agent,
-        device_id,
+        device_id: device_id.clone(),
     };
     let ttl = center.cfg.refresh_ttl;
     store.begin(&new, &refresh_hash, ttl).await?;
     let access = center.mint(gw, &user.user_id, &sid, &user.roles)?;
     tracing::info!(user_id = %user.user_id, session_id = %sid, "login");
-    Ok(center.pair_answer(&access, &refresh, &sid, ttl))
+    Ok(center.pair_answer(&access, &refresh, &sid, ttl, device_id.as_deref()))
 }
 
 /// An optional `device_id`: non-empty, at most 128 bytes, no control characters.
@@ -96,6 +105,15 @@ pub(super) fn device_id(d: Option<String>) -> Result<Option<String>, GatewayErro
             Err(GatewayError::BadRequest("bad_device_id"))
         }
         Some(d) => Ok(Some(d)),
+    }
+}
+
+/// With `bind_refresh = "device"`, a login that names no device is bound to one the gateway
+/// generates (and hands back), so its refresh token is never unbound.
+fn bound_device(center: &AuthCenter, given: Option<String>) -> Option<String> {
+    match (given, center.cfg.bind_refresh) {
+        (None, BindRefresh::Device) => Some(tokens::new_device_id()),
+        (given, _) => given,
     }
 }
 

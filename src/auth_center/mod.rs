@@ -4,13 +4,17 @@
 //!
 //! Every answer but the JWKS document is JSON with `Cache-Control: no-store`; refusals go through
 //! [`GatewayError`] like the rest of the gateway. Request bodies are capped at
-//! [`MAX_BODY`] (413 above) and unknown JSON fields are refused (400).
+//! [`MAX_BODY`] (413 above), must be declared `application/json` (415 otherwise) and unknown
+//! JSON fields are refused (400). A call authenticated by a cookie that carries another site's
+//! `Origin` is refused (403).
 //!
 //! Map: `login.rs`, `refresh.rs`, `sessions.rs` (logout, list, kick, sign out everywhere),
 //! `register.rs`, `verify.rs`, `jwks.rs`; helpers `tokens.rs` (refresh tokens, minting, the
-//! token answer), `cookies.rs`, `users.rs` (argon2id), `lockout.rs` (login limits).
+//! token answer), `cookies.rs`, `csrf.rs` (`Content-Type` and `Origin`), `users.rs`
+//! (argon2id, usernames, user ids), `lockout.rs` (login limits).
 
 mod cookies;
+mod csrf;
 mod jwks;
 mod lockout;
 mod login;
@@ -31,7 +35,7 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::auth::mint::Signer;
-use crate::auth::{AuthError, Authenticated};
+use crate::auth::{bearer, AuthError, Authenticated};
 use crate::body::{self, Body};
 use crate::config::{self, Config};
 use crate::error::GatewayError;
@@ -113,6 +117,8 @@ impl AuthCenter {
         resp
     }
 
+    /// Checks before any handler (after 405): a `POST` declares a JSON body or none (415),
+    /// and a call that a cookie authenticates comes from no other origin (403).
     async fn dispatch(
         &self,
         gw: &Gateway,
@@ -132,14 +138,21 @@ impl AuthCenter {
             }
             "/refresh" => {
                 allow(&req, &[Method::POST])?;
+                csrf::content_type(req.headers())?;
+                if !matches!(cookies::refresh_from(req.headers()), Ok(None)) {
+                    csrf::same_origin(&req)?;
+                }
                 refresh::refresh(self, gw, peer, req).await
             }
             "/logout" => {
                 allow(&req, &[Method::POST])?;
+                csrf::content_type(req.headers())?;
+                access_cookie_origin(gw, &req)?;
                 sessions::logout(self, gw, req.headers()).await
             }
             "/sessions" => {
                 allow(&req, &[Method::GET, Method::DELETE])?;
+                access_cookie_origin(gw, &req)?;
                 if req.method() == Method::GET {
                     sessions::list(gw, req.headers()).await
                 } else {
@@ -148,13 +161,14 @@ impl AuthCenter {
             }
             "/register" if self.cfg.registration => {
                 allow(&req, &[Method::POST])?;
-                register::register(self, gw, req).await
+                register::register(self, gw, peer, req).await
             }
             // Forward-auth: nginx sends GET; Traefik may keep the original method.
-            "/verify" => verify::verify(gw, req.method(), req.headers()).await,
+            "/verify" => verify::verify(gw, req.headers()).await,
             other => match other.strip_prefix("/sessions/") {
                 Some(sid) if !sid.is_empty() && !sid.contains('/') => {
                     allow(&req, &[Method::DELETE])?;
+                    access_cookie_origin(gw, &req)?;
                     sessions::delete_one(gw, req.headers(), sid).await
                 }
                 _ => Err(GatewayError::NoRoute),
@@ -180,20 +194,47 @@ fn allow<B>(req: &Request<B>, methods: &[Method]) -> Result<(), GatewayError> {
     })
 }
 
-/// The client address for lockout and binding: the TCP peer, never X-Forwarded-For.
+/// 403 when the access token comes from the cookie (no `Authorization` header) and the
+/// request names another origin. A bearer header is not a browser's doing: not checked.
+fn access_cookie_origin<B>(gw: &Gateway, req: &Request<B>) -> Result<(), GatewayError> {
+    if bearer::cookie_borne(req.headers(), gw.auth.cookie()) {
+        csrf::same_origin(req)?;
+    }
+    Ok(())
+}
+
+/// The client address for lockout and binding: `peer` is already the resolved client
+/// (`client_addr::resolve`: the TCP peer, or behind `listen.trusted_proxies` the nearest
+/// untrusted `X-Forwarded-For` address); a client's own forwarding headers are never read here.
 fn client_ip(peer: SocketAddr) -> String {
     let ip: IpAddr = peer.ip().to_canonical();
     ip.to_string()
 }
 
-/// Reads a JSON body of at most [`MAX_BODY`] bytes within the body idle timeout. An empty
-/// body reads as `{}` when `empty_ok`. Unknown fields are refused by the types themselves
-/// (`deny_unknown_fields`).
+/// The address the login limit counts: the client's IPv4 address, or the /64 network of its
+/// IPv6 address (one subscriber usually holds a whole /64, so counting per /128 would give
+/// each of its 2^64 addresses a budget of its own).
+fn lockout_address(peer: SocketAddr) -> String {
+    match peer.ip().to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{net}/64")
+        }
+    }
+}
+
+/// Reads a JSON body of at most [`MAX_BODY`] bytes within the body idle timeout. The body
+/// must be declared `application/json` (415 otherwise); an empty body reads as `{}` when
+/// `empty_ok`, and only then may it come without a `Content-Type`. Unknown fields are refused
+/// by the types themselves (`deny_unknown_fields`).
 async fn read_json<T: DeserializeOwned>(
     gw: &Gateway,
     req: Request<Incoming>,
     empty_ok: bool,
 ) -> Result<T, GatewayError> {
+    let media = csrf::content_type(req.headers())?;
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -213,6 +254,9 @@ async fn read_json<T: DeserializeOwned>(
         }
         Err(_) => return Err(GatewayError::BadRequest("body_unreadable")),
     };
+    if media == csrf::Declared::Nothing && !(bytes.is_empty() && empty_ok) {
+        return Err(GatewayError::UnsupportedMediaType);
+    }
     let bytes: &[u8] = if bytes.is_empty() && empty_ok {
         b"{}"
     } else {
@@ -288,6 +332,18 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_lockout_counts_ipv6_per_64() {
+        let a: SocketAddr = "[2001:db8:1:2:aaaa::1]:5".parse().unwrap();
+        let b: SocketAddr = "[2001:db8:1:2:bbbb::9]:6".parse().unwrap();
+        assert_eq!(lockout_address(a), "2001:db8:1:2::/64");
+        assert_eq!(lockout_address(a), lockout_address(b));
+        assert_eq!(
+            lockout_address("[::ffff:10.0.0.1]:5".parse().unwrap()),
+            "10.0.0.1"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Tokens the auth center hands out: opaque refresh tokens (32 random bytes, base64url; only
-//! their SHA-256 is stored), session ids, access tokens minted with the configured key, and
-//! the answer that carries a pair (`Cache-Control: no-store`, cookies when enabled).
+//! their SHA-256 is stored), session ids, generated device ids, access tokens minted with the
+//! configured key, and the answer that carries a pair (`Cache-Control: no-store`, cookies when
+//! enabled). Also the sealing of a successor refresh token for the refresh grace.
 
 use std::time::Duration;
 
@@ -47,6 +48,45 @@ pub(super) fn plausible_refresh_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Seals `successor` (one of our refresh tokens) for the store, under a key derived from the
+/// presented token `old`: the store keeps only `old`'s SHA-256, never `old`, so what it holds
+/// is useless without the token it was rotated from. The key is used once (each token rotates
+/// once), so XOR with it is a one-time pad. `None` for a token that is not 32 bytes.
+pub(super) fn seal(old: &str, successor: &str) -> Option<String> {
+    let plain = URL_SAFE_NO_PAD.decode(successor).ok()?;
+    let key = seal_key(old);
+    if plain.len() != key.len() {
+        return None;
+    }
+    let sealed: Vec<u8> = plain.iter().zip(key.iter()).map(|(p, k)| p ^ k).collect();
+    Some(URL_SAFE_NO_PAD.encode(sealed))
+}
+
+/// The successor sealed by [`seal`], given the same presented token.
+pub(super) fn unseal(old: &str, sealed: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+    let key = seal_key(old);
+    if bytes.len() != key.len() {
+        return None;
+    }
+    let plain: Vec<u8> = bytes.iter().zip(key.iter()).map(|(b, k)| b ^ k).collect();
+    Some(URL_SAFE_NO_PAD.encode(plain))
+}
+
+/// A key of its own domain, so it is never the hash the store keys the token by.
+fn seal_key(old: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"gateway refresh grace seal v1\0");
+    h.update(old.as_bytes());
+    h.finalize().into()
+}
+
+/// A device id for a login that brought none (with `bind_refresh = "device"`): 16 random
+/// bytes (128 bits), base64url, 22 characters.
+pub(super) fn new_device_id() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+}
+
 /// A new session id: 16 random bytes, base64url.
 pub(super) fn new_session_id() -> String {
     URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
@@ -79,21 +119,26 @@ impl AuthCenter {
     }
 
     /// 200 with the pair, the session id and the cookies; `refresh_left` is how long the
-    /// session (and so the refresh token) has left.
+    /// session (and so the refresh token) has left. `device` (at login): the session's device
+    /// id, given back as `device_id` and, with cookies on, in the device cookie.
     pub(super) fn pair_answer(
         &self,
         access: &str,
         refresh: &str,
         sid: &str,
         refresh_left: Duration,
+        device: Option<&str>,
     ) -> Response<Body> {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "access_token": access,
             "token_type": "Bearer",
             "expires_in": self.cfg.access_ttl.as_secs(),
             "refresh_token": refresh,
             "session_id": sid,
         });
+        if let Some(d) = device {
+            body["device_id"] = d.into();
+        }
         let mut resp = super::json(StatusCode::OK, &body);
         let h = resp.headers_mut();
         h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
@@ -101,6 +146,9 @@ impl AuthCenter {
             .cookies
             .issue(access, self.cfg.access_ttl, refresh, refresh_left)
         {
+            h.append(SET_COOKIE, c);
+        }
+        if let Some(c) = device.and_then(|d| self.cookies.device(d, refresh_left)) {
             h.append(SET_COOKIE, c);
         }
         resp
@@ -132,5 +180,28 @@ mod tests {
             assert!(!plausible_refresh_token(bad), "{bad:?}");
         }
         assert_eq!(new_session_id().len(), 22);
+    }
+
+    #[test]
+    fn device_ids_are_long_random_and_url_safe() {
+        let (a, b) = (new_device_id(), new_device_id());
+        assert_ne!(a, b);
+        assert!(a.len() >= 16);
+        assert!(plausible_refresh_token(&a), "URL-safe alphabet");
+    }
+
+    #[test]
+    fn a_sealed_successor_opens_only_with_its_predecessor() {
+        let (old, old_hash) = new_refresh_token();
+        let (next, _) = new_refresh_token();
+        let sealed = seal(&old, &next).unwrap();
+        assert_ne!(sealed, next);
+        assert_eq!(unseal(&old, &sealed).as_deref(), Some(next.as_str()));
+        let (other, _) = new_refresh_token();
+        assert_ne!(unseal(&other, &sealed).as_deref(), Some(next.as_str()));
+        // What the store keys the old token by does not open it either.
+        assert_ne!(unseal(&old_hash, &sealed).as_deref(), Some(next.as_str()));
+        assert!(seal(&old, "short").is_none());
+        assert!(unseal(&old, "!!").is_none());
     }
 }

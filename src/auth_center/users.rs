@@ -1,6 +1,7 @@
 //! Passwords: argon2id hashing and checking, off the async threads and bounded, so a burst of
-//! logins cannot take every core or all memory; and the username rules. Used by the login and
-//! register endpoints and by `gateway user add`.
+//! logins cannot take every core or all memory; the username rules (names compared
+//! NFKC-casefolded, so `BOB`, `bob` and `ｂｏｂ` are one user); and generated user ids. Used by
+//! the login and register endpoints and by `gateway user add`.
 //!
 //! Parameters (the OWASP minimum for argon2id, and the `argon2` crate's default): m = 19 MiB,
 //! t = 2, p = 1, 16-byte random salt, 32-byte output. A stored hash with other parameters
@@ -52,8 +53,43 @@ pub fn verify_password(password: &[u8], phc: &str) -> bool {
     }
 }
 
+/// The name a user is known by: `name` NFKC-casefolded (Unicode's compatibility caseless
+/// match, D146: NFD, case fold, NFKC, case fold, NFKC), so every spelling that differs only
+/// in case or width (`BOB`, `Bob`, fullwidth `ＢＯＢ`) is one name. `None` unless the folded
+/// name is a [`valid_username`]. The `{P}user:{name}` key, the uniqueness check and the
+/// username's login counter all use this form.
+pub fn fold_username(name: &str) -> Option<String> {
+    if name.len() > MAX_PASSWORD_BYTES {
+        return None; // nothing that long folds to 64 bytes; spare the work
+    }
+    let nfkc = icu_normalizer::ComposingNormalizerBorrowed::new_nfkc();
+    let fold = icu_casemap::CaseMapperBorrowed::new();
+    let nfd = icu_normalizer::DecomposingNormalizerBorrowed::new_nfd().normalize(name);
+    let once = nfkc.normalize(&fold.fold_string(&nfd)).into_owned();
+    let folded = nfkc.normalize(&fold.fold_string(&once)).into_owned();
+    valid_username(&folded).then_some(folded)
+}
+
+/// A new user's id: a random (version 4) UUID, never derived from the username, so nobody can
+/// choose the `X-User-Id` their account gets (a name equal to a service's subject must not
+/// become that subject).
+pub fn new_user_id() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 /// A username: 1 to 64 bytes of ASCII letters, digits and `.`, `_`, `-`, `@`. Anything else
-/// could not name a user (and is never used in a Redis key).
+/// could not name a user (and is never used in a Redis key). Checked on the folded name.
 pub fn valid_username(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_USERNAME_BYTES
@@ -67,10 +103,19 @@ pub fn acceptable_password(password: &str) -> bool {
     password.chars().count() >= MIN_PASSWORD_CHARS && password.len() <= MAX_PASSWORD_BYTES
 }
 
-/// Runs argon2 on the blocking pool, at most one run per core at a time (each holds 19 MiB):
-/// without the bound a flood of logins would queue hundreds of blocking threads.
+/// Password checks waiting for a core, per core, before more are refused with 503 (about a
+/// second of argon2 at the documented parameters).
+pub const HASH_QUEUE_PER_CORE: usize = 16;
+
+/// Runs argon2 on the blocking pool, at most one run per core at a time (each holds 19 MiB),
+/// with at most [`HASH_QUEUE_PER_CORE`] more per core waiting: without the first bound a
+/// flood of logins would start hundreds of blocking threads, without the second it would
+/// queue without end (each waiter holding its request), answers arriving after every client
+/// gave up. Past both, 503 `overloaded` with `Retry-After`.
 pub struct Hasher {
     permits: Arc<Semaphore>,
+    /// Runs and waiters together: `cores * (1 + HASH_QUEUE_PER_CORE)`.
+    admitted: Arc<Semaphore>,
     /// A hash of a random password with the same parameters: unknown users are checked
     /// against it so they cost (and take) the same as a wrong password.
     dummy: Arc<str>,
@@ -87,6 +132,7 @@ impl Hasher {
         .map_err(|e| e.to_string())??;
         Ok(Hasher {
             permits: Arc::new(Semaphore::new(cores)),
+            admitted: Arc::new(Semaphore::new(cores * (1 + HASH_QUEUE_PER_CORE))),
             dummy: dummy.into(),
         })
     }
@@ -117,14 +163,21 @@ impl Hasher {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, GatewayError> {
-        let _permit = self
-            .permits
-            .acquire()
+        let admitted = Arc::clone(&self.admitted)
+            .try_acquire_owned()
+            .map_err(|_| GatewayError::Overloaded)?;
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
             .map_err(|_| GatewayError::Internal("password hasher closed".into()))?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| GatewayError::Internal(format!("password hashing task: {e}")))
+        // The permits go with the run: a client that hangs up does not free a core that
+        // argon2 is still using.
+        tokio::task::spawn_blocking(move || {
+            let _held = (admitted, permit);
+            f()
+        })
+        .await
+        .map_err(|e| GatewayError::Internal(format!("password hashing task: {e}")))
     }
 }
 
@@ -152,6 +205,35 @@ mod tests {
             assert!(!valid_username(bad), "{bad:?}");
         }
         assert!(acceptable_password("12345678"));
+    }
+
+    #[test]
+    fn names_fold_to_one_spelling() {
+        for same in ["bob", "BOB", "Bob", "ｂｏｂ", "ＢＯＢ"] {
+            assert_eq!(fold_username(same).as_deref(), Some("bob"), "{same:?}");
+        }
+        // Compatibility and case folding together: the "fi" ligature, the Kelvin sign,
+        // a long s, a sharp s.
+        assert_eq!(fold_username("\u{FB01}x").as_deref(), Some("fix"));
+        assert_eq!(fold_username("\u{212A}im").as_deref(), Some("kim"));
+        assert_eq!(fold_username("\u{017F}am").as_deref(), Some("sam"));
+        assert_eq!(fold_username("Stra\u{DF}e").as_deref(), Some("strasse"));
+        assert_eq!(
+            fold_username("Payments-Svc@Example.COM").as_deref(),
+            Some("payments-svc@example.com")
+        );
+        for bad in ["", "a b", "ä", "a:b", "bob\u{0301}", &"a".repeat(65)] {
+            assert_eq!(fold_username(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn user_ids_are_random_uuids() {
+        let a = new_user_id();
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+        assert_ne!(a, new_user_id());
         assert!(!acceptable_password("1234567"));
     }
 

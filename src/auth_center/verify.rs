@@ -1,11 +1,19 @@
 //! `GET {auth.path}/verify`: forward-auth for nginx `auth_request` and Traefik ForwardAuth.
-//! The original request is read from `X-Forwarded-Method`, `X-Forwarded-Uri` (Traefik) or
-//! `X-Original-URI` (nginx) and `X-Forwarded-Host` (else `Host`), and that route's rules are
-//! applied: its auth mode, its methods (405) and its roles (403). 200 carries the identity
-//! headers for the proxy to copy upstream. Without an original URI, or for a URI no route
-//! matches, a valid session is required and no role is.
+//! The original request is named by one proxy's header set, never a mix (CONTRACT.md section 7):
+//!
+//! - nginx, when `X-Original-URI` is present: `X-Original-URI`, `X-Original-Method`,
+//!   `X-Original-Host`. `X-Forwarded-*` are then ignored: nginx passes a client's own headers
+//!   to the subrequest, so a client's `X-Forwarded-Uri: /public/` must not name the request.
+//! - Traefik otherwise, when `X-Forwarded-Uri` is present: `X-Forwarded-Uri`,
+//!   `X-Forwarded-Method`, `X-Forwarded-Host` (Traefik sets them itself).
+//!
+//! All three are required in either set (the subrequest's own method and `Host` are not the
+//! original's), and each must come exactly once: a missing, repeated or malformed one is 400,
+//! never guessed. That route's rules are applied: its auth mode, its methods (405) and its
+//! roles (403). 200 carries the identity headers for the proxy to copy upstream. A URI no
+//! route matches is 404 (and one with a `#` is 400); without an original URI at all, a valid
+//! session is required and no role is.
 
-use http::header::HOST;
 use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
 
 use super::caller;
@@ -15,36 +23,90 @@ use crate::gateway::Gateway;
 use crate::identity_headers::{self, Identity};
 use crate::routing;
 
-static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
-static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+static X_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-original-host");
+static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The headers one proxy names the original request with.
+struct HeaderSet {
+    uri: &'static HeaderName,
+    method: &'static HeaderName,
+    host: &'static HeaderName,
+}
+
+const NGINX: HeaderSet = HeaderSet {
+    uri: &X_ORIGINAL_URI,
+    method: &X_ORIGINAL_METHOD,
+    host: &X_ORIGINAL_HOST,
+};
+const TRAEFIK: HeaderSet = HeaderSet {
+    uri: &X_FORWARDED_URI,
+    method: &X_FORWARDED_METHOD,
+    host: &X_FORWARDED_HOST,
+};
+
+/// The request the proxy asks about.
+#[derive(Debug, PartialEq, Eq)]
+struct Original {
+    method: Method,
+    /// Normalised, without the query.
+    path: String,
+    /// Lower-case, without the port.
+    host: String,
+}
+
+/// `None`: no original request named (neither `X-Original-URI` nor `X-Forwarded-Uri`).
+fn original(headers: &HeaderMap) -> Result<Option<Original>, GatewayError> {
+    let set = if headers.contains_key(&X_ORIGINAL_URI) {
+        NGINX
+    } else if headers.contains_key(&X_FORWARDED_URI) {
+        TRAEFIK
+    } else {
+        return Ok(None);
+    };
+    let uri = one(headers, set.uri).ok_or(GatewayError::BadRequest("bad_original_uri"))?;
+    // A fragment never belongs in a request target: nginx would forward `/public/x#/../admin`
+    // whole while the path before `#` was authorised, so what is authorised would not be what
+    // is served.
+    if !uri.starts_with('/') || uri.contains('#') {
+        return Err(GatewayError::BadRequest("bad_original_uri"));
+    }
+    let raw_path = uri.split('?').next().unwrap_or("/");
+    let path = crate::path::normalise(raw_path)?;
+    let method = one(headers, set.method)
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        .ok_or(GatewayError::BadRequest("bad_original_method"))?;
+    let host = one(headers, set.host)
+        .filter(|h| crate::host::parse(h).is_ok())
+        .and_then(routing::host_without_port)
+        .ok_or(GatewayError::BadHost)?;
+    Ok(Some(Original { method, path, host }))
+}
 
 pub(super) async fn verify(
     gw: &Gateway,
-    method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response<Body>, GatewayError> {
-    let original_method = match one(headers, &X_FORWARDED_METHOD) {
-        Some(m) => Method::from_bytes(m.as_bytes())
-            .map_err(|_| GatewayError::BadRequest("bad_forwarded_method"))?,
-        None => method.clone(),
-    };
-    let uri = one(headers, &X_FORWARDED_URI).or_else(|| one(headers, &X_ORIGINAL_URI));
-    let route = match uri {
+    // A named request that no route matches is 404, as on the TLS listener: a spelling the
+    // route table does not know (`/ADMIN/x`, `/admin./x`) must not pass on a bare session to a
+    // backend that may read it as a protected path.
+    let route = match original(headers)? {
         None => None,
-        Some(uri) => {
-            let raw_path = uri.split(['?', '#']).next().unwrap_or("/");
-            let path = crate::path::normalise(raw_path)?;
-            let host = one(headers, &X_FORWARDED_HOST)
-                .or_else(|| one(headers, &HOST))
-                .and_then(routing::host_without_port);
-            gw.routes.find(host.as_deref(), &path).cloned()
+        Some(o) => {
+            let route = gw
+                .routes
+                .find(Some(&o.host), &o.path)
+                .cloned()
+                .ok_or(GatewayError::NoRoute)?;
+            Some((route, o.method))
         }
     };
     let who = match &route {
-        Some(route) => {
-            if !routing::allows(route, &original_method) {
+        Some((route, method)) => {
+            if !routing::allows(route, method) {
                 return Err(GatewayError::MethodNotAllowed {
                     allow: routing::allow_header(route),
                 });
@@ -73,7 +135,8 @@ pub(super) async fn verify(
     Ok(resp)
 }
 
-/// The header's value when it is there exactly once and is text.
+/// The header's value when it is there exactly once, is text and is not empty; `None` for a
+/// missing, repeated or unreadable one (the callers refuse all three).
 fn one<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     let mut all = headers.get_all(name).iter();
     match (all.next(), all.next()) {
@@ -87,6 +150,27 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn reason(r: Result<Option<Original>, GatewayError>) -> &'static str {
+        match r {
+            Err(e) => e.reason(),
+            Ok(o) => panic!("accepted: {o:?}"),
+        }
+    }
+
+    const NGINX_OK: [(&str, &str); 3] = [
+        ("x-original-uri", "/admin/a?x=1"),
+        ("x-original-method", "DELETE"),
+        ("x-original-host", "Api.Example.com:8443"),
+    ];
+
     #[test]
     fn one_value_only() {
         let mut h = HeaderMap::new();
@@ -95,5 +179,108 @@ mod tests {
         assert_eq!(one(&h, &X_ORIGINAL_URI), Some("/a"));
         h.append(&X_ORIGINAL_URI, HeaderValue::from_static("/b"));
         assert_eq!(one(&h, &X_ORIGINAL_URI), None);
+    }
+
+    #[test]
+    fn nginx_headers_win_and_forwarded_ones_are_ignored() {
+        let mut pairs = NGINX_OK.to_vec();
+        pairs.extend([
+            ("x-forwarded-uri", "/public/"),
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-host", "public.example.com"),
+        ]);
+        let o = original(&headers(&pairs)).unwrap().unwrap();
+        assert_eq!(
+            o,
+            Original {
+                method: Method::DELETE,
+                path: "/admin/a".into(),
+                host: "api.example.com".into(),
+            }
+        );
+        // Repeated client copies of the ignored set do not matter either.
+        pairs.push(("x-forwarded-uri", "/other/"));
+        assert!(original(&headers(&pairs)).unwrap().is_some());
+    }
+
+    #[test]
+    fn traefik_headers_without_x_original_uri() {
+        let h = headers(&[
+            ("x-forwarded-uri", "/ro/a"),
+            ("x-forwarded-method", "POST"),
+            ("x-forwarded-host", "localhost"),
+            // The nginx method and host mean nothing without X-Original-URI.
+            ("x-original-method", "GET"),
+            ("x-original-host", "elsewhere"),
+        ]);
+        let o = original(&h).unwrap().unwrap();
+        assert_eq!((o.method, o.path.as_str()), (Method::POST, "/ro/a"));
+        assert_eq!(o.host, "localhost");
+    }
+
+    #[test]
+    fn no_original_request_is_none() {
+        let h = headers(&[("x-forwarded-method", "GET"), ("x-original-host", "a")]);
+        assert!(original(&h).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_repeated_header_is_refused_not_guessed() {
+        for dup in NGINX_OK {
+            let mut pairs = NGINX_OK.to_vec();
+            pairs.push((dup.0, "/public/"));
+            let r = original(&headers(&pairs));
+            assert!(r.is_err(), "{} twice accepted", dup.0);
+        }
+        let twice = headers(&[
+            ("x-forwarded-uri", "/a"),
+            ("x-forwarded-uri", "/public/"),
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-host", "h"),
+        ]);
+        assert_eq!(reason(original(&twice)), "bad_original_uri");
+    }
+
+    #[test]
+    fn every_header_of_the_set_is_required() {
+        for (missing, name) in NGINX_OK.iter().map(|p| p.0).enumerate() {
+            let pairs: Vec<_> = NGINX_OK.iter().filter(|p| p.0 != name).copied().collect();
+            let h = headers(&pairs);
+            // Without X-Original-URI there is no original request at all.
+            if missing == 0 {
+                assert!(original(&h).unwrap().is_none());
+            } else {
+                assert!(original(&h).is_err(), "{name} missing");
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        let with = |name: &'static str, value: &'static str| {
+            let mut pairs: Vec<_> = NGINX_OK.iter().filter(|p| p.0 != name).copied().collect();
+            pairs.push((name, value));
+            original(&headers(&pairs))
+        };
+        assert_eq!(
+            reason(with("x-original-uri", "admin/a")),
+            "bad_original_uri"
+        );
+        assert_eq!(
+            reason(with("x-original-uri", "http://h/admin/")),
+            "bad_original_uri"
+        );
+        assert_eq!(reason(with("x-original-uri", "/a/%2e%2e/%2fx")), "bad_path");
+        assert_eq!(
+            reason(with("x-original-uri", "/public/x#/../../admin/y")),
+            "bad_original_uri"
+        );
+        assert_eq!(reason(with("x-original-host", "user@h")), "bad_host");
+        assert_eq!(
+            reason(with("x-original-method", "G ET")),
+            "bad_original_method"
+        );
+        assert_eq!(reason(with("x-original-host", "a, b")), "bad_host");
+        assert_eq!(reason(with("x-original-host", "")), "bad_host");
     }
 }

@@ -22,6 +22,10 @@ pub(super) struct ListenFile {
     pub http: Option<S<String>>,
     #[serde(default)]
     pub admin: Option<S<String>>,
+    #[serde(default)]
+    pub trusted_proxies: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub proxy_protocol: Option<S<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +152,8 @@ pub(super) struct AuthFile {
     #[serde(default)]
     pub bind_refresh: Option<S<String>>,
     #[serde(default)]
+    pub refresh_grace: Option<S<String>>,
+    #[serde(default)]
     pub registration: Option<S<bool>>,
     #[serde(default)]
     pub cookies: Option<S<bool>>,
@@ -174,6 +180,14 @@ pub(super) struct LimitsFile {
     pub shutdown_grace: Option<S<String>>,
     #[serde(default)]
     pub drain_linger: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct AdminFile {
+    pub token_env: S<String>,
+    #[serde(default)]
+    pub token_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,6 +298,7 @@ pub(super) struct Document {
     pub auth: Option<S<AuthFile>>,
     pub limits: Option<S<LimitsFile>>,
     pub demo: Option<S<DemoFile>>,
+    pub admin: Option<S<AdminFile>>,
     /// `(index in the file, route)` for every `[[route]]` that deserialized.
     pub routes: Vec<(usize, S<RouteFile>)>,
     /// How many `[[route]]` tables the file has, good or bad.
@@ -300,7 +315,7 @@ pub(super) struct RawError {
 
 const TABLES: &[&str] = &[
     "listen", "runtime", "reload", "otlp", "tls", "jwt", "session", "headers", "auth", "limits",
-    "demo", "route",
+    "demo", "route", "admin",
 ];
 const REQUIRED: &[&str] = &["listen", "tls", "jwt", "route"];
 
@@ -354,6 +369,7 @@ pub(super) fn parse(src: &str) -> (Document, Vec<RawError>) {
             "auth" => doc.auth = table(name, value, e),
             "limits" => doc.limits = table(name, value, e),
             "demo" => doc.demo = table(name, value, e),
+            "admin" => doc.admin = table(name, value, e),
             "route" => routes(value, &mut doc, e),
             _ => {
                 let what = if matches!(value.get_ref(), DeValue::Table(_)) {

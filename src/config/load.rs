@@ -5,6 +5,7 @@
 //! `load/tables.rs` converts the small tables, `load/jwt.rs` `[jwt]` and `[auth]`,
 //! `load/route.rs` the `[[route]]` tables.
 
+mod admin;
 mod jwt;
 mod route;
 mod tables;
@@ -65,6 +66,16 @@ pub fn load_str(src: &str, source: &Path) -> Result<Config, ConfigErrors> {
     load_str_with_env(src, source, &|name| std::env::var_os(name))
 }
 
+/// [`load_str`] with `*_env` values looked up in `env` instead of the process environment
+/// (for checking a deployment's config against the secrets it will be given).
+pub fn load_str_env(
+    src: &str,
+    source: &Path,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Config, ConfigErrors> {
+    load_str_with_env(src, source, env)
+}
+
 /// Where `*_env` values come from: the process environment, or a map in tests.
 type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
@@ -119,6 +130,7 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
     };
     let limits = tables::limits(cx, doc.limits.as_ref().map(Spanned::get_ref));
     let demo = opt(cx, doc.demo.as_ref(), tables::demo);
+    let admin = opt(cx, doc.admin.as_ref(), |cx, a| admin::admin(cx, a, doc));
     let routes = route::routes(cx, doc);
     if let (Some(l), Some(d)) = (&listen, &demo) {
         tables::distinct_addresses(cx, doc, l, d);
@@ -136,6 +148,7 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
         auth: auth?,
         limits: limits?,
         demo: demo?,
+        admin: admin?,
         routes: routes?,
     })
 }

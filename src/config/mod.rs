@@ -3,13 +3,15 @@
 //! value: addresses are parsed, durations are `Duration`s, header names are `HeaderName`s and
 //! the route table is never empty.
 
+mod admin;
 mod duration;
 mod error;
 mod file;
 mod load;
 
+pub use admin::{Admin, AdminToken};
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{load, load_str, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
+pub use load::{load, load_str, load_str_env, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +40,9 @@ pub struct Config {
     pub limits: Limits,
     /// `Some` when `[demo]` is present: a built-in echo upstream for the quick start.
     pub demo: Option<Demo>,
+    /// `Some` when `[admin]` is present: the admin listener's session endpoints exist, behind
+    /// its bearer token. `None`: they answer 404.
+    pub admin: Option<Admin>,
     /// Never empty.
     pub routes: Vec<Route>,
 }
@@ -49,6 +54,10 @@ pub struct Listen {
     pub http: Option<SocketAddr>,
     /// Plain admin listener: `/healthz`, `/readyz`, `/metrics`, session admin.
     pub admin: Option<SocketAddr>,
+    /// Peers whose `X-Forwarded-For` (and PROXY header) are believed; empty: none.
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// Every TLS connection starts with a PROXY v1/v2 header (only from `trusted_proxies`).
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +190,9 @@ pub struct AuthCenter {
     pub refresh_ttl: Duration,
     pub refresh_max_uses: u32,
     pub bind_refresh: BindRefresh,
+    /// How long a used refresh token, shown again from the same device, gets the same
+    /// successor instead of revoking the session (0: never). Below `access_ttl`, at most 60s.
+    pub refresh_grace: Duration,
     pub registration: bool,
     pub cookies: bool,
 }

@@ -170,3 +170,11 @@ pub fn set_cookies(r: &Resp) -> Vec<String> {
         .map(|v| v.to_str().unwrap().to_owned())
         .collect()
 }
+
+/// The device cookie the gateway sets at login, as a `name=value` pair for a `Cookie` header
+/// (its value is the device id in base64url).
+pub fn device_cookie(device_id: &str) -> String {
+    use base64::Engine as _;
+    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(device_id);
+    format!("__Host-gw_device={value}")
+}

@@ -63,8 +63,22 @@ header_timeout = "2s"
 shutdown_grace = "2s"
 drain_linger = "200ms"
 body_idle_timeout = "5s"
+
+{ADMIN_TOML}
 "#
     )
+}
+
+/// The admin listener's bearer token in every test gateway (in `admin.token` beside the config).
+pub const ADMIN_TOKEN: &str = "test-admin-token-that-is-long-enough-0123456789";
+
+/// `[admin]` as the tests configure it: the token from `admin.token` (the variable is never set).
+pub const ADMIN_TOML: &str =
+    "[admin]\ntoken_env = \"GW_TEST_ADMIN_TOKEN_UNSET\"\ntoken_file = \"admin.token\"\n";
+
+/// Writes [`ADMIN_TOKEN`] to `dir/admin.token`, where [`ADMIN_TOML`] looks for it.
+pub fn write_admin_token(dir: &Path) {
+    std::fs::write(dir.join("admin.token"), ADMIN_TOKEN).unwrap();
 }
 
 pub fn redis_session(url: &str) -> String {
@@ -112,6 +126,7 @@ impl TestGateway {
                 }
             }
         }
+        write_admin_token(dir.path());
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, toml).unwrap();
         let config = gateway::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
@@ -191,9 +206,28 @@ impl TestGateway {
             roles: roles.map(|r| r.iter().map(|s| s.to_string()).collect()),
             ttl: 900,
         };
-        gateway::admin_client::post_json(self.admin.unwrap(), "/sessions", &body)
-            .await
-            .unwrap();
+        gateway::admin_client::post_json(
+            self.admin.unwrap(),
+            "/sessions",
+            &body,
+            Some(ADMIN_TOKEN.as_bytes()),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// `DELETE /sessions/{sid}` on the admin listener with the admin token: the status.
+    pub async fn delete_session(&self, sid: &str) -> u16 {
+        let (status, _) = gateway::admin_client::request(
+            self.admin.unwrap(),
+            http::Method::DELETE,
+            &format!("/sessions/{sid}"),
+            Some(ADMIN_TOKEN.as_bytes()),
+            None,
+        )
+        .await
+        .unwrap();
+        status.as_u16()
     }
 }
 

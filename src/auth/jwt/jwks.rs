@@ -24,7 +24,7 @@ use super::strict_json;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest JWKS document accepted.
 const MAX_BODY: usize = 1024 * 1024;
-/// Keys beyond this many are ignored: a kid-less token is tried against each candidate.
+/// Keys beyond this many are ignored (a document is parsed on every refresh).
 const MAX_KEYS: usize = 64;
 
 /// Why a JWKS could not be fetched or used.
@@ -174,6 +174,10 @@ fn key_from_entry(entry: &Value, algorithms: &[Algorithm]) -> Result<NamedKey, &
         }
     }
     let jwk: Jwk = serde_json::from_value(entry.clone()).map_err(|_| "not a JWK")?;
+    if jwk.common.key_id.as_deref().is_none_or(str::is_empty) {
+        // Only a token naming the key may use it; one without a name would never be used.
+        return Err("no kid");
+    }
     let pinned = match jwk.common.key_algorithm {
         None => None,
         Some(a) => Some(Algorithm::try_from(a).map_err(|_| "alg is not a signing algorithm")?),

@@ -72,7 +72,8 @@ impl VerifyKey {
     }
 }
 
-/// A named key; JWKS keys may come without a name, which only kid-less tokens can use.
+/// A named key. Configured keys always have a kid; a JWKS key without one is skipped (it
+/// could only be found by trying keys, which a JWKS token never gets).
 #[derive(Debug, Clone)]
 pub(crate) struct NamedKey {
     pub(crate) kid: Option<String>,
@@ -83,14 +84,18 @@ pub(crate) struct NamedKey {
 #[derive(Debug, Default)]
 pub(crate) struct KeySet {
     by_kid: HashMap<String, Arc<VerifyKey>>,
-    /// Every key, configured ones first, for tokens without `kid`.
-    all: Vec<Arc<VerifyKey>>,
+    /// The configured keys, for tokens without `kid`. Fetched keys are never here: with keys
+    /// from a URL, a token must name its key (no trying every key a third party publishes).
+    kidless: Vec<Arc<VerifyKey>>,
 }
 
 impl KeySet {
     /// Builds the set; a configured key wins over a JWKS key of the same `kid`.
     pub(crate) fn new(configured: &[NamedKey], fetched: &[NamedKey]) -> KeySet {
         let mut set = KeySet::default();
+        for named in configured {
+            set.kidless.push(Arc::clone(&named.key));
+        }
         for named in configured.iter().chain(fetched) {
             if let Some(kid) = &named.kid {
                 if set.by_kid.contains_key(kid) {
@@ -99,7 +104,6 @@ impl KeySet {
                 }
                 set.by_kid.insert(kid.clone(), Arc::clone(&named.key));
             }
-            set.all.push(Arc::clone(&named.key));
         }
         set
     }
@@ -108,8 +112,9 @@ impl KeySet {
         self.by_kid.get(kid)
     }
 
-    pub(crate) fn all(&self) -> &[Arc<VerifyKey>] {
-        &self.all
+    /// The keys a token without `kid` may be checked against: the configured ones only.
+    pub(crate) fn kidless(&self) -> &[Arc<VerifyKey>] {
+        &self.kidless
     }
 }
 

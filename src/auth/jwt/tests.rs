@@ -211,14 +211,16 @@ async fn every_algorithm_verifies() {
             json!({"alg": alg_name, "kid": kid}),
             json!({"alg": alg_name}),
         ] {
-            let t = token(header.clone(), claims(), key, alg);
+            // One claims value: a second boundary between two `claims()` calls moves `exp`.
+            let c = claims();
+            let t = token(header.clone(), c.clone(), key, alg);
             let got = v
                 .verify_cached_keys(&t)
                 .unwrap_or_else(|e| panic!("{header}: {e}"));
             assert_eq!(got.user_id, "user-1");
             assert_eq!(got.session_id, "sess-1");
             assert_eq!(got.roles, ["admin", "dev"]);
-            assert_eq!(got.expires_at, claims()["exp"].as_u64().unwrap());
+            assert_eq!(got.expires_at, c["exp"].as_u64().unwrap());
             assert_eq!(v.verify(&t).await, Ok(got));
         }
     }
@@ -807,6 +809,7 @@ fn auth_center(key: SigningKey, kid: &str) -> AuthCenter {
         refresh_ttl: Duration::from_secs(86400),
         refresh_max_uses: 10,
         bind_refresh: BindRefresh::None,
+        refresh_grace: Duration::ZERO,
         registration: false,
         cookies: false,
     }
@@ -1203,4 +1206,55 @@ async fn jwks_connect_error_says_why() {
         msg.contains(&dead.to_string()) && msg.to_lowercase().contains("refused"),
         "{msg}"
     );
+}
+
+#[tokio::test]
+async fn jwks_tokens_without_kid_are_refused_without_a_fetch() {
+    let f = fixtures();
+    // The JWKS publishes the very key that signed the token, and one key without a kid.
+    let mut unnamed = jwk_of(&f.ed_other, "x");
+    unnamed.as_object_mut().unwrap().remove("kid");
+    let server = JwksServer::start(jwks(&[jwk_of(&f.ed, "a"), unnamed])).await;
+    let v = Verifier::with_on_demand_interval(&jwks_cfg(&server.url), Duration::ZERO)
+        .await
+        .unwrap();
+    let hits = server.hits();
+    for key in [&f.ed, &f.ed_other] {
+        let kidless = token(
+            json!({"alg":"EdDSA"}),
+            claims(),
+            &key.encoding,
+            Algorithm::EdDSA,
+        );
+        assert_eq!(v.verify(&kidless).await, Err(TokenError::MissingKid));
+    }
+    assert_eq!(server.hits(), hits, "a token without kid never fetches");
+    // The same key named by its kid passes.
+    assert!(v
+        .verify(&signed("a", &f.ed, Algorithm::EdDSA))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn with_a_jwks_a_token_without_kid_still_uses_the_configured_keys() {
+    let f = fixtures();
+    let server = JwksServer::start(jwks(&[jwk_of(&f.rsa, "r")])).await;
+    let mut c = jwks_cfg(&server.url);
+    c.keys = vec![file_key("a", &f.ed.public_path)];
+    let v = Verifier::new(&c).await.unwrap();
+    let by_configured = token(
+        json!({"alg":"EdDSA"}),
+        claims(),
+        &f.ed.encoding,
+        Algorithm::EdDSA,
+    );
+    assert!(v.verify(&by_configured).await.is_ok());
+    let by_fetched = token(
+        json!({"alg":"RS256"}),
+        claims(),
+        &f.rsa.encoding,
+        Algorithm::RS256,
+    );
+    assert_eq!(v.verify(&by_fetched).await, Err(TokenError::MissingKid));
 }

@@ -1,6 +1,7 @@
 //! What the auth center keeps in the session store beside the sessions themselves
-//! (CONTRACT.md section 4): refresh-token records, user records and login-failure counters,
-//! and the one atomic operation everything rests on, refresh rotation.
+//! (CONTRACT.md section 4): refresh-token records, user records and login-attempt counters,
+//! and the atomic operations everything rests on: refresh rotation, user creation, and
+//! counting a login attempt before its password is checked.
 //!
 //! In Redis every operation that reads and then writes is one Lua script, so two gateways
 //! (or two requests on one) can never both pass the same check; the memory store does the
@@ -92,9 +93,19 @@ pub struct Rotation<'a> {
     pub max_uses: u64,
     /// The new record's lifetime when the session has no expiry of its own.
     pub fallback_ttl: Duration,
+    /// `auth.refresh_grace` (zero: off). When set, the rotation also keeps, for this long,
+    /// `sealed_successor` and `device`, so the same token shown again from the same device
+    /// gets the same successor ([`RefreshOutcome::Again`]) instead of revoking the session.
+    pub grace: Duration,
+    /// The new refresh token sealed with a key only the presented token gives
+    /// (`tokens::seal`): the store never holds a usable token.
+    pub sealed_successor: &'a str,
+    /// The `device_id` sent with this refresh ("" when none): a replay within the grace must
+    /// send the same one.
+    pub device: &'a str,
 }
 
-/// How a refresh ended. Only `Rotated` hands out anything.
+/// How a refresh ended. Only `Rotated` and `Again` hand out anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
     /// The old token is now used, the new one live, `refresh_count` incremented.
@@ -107,23 +118,34 @@ pub enum RefreshOutcome {
         /// Until the session ends (the new refresh token's lifetime).
         remaining: Duration,
     },
+    /// A token used within the grace, shown again from the same device while its successor
+    /// is still live: nothing changed; `sealed` is the successor it was rotated into.
+    Again {
+        sid: String,
+        user_id: String,
+        roles: Option<Vec<String>>,
+        remaining: Duration,
+        sealed: String,
+    },
     /// No such token (never issued, or its session ended long ago).
     Unknown,
-    /// A used token shown again: the session has been revoked.
-    Reused,
+    /// A used token shown again: the session `sid` has been revoked.
+    Reused { sid: String },
     /// The session has ended or was revoked.
     SessionGone,
     /// `refresh_max_uses` reached; nothing changed.
     Exhausted,
-    /// Another device or address: the session has been revoked.
-    BindingMismatch,
+    /// Another device or address: the session `sid` has been revoked.
+    BindingMismatch { sid: String },
 }
 
-/// A failure counter: its count and how long until it resets.
+/// What counting one login attempt found ([`SessionStore::count_attempt`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counter {
-    pub count: u64,
-    pub resets_in: Duration,
+pub enum Admission {
+    /// Every counter was below its limit and now counts this attempt: check the password.
+    Counted,
+    /// A counter is at its limit: nothing was counted; the longest wait until one resets.
+    Locked { resets_in: Duration },
 }
 
 /// Session + refresh record in one write. `KEYS[1]` session, `KEYS[2]` user set, `KEYS[3]`
@@ -143,11 +165,14 @@ redis.call('PEXPIRE', KEYS[3], ARGV[1])
 return 1
 ";
 
-/// Refresh rotation, reuse detection, binding and the use count in one step. `KEYS[1]` the
-/// presented token's record, `KEYS[2]` the new one; `ARGV[1]` key prefix, `ARGV[2]` binding
-/// (`none`/`device`/`ip`), `ARGV[3]` the presented device id or address, `ARGV[4]` max uses,
-/// `ARGV[5]` fallback TTL ms. The old record keeps its expiry (the session's end), so a replay
-/// is recognised as long as the session could have lived.
+/// Refresh rotation, reuse detection, binding, the use count and the grace in one step.
+/// `KEYS[1]` the presented token's record, `KEYS[2]` the new one, `KEYS[3]` the presented
+/// token's grace record; `ARGV[1]` key prefix, `ARGV[2]` binding (`none`/`device`/`ip`),
+/// `ARGV[3]` the presented device id or address, `ARGV[4]` max uses, `ARGV[5]` fallback TTL
+/// ms, `ARGV[6]` grace ms ("0": off), `ARGV[7]` the sealed successor, `ARGV[8]` the device id
+/// sent. The old record keeps its expiry (the session's end), so a replay is recognised as
+/// long as the session could have lived; the grace record (`next`, `next_key`, `device`)
+/// expires with the grace, and a revocation deletes it.
 const ROTATE_LUA: &str = r"
 local rec = redis.call('HMGET', KEYS[1], 'sid', 'state')
 local sid = rec[1]
@@ -156,36 +181,52 @@ local skey = ARGV[1] .. 'session:' .. sid
 local function revoke()
   local user = redis.call('HGET', skey, 'user_id')
   redis.call('DEL', skey)
+  redis.call('DEL', KEYS[3])
   if user then redis.call('SREM', ARGV[1] .. 'user-sessions:' .. user, sid) end
 end
-if rec[2] ~= 'live' then
-  revoke()
-  return {'reused'}
-end
 local s = redis.call('HMGET', skey, 'user_id', 'roles', 'refresh_count', 'device_id', 'ip')
+local bound = false
+if ARGV[2] == 'device' then bound = s[4] elseif ARGV[2] == 'ip' then bound = s[5] end
+local mismatch = bound and bound ~= '' and bound ~= ARGV[3]
+local ttl = redis.call('PTTL', skey)
+if ttl == -1 then ttl = tonumber(ARGV[5]) end
+local has_roles = '0'
+if s[2] then has_roles = '1' end
+if rec[2] ~= 'live' then
+  local g = redis.call('HMGET', KEYS[3], 'next', 'next_key', 'device')
+  if g[1] and g[3] == ARGV[8] and s[1] and s[1] ~= '' and ttl > 0
+     and redis.call('HGET', g[2], 'state') == 'live' then
+    if mismatch then
+      revoke()
+      return {'binding', sid}
+    end
+    return {'again', sid, s[1], has_roles, s[2] or '', tostring(ttl), g[1]}
+  end
+  revoke()
+  return {'reused', sid}
+end
 if not s[1] or s[1] == '' then
   redis.call('HSET', KEYS[1], 'state', 'used')
   return {'gone'}
 end
-local bound = false
-if ARGV[2] == 'device' then bound = s[4] elseif ARGV[2] == 'ip' then bound = s[5] end
-if bound and bound ~= '' and bound ~= ARGV[3] then
+if mismatch then
   redis.call('HSET', KEYS[1], 'state', 'used')
   revoke()
-  return {'binding'}
+  return {'binding', sid}
 end
 local count = tonumber(s[3]) or 0
 if count >= tonumber(ARGV[4]) then return {'exhausted'} end
-local ttl = redis.call('PTTL', skey)
-if ttl == -1 then ttl = tonumber(ARGV[5]) end
 if ttl <= 0 then return {'gone'} end
 redis.call('HSET', KEYS[1], 'state', 'used')
 redis.call('HSET', skey, 'refresh_count', tostring(count + 1))
 redis.call('DEL', KEYS[2])
 redis.call('HSET', KEYS[2], 'sid', sid, 'state', 'live')
 redis.call('PEXPIRE', KEYS[2], ttl)
-local has_roles = '0'
-if s[2] then has_roles = '1' end
+if tonumber(ARGV[6]) > 0 then
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[3], 'next', ARGV[7], 'next_key', KEYS[2], 'device', ARGV[8])
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+end
 return {'ok', sid, s[1], has_roles, s[2] or '', tostring(count + 1), tostring(ttl)}
 ";
 
@@ -209,22 +250,39 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 ";
 
-/// `KEYS` counters; `ARGV[1]` window ms, `ARGV[2]` '1' to count a failure, '0' to read.
-/// A counter's window starts at its first failure. Returns count, ms left per key.
-const COUNT_LUA: &str = r"
-local out = {}
-for _, k in ipairs(KEYS) do
-  local n
-  if ARGV[2] == '1' then
-    n = redis.call('INCR', k)
-    if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, ARGV[1]) end
-  else
-    n = tonumber(redis.call('GET', k) or '0') or 0
+/// One login attempt, check and count in one step. `KEYS` counters; `ARGV[1]` window ms,
+/// `ARGV[1 + i]` the limit of `KEYS[i]`. When a counter is at its limit nothing is counted
+/// and the answer is the longest ms until such a counter resets (>= 0); otherwise every
+/// counter counts one more (a counter's window starts at its first count and is never
+/// extended) and the answer is -1.
+const ATTEMPT_LUA: &str = r"
+local wait = -1
+for i, k in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', k) or '0') or 0
+  if n >= tonumber(ARGV[i + 1]) then
+    local left = redis.call('PTTL', k)
+    if left < 0 then
+      redis.call('PEXPIRE', k, ARGV[1])
+      left = tonumber(ARGV[1])
+    end
+    if left > wait then wait = left end
   end
-  out[#out + 1] = n
-  out[#out + 1] = redis.call('PTTL', k)
 end
-return out
+if wait >= 0 then return wait end
+for _, k in ipairs(KEYS) do
+  redis.call('INCR', k)
+  if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, ARGV[1]) end
+end
+return -1
+";
+
+/// Takes one counted attempt back from each of `KEYS` still counting (a login that
+/// succeeded); the window is kept, a counter never goes below zero nor comes back to life.
+const UNCOUNT_LUA: &str = r"
+for _, k in ipairs(KEYS) do
+  if (tonumber(redis.call('GET', k) or '0') or 0) > 0 then redis.call('DECR', k) end
+end
+return 1
 ";
 
 // Built once: a Script hashes its source, and EVALSHA needs that hash on every call.
@@ -232,7 +290,8 @@ static BEGIN: LazyLock<Script> = LazyLock::new(|| Script::new(BEGIN_LUA));
 static ROTATE: LazyLock<Script> = LazyLock::new(|| Script::new(ROTATE_LUA));
 static DELETE_ALL: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_ALL_LUA));
 static PUT_USER: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_USER_LUA));
-static COUNT: LazyLock<Script> = LazyLock::new(|| Script::new(COUNT_LUA));
+static ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(ATTEMPT_LUA));
+static UNCOUNT: LazyLock<Script> = LazyLock::new(|| Script::new(UNCOUNT_LUA));
 
 impl SessionStore {
     /// Writes a new session and its first refresh record (state `live`) together, both
@@ -285,26 +344,28 @@ impl SessionStore {
         }
     }
 
-    /// Reads (`count = false`) or increments (`count = true`) the counters `{P}{name}`,
-    /// each of which resets `window` after its first failure.
-    pub async fn counters(
+    /// Counts one login attempt on the counters `{P}{name}` (each `(name, limit)`), in one
+    /// atomic step: when every counter is below its limit each counts one more and the answer
+    /// is [`Admission::Counted`]; otherwise nothing changes and [`Admission::Locked`]. A
+    /// counter resets `window` after its first count. Never retried (a lost answer may have
+    /// counted), so concurrent attempts can never all pass a check made before the count.
+    pub async fn count_attempt(
         &self,
-        names: &[String],
+        counters: &[(String, u64)],
         window: Duration,
-        count: bool,
-    ) -> Result<Vec<Counter>, StoreError> {
+    ) -> Result<Admission, StoreError> {
         match self {
-            SessionStore::Redis(s) => s.counters(names, window, count).await,
-            SessionStore::Memory(s) => Ok(s.counters(names, window, count)),
+            SessionStore::Redis(s) => s.count_attempt(counters, window).await,
+            SessionStore::Memory(s) => Ok(s.count_attempt(counters, window)),
         }
     }
 
-    /// Resets the counter `{P}{name}`.
-    pub async fn reset_counter(&self, name: &str) -> Result<(), StoreError> {
+    /// Takes one counted attempt back from each counter `{P}{name}` that still counts.
+    pub async fn uncount_attempt(&self, names: &[String]) -> Result<(), StoreError> {
         match self {
-            SessionStore::Redis(s) => s.reset_counter(name).await,
+            SessionStore::Redis(s) => s.uncount_attempt(names).await,
             SessionStore::Memory(s) => {
-                s.reset_counter(name);
+                s.uncount_attempt(names);
                 Ok(())
             }
         }
@@ -315,6 +376,11 @@ impl RedisStore {
     /// `{P}refresh:{hash}`.
     pub fn refresh_key(&self, hash: &str) -> String {
         format!("{}refresh:{hash}", self.prefix())
+    }
+
+    /// `{P}refresh-grace:{hash}`: what a used token's grace needs, for the grace only.
+    pub fn refresh_grace_key(&self, hash: &str) -> String {
+        format!("{}refresh-grace:{hash}", self.prefix())
     }
 
     /// `{P}user:{name}`.
@@ -349,13 +415,22 @@ impl RedisStore {
             Binding::Ip(ip) => ("ip", ip),
         };
         let mut inv = ROTATE.prepare_invoke();
+        let grace_ms = if r.grace.is_zero() {
+            0
+        } else {
+            ttl_millis(r.grace)
+        };
         inv.key(self.refresh_key(r.old_hash))
             .key(self.refresh_key(r.new_hash))
+            .key(self.refresh_grace_key(r.old_hash))
             .arg(self.prefix())
             .arg(mode)
             .arg(presented)
             .arg(r.max_uses)
-            .arg(ttl_millis(r.fallback_ttl));
+            .arg(ttl_millis(r.fallback_ttl))
+            .arg(grace_ms)
+            .arg(r.sealed_successor)
+            .arg(r.device);
         // Never retried: the first attempt may have rotated already.
         let answer: Vec<String> = self.run_script(&inv).await?;
         parse_rotation(&answer)
@@ -400,67 +475,68 @@ impl RedisStore {
         self.run_script::<i64>(&inv).await.map(|n| n == 1)
     }
 
-    async fn counters(
+    async fn count_attempt(
         &self,
-        names: &[String],
+        counters: &[(String, u64)],
         window: Duration,
-        count: bool,
-    ) -> Result<Vec<Counter>, StoreError> {
-        if names.is_empty() {
-            return Ok(Vec::new());
+    ) -> Result<Admission, StoreError> {
+        if counters.is_empty() {
+            return Ok(Admission::Counted);
         }
-        let mut inv = COUNT.prepare_invoke();
+        let mut inv = ATTEMPT.prepare_invoke();
+        for (name, _) in counters {
+            inv.key(format!("{}{name}", self.prefix()));
+        }
+        inv.arg(ttl_millis(window));
+        for (_, limit) in counters {
+            inv.arg(*limit);
+        }
+        let wait: i64 = self.run_script(&inv).await?;
+        Ok(match u64::try_from(wait) {
+            Ok(ms) => Admission::Locked {
+                resets_in: Duration::from_millis(ms),
+            },
+            Err(_) => Admission::Counted,
+        })
+    }
+
+    async fn uncount_attempt(&self, names: &[String]) -> Result<(), StoreError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut inv = UNCOUNT.prepare_invoke();
         for name in names {
             inv.key(format!("{}{name}", self.prefix()));
         }
-        inv.arg(ttl_millis(window))
-            .arg(if count { "1" } else { "0" });
-        let raw: Vec<i64> = if count {
-            self.run_script(&inv).await?
-        } else {
-            self.run_script_inner(&inv, true).await?
-        };
-        Ok(raw
-            .chunks(2)
-            .map(|pair| Counter {
-                count: u64::try_from(pair[0]).unwrap_or(0),
-                resets_in: pair
-                    .get(1)
-                    .and_then(|ms| u64::try_from(*ms).ok())
-                    .map(Duration::from_millis)
-                    .unwrap_or(Duration::ZERO),
-            })
-            .collect())
-    }
-
-    async fn reset_counter(&self, name: &str) -> Result<(), StoreError> {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(format!("{}{name}", self.prefix()));
-        let cmd = &cmd;
-        self.link
-            .run(
-                true,
-                move |mut c| async move { cmd.query_async(&mut c).await },
-            )
-            .await
+        // Not retried: taking back twice would forgive a failure.
+        self.run_script::<i64>(&inv).await.map(|_| ())
     }
 }
 
 /// Reads the rotation script's answer.
 fn parse_rotation(answer: &[String]) -> Result<RefreshOutcome, StoreError> {
     let bad = || StoreError::Unavailable("unexpected answer from the refresh script".into());
+    let millis = |s: &str| s.parse().map(Duration::from_millis).map_err(|_| bad());
+    let sid = || answer.get(1).cloned().ok_or_else(bad);
     match answer.first().map(String::as_str) {
         Some("unknown") => Ok(RefreshOutcome::Unknown),
-        Some("reused") => Ok(RefreshOutcome::Reused),
+        Some("reused") => Ok(RefreshOutcome::Reused { sid: sid()? }),
         Some("gone") => Ok(RefreshOutcome::SessionGone),
         Some("exhausted") => Ok(RefreshOutcome::Exhausted),
-        Some("binding") => Ok(RefreshOutcome::BindingMismatch),
+        Some("binding") => Ok(RefreshOutcome::BindingMismatch { sid: sid()? }),
         Some("ok") if answer.len() == 7 => Ok(RefreshOutcome::Rotated {
             sid: answer[1].clone(),
             user_id: answer[2].clone(),
             roles: (answer[3] == "1").then(|| parse_roles(&answer[4])),
             refresh_count: answer[5].parse().map_err(|_| bad())?,
-            remaining: Duration::from_millis(answer[6].parse().map_err(|_| bad())?),
+            remaining: millis(&answer[6])?,
+        }),
+        Some("again") if answer.len() == 7 => Ok(RefreshOutcome::Again {
+            sid: answer[1].clone(),
+            user_id: answer[2].clone(),
+            roles: (answer[3] == "1").then(|| parse_roles(&answer[4])),
+            remaining: millis(&answer[5])?,
+            sealed: answer[6].clone(),
         }),
         _ => Err(bad()),
     }
@@ -493,8 +569,19 @@ mod tests {
     fn rotation_answers_parse() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            parse_rotation(&s(&["reused"])).unwrap(),
-            RefreshOutcome::Reused
+            parse_rotation(&s(&["reused", "s"])).unwrap(),
+            RefreshOutcome::Reused { sid: "s".into() }
+        );
+        assert!(parse_rotation(&s(&["reused"])).is_err());
+        assert_eq!(
+            parse_rotation(&s(&["again", "s", "u", "0", "", "900", "SEALED"])).unwrap(),
+            RefreshOutcome::Again {
+                sid: "s".into(),
+                user_id: "u".into(),
+                roles: None,
+                remaining: Duration::from_millis(900),
+                sealed: "SEALED".into(),
+            }
         );
         assert_eq!(
             parse_rotation(&s(&["ok", "s", "u", "1", "a,b", "2", "1500"])).unwrap(),

@@ -59,6 +59,12 @@ impl MemoryStore {
         self.delete_at(sid, Instant::now())
     }
 
+    /// Creates the session unless a live one has this id; `Ok(false)` leaves that one as it
+    /// was. Check and write happen under one lock, so two racing creates cannot both win.
+    pub fn create_if_absent(&self, new: &NewSession, ttl: Duration) -> Result<bool, StoreError> {
+        self.create_if_absent_at(new, ttl, Instant::now())
+    }
+
     pub fn list_for_user(&self, user_id: &str) -> Vec<(String, SessionRecord)> {
         self.list_for_user_at(user_id, Instant::now())
     }
@@ -80,6 +86,19 @@ impl MemoryStore {
     fn create_at(&self, new: &NewSession, ttl: Duration, now: Instant) -> Result<(), StoreError> {
         let mut inner = self.lock();
         inner.create(new, ttl, now)
+    }
+
+    fn create_if_absent_at(
+        &self,
+        new: &NewSession,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.live(&new.sid, now).is_some() {
+            return Ok(false);
+        }
+        inner.create(new, ttl, now).map(|()| true)
     }
 
     fn delete_at(&self, sid: &str, now: Instant) -> bool {
@@ -182,6 +201,25 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn create_if_absent_never_touches_a_live_session() {
+        let store = MemoryStore::new();
+        let now = Instant::now();
+        let first = new_session("s1", "alice", 1);
+        assert_eq!(store.create_if_absent_at(&first, HOUR, now), Ok(true));
+        let mut other = new_session("s1", "mallory", 2);
+        other.roles = Some(vec!["root".into()]);
+        assert_eq!(store.create_if_absent_at(&other, HOUR, now), Ok(false));
+        let kept = store.get_at("s1", now).unwrap();
+        assert_eq!(kept.user_id, "alice");
+        assert_eq!(kept.created_at, Some(1));
+        assert!(store.list_for_user_at("mallory", now).is_empty());
+        // Once the first has expired, the id is free again.
+        let later = now + HOUR + Duration::from_secs(1);
+        assert_eq!(store.create_if_absent_at(&other, HOUR, later), Ok(true));
+        assert_eq!(store.get_at("s1", later).unwrap().user_id, "mallory");
+    }
 
     fn new_session(sid: &str, user_id: &str, created_at: u64) -> NewSession {
         NewSession {

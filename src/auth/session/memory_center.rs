@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::center::{Binding, Counter, RefreshOutcome, Rotation, UserRecord};
+use super::center::{Admission, Binding, RefreshOutcome, Rotation, UserRecord};
 use super::memory::MemoryStore;
 use super::{NewSession, StoreError, MAX_TTL};
 
@@ -22,11 +22,26 @@ struct RefreshEntry {
     sid: String,
     used: bool,
     expires_at: Instant,
+    /// Set by a rotation with a grace, like `{P}refresh-grace:{hash}` in Redis.
+    grace: Option<Grace>,
+}
+
+/// What a used token's grace needs, until `until`.
+struct Grace {
+    sealed: String,
+    next_hash: String,
+    device: String,
+    until: Instant,
 }
 
 impl CenterState {
     pub(super) fn sweep(&mut self, now: Instant) {
         self.refresh.retain(|_, r| r.expires_at > now);
+        for r in self.refresh.values_mut() {
+            if r.grace.as_ref().is_some_and(|g| g.until <= now) {
+                r.grace = None;
+            }
+        }
         self.counters.retain(|_, (_, at)| *at > now);
     }
 }
@@ -51,6 +66,7 @@ impl MemoryStore {
                 sid: new.sid.clone(),
                 used: false,
                 expires_at: later(now, ttl),
+                grace: None,
             },
         );
         Ok(())
@@ -72,23 +88,30 @@ impl MemoryStore {
                 e.used = true;
             }
         };
-        if used {
+        let revoke = |inner: &mut super::memory::Inner| {
             inner.remove(&sid);
-            return RefreshOutcome::Reused;
+            if let Some(e) = inner.center.refresh.get_mut(r.old_hash) {
+                e.grace = None;
+            }
+        };
+        if used {
+            if let Some(again) = again(inner, r, &sid, now) {
+                if matches!(again, RefreshOutcome::BindingMismatch { .. }) {
+                    revoke(inner);
+                }
+                return again;
+            }
+            revoke(inner);
+            return RefreshOutcome::Reused { sid };
         }
         let Some(entry) = inner.live(&sid, now) else {
             mark_used(inner);
             return RefreshOutcome::SessionGone;
         };
-        let bound = match r.binding {
-            Binding::None => None,
-            Binding::Device(d) => entry.record.device_id.as_deref().map(|b| (b, d)),
-            Binding::Ip(ip) => entry.record.ip.as_deref().map(|b| (b, ip)),
-        };
-        if bound.is_some_and(|(want, got)| !want.is_empty() && want != got) {
+        if mismatch(&entry.record, r.binding) {
             mark_used(inner);
-            inner.remove(&sid);
-            return RefreshOutcome::BindingMismatch;
+            revoke(inner);
+            return RefreshOutcome::BindingMismatch { sid };
         }
         if entry.record.refresh_count >= r.max_uses {
             return RefreshOutcome::Exhausted;
@@ -102,13 +125,22 @@ impl MemoryStore {
             remaining: entry.expires_at.saturating_duration_since(now),
         };
         let expires_at = entry.expires_at;
-        mark_used(inner);
+        if let Some(e) = inner.center.refresh.get_mut(r.old_hash) {
+            e.used = true;
+            e.grace = (!r.grace.is_zero()).then(|| Grace {
+                sealed: r.sealed_successor.to_owned(),
+                next_hash: r.new_hash.to_owned(),
+                device: r.device.to_owned(),
+                until: later(now, r.grace),
+            });
+        }
         inner.center.refresh.insert(
             r.new_hash.to_owned(),
             RefreshEntry {
                 sid,
                 used: false,
                 expires_at,
+                grace: None,
             },
         );
         outcome
@@ -152,39 +184,92 @@ impl MemoryStore {
         Ok(true)
     }
 
-    pub(super) fn counters(&self, names: &[String], window: Duration, count: bool) -> Vec<Counter> {
+    /// `ATTEMPT_LUA` under the lock: check every counter, then count on all or none.
+    pub(super) fn count_attempt(&self, counters: &[(String, u64)], window: Duration) -> Admission {
         let now = Instant::now();
         let mut inner = self.lock();
-        let counters = &mut inner.center.counters;
-        names
+        let live = &mut inner.center.counters;
+        for (name, _) in counters {
+            if live.get(name).is_some_and(|(_, at)| *at <= now) {
+                live.remove(name);
+            }
+        }
+        let wait = counters
             .iter()
-            .map(|name| {
-                if counters.get(name).is_some_and(|(_, at)| *at <= now) {
-                    counters.remove(name);
-                }
-                if count {
-                    let slot = counters
-                        .entry(name.clone())
-                        .or_insert((0, later(now, window)));
-                    slot.0 += 1;
-                }
-                match counters.get(name) {
-                    Some((n, at)) => Counter {
-                        count: *n,
-                        resets_in: at.saturating_duration_since(now),
-                    },
-                    None => Counter {
-                        count: 0,
-                        resets_in: Duration::ZERO,
-                    },
-                }
-            })
-            .collect()
+            .filter_map(|(name, limit)| live.get(name).filter(|(n, _)| n >= limit))
+            .map(|(_, at)| at.saturating_duration_since(now))
+            .max();
+        if let Some(resets_in) = wait {
+            return Admission::Locked { resets_in };
+        }
+        for (name, _) in counters {
+            live.entry(name.clone())
+                .or_insert((0, later(now, window)))
+                .0 += 1;
+        }
+        Admission::Counted
     }
 
-    pub(super) fn reset_counter(&self, name: &str) {
-        self.lock().center.counters.remove(name);
+    /// `UNCOUNT_LUA` under the lock.
+    pub(super) fn uncount_attempt(&self, names: &[String]) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        for name in names {
+            if let Some((n, at)) = inner.center.counters.get_mut(name) {
+                if *at > now {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
     }
+}
+
+/// Whether the session's recorded device or address differs from the presented one (a
+/// session without one is not bound).
+fn mismatch(record: &super::SessionRecord, binding: Binding<'_>) -> bool {
+    let bound = match binding {
+        Binding::None => None,
+        Binding::Device(d) => record.device_id.as_deref().map(|b| (b, d)),
+        Binding::Ip(ip) => record.ip.as_deref().map(|b| (b, ip)),
+    };
+    bound.is_some_and(|(want, got)| !want.is_empty() && want != got)
+}
+
+/// The grace of a used token: `Again` when it was rotated less than the grace ago, from the
+/// same device, into a successor still live, and the session lives (`BindingMismatch` when
+/// that session is bound elsewhere); `None` when this is plain reuse.
+fn again(
+    inner: &mut super::memory::Inner,
+    r: &Rotation<'_>,
+    sid: &str,
+    now: Instant,
+) -> Option<RefreshOutcome> {
+    let grace = inner.center.refresh.get(r.old_hash)?.grace.as_ref()?;
+    if grace.until <= now || grace.device != r.device {
+        return None;
+    }
+    let next_live = inner
+        .center
+        .refresh
+        .get(&grace.next_hash)
+        .is_some_and(|n| !n.used && n.expires_at > now);
+    let sealed = grace.sealed.clone();
+    if !next_live {
+        return None;
+    }
+    let entry = inner.live(sid, now)?;
+    if mismatch(&entry.record, r.binding) {
+        return Some(RefreshOutcome::BindingMismatch {
+            sid: sid.to_owned(),
+        });
+    }
+    Some(RefreshOutcome::Again {
+        sid: sid.to_owned(),
+        user_id: entry.record.user_id.clone(),
+        roles: entry.record.roles.clone(),
+        remaining: entry.expires_at.saturating_duration_since(now),
+        sealed,
+    })
 }
 
 #[cfg(test)]
@@ -212,6 +297,9 @@ mod tests {
             binding,
             max_uses: 2,
             fallback_ttl: HOUR,
+            grace: Duration::ZERO,
+            sealed_successor: "",
+            device: "",
         }
     }
 
@@ -227,7 +315,7 @@ mod tests {
         assert_eq!(store.get("s1").unwrap().refresh_count, 1);
         assert_eq!(
             store.rotate(&rot("h0", "h2", Binding::None)),
-            RefreshOutcome::Reused
+            RefreshOutcome::Reused { sid: "s1".into() }
         );
         assert!(store.get("s1").is_none());
         assert_eq!(
@@ -259,7 +347,7 @@ mod tests {
         );
         assert_eq!(
             store.rotate(&rot("h2", "h3", Binding::Device(""))),
-            RefreshOutcome::BindingMismatch
+            RefreshOutcome::BindingMismatch { sid: "s1".into() }
         );
         assert!(store.get("s1").is_none());
     }
@@ -279,7 +367,60 @@ mod tests {
         );
         assert_eq!(
             store.rotate(&rot("h1", "h2", Binding::Ip("10.0.0.2"))),
-            RefreshOutcome::BindingMismatch
+            RefreshOutcome::BindingMismatch { sid: "s1".into() }
+        );
+    }
+
+    #[test]
+    fn a_replay_within_the_grace_gets_the_same_successor() {
+        let store = MemoryStore::new();
+        store.begin(&session(Some("d1")), "h0", HOUR).unwrap();
+        let graced = |old: &'static str, new: &'static str, device: &'static str| Rotation {
+            grace: Duration::from_secs(10),
+            sealed_successor: "SEALED",
+            device,
+            ..rot(old, new, Binding::Device(device))
+        };
+        assert!(matches!(
+            store.rotate(&graced("h0", "h1", "d1")),
+            RefreshOutcome::Rotated { .. }
+        ));
+        for _ in 0..3 {
+            let again = store.rotate(&graced("h0", "hx", "d1"));
+            assert!(
+                matches!(&again, RefreshOutcome::Again { sealed, sid, .. } if sealed == "SEALED" && sid == "s1"),
+                "{again:?}"
+            );
+        }
+        assert_eq!(
+            store.get("s1").unwrap().refresh_count,
+            1,
+            "no second rotation"
+        );
+        // Past the grace it is reuse.
+        let later = Instant::now() + Duration::from_secs(11);
+        assert_eq!(
+            store.rotate_at(&graced("h0", "hx", "d1"), later),
+            RefreshOutcome::Reused { sid: "s1".into() }
+        );
+        assert!(store.get("s1").is_none());
+
+        // From another device within the grace: reuse too (the session is bound to d1).
+        store.begin(&session(Some("d1")), "g0", HOUR).unwrap();
+        store.rotate(&graced("g0", "g1", "d1"));
+        assert_eq!(
+            store.rotate(&graced("g0", "gx", "d2")),
+            RefreshOutcome::Reused { sid: "s1".into() }
+        );
+        assert!(store.get("s1").is_none());
+
+        // Once the successor itself is used, the old token has no grace left.
+        store.begin(&session(Some("d1")), "k0", HOUR).unwrap();
+        store.rotate(&graced("k0", "k1", "d1"));
+        store.rotate(&graced("k1", "k2", "d1"));
+        assert_eq!(
+            store.rotate(&graced("k0", "kx", "d1")),
+            RefreshOutcome::Reused { sid: "s1".into() }
         );
     }
 
@@ -295,14 +436,21 @@ mod tests {
         assert!(!store.put_user("alice", &u, false).unwrap());
         assert!(store.put_user("alice", &u, true).unwrap());
         assert_eq!(store.get_user("alice").unwrap().user_id, "alice");
-        let names = vec!["a".to_owned(), "b".to_owned()];
         let min = Duration::from_secs(60);
-        assert_eq!(store.counters(&names, min, false)[0].count, 0);
-        store.counters(&names[..1], min, true);
-        let c = store.counters(&names, min, true);
-        assert_eq!((c[0].count, c[1].count), (2, 1));
-        assert!(c[0].resets_in <= min && c[0].resets_in > Duration::ZERO);
-        store.reset_counter("a");
-        assert_eq!(store.counters(&names, min, false)[0].count, 0);
+        let both = [("a".to_owned(), 2), ("b".to_owned(), 5)];
+        assert_eq!(store.count_attempt(&both[..1], min), Admission::Counted);
+        assert_eq!(store.count_attempt(&both, min), Admission::Counted);
+        // "a" is at its limit: nothing is counted, "b" stays at 1.
+        let Admission::Locked { resets_in } = store.count_attempt(&both, min) else {
+            panic!("a is at its limit");
+        };
+        assert!(resets_in <= min && resets_in > Duration::ZERO);
+        assert_eq!(store.lock().center.counters["b"].0, 1);
+        // A success takes its attempt back, never below zero.
+        store.uncount_attempt(&["a".to_owned(), "b".to_owned(), "c".to_owned()]);
+        store.uncount_attempt(&["b".to_owned()]);
+        assert_eq!(store.lock().center.counters["b"].0, 0);
+        assert!(!store.lock().center.counters.contains_key("c"));
+        assert_eq!(store.count_attempt(&both, min), Admission::Counted);
     }
 }

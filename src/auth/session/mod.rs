@@ -15,7 +15,7 @@ mod redis;
 
 use std::time::Duration;
 
-pub use self::center::{Binding, Counter, RefreshOutcome, Rotation, UserRecord};
+pub use self::center::{Admission, Binding, RefreshOutcome, Rotation, UserRecord};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
@@ -99,6 +99,20 @@ impl SessionStore {
         match self {
             SessionStore::Redis(s) => s.create(new, ttl).await,
             SessionStore::Memory(s) => s.create(new, ttl),
+        }
+    }
+
+    /// Writes the session only when no session has this id: `Ok(true)` when written,
+    /// `Ok(false)` when one exists, which is left exactly as it was (its roles, binding and
+    /// refresh count). One atomic step in either store, so a racing create cannot slip in.
+    pub async fn create_if_absent(
+        &self,
+        new: &NewSession,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            SessionStore::Redis(s) => s.create_if_absent(new, ttl).await,
+            SessionStore::Memory(s) => s.create_if_absent(new, ttl),
         }
     }
 

@@ -27,6 +27,10 @@ end
 return 1
 ";
 
+/// [`CREATE_LUA`] behind a guard: when `KEYS[1]` exists (whoever wrote it), nothing is
+/// touched and the answer is 0.
+const IF_ABSENT_LUA: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n";
+
 /// `KEYS[1]` session hash; `ARGV[1]` key prefix, `ARGV[2]` sid. Deletes the hash and removes
 /// the sid from its user's set (named by the hash's own `user_id`). Returns 1 if it existed.
 const DELETE_LUA: &str = r"
@@ -43,6 +47,7 @@ pub struct RedisStore {
     pub(super) link: Link,
     prefix: String,
     create: Script,
+    create_if_absent: Script,
     delete: Script,
 }
 
@@ -65,6 +70,7 @@ impl RedisStore {
             link: Link::start(client, cfg.timeout, cfg.max_concurrent)?,
             prefix: cfg.key_prefix.clone(),
             create: Script::new(CREATE_LUA),
+            create_if_absent: Script::new(&format!("{IF_ABSENT_LUA}{CREATE_LUA}")),
             delete: Script::new(DELETE_LUA),
         })
     }
@@ -111,6 +117,27 @@ impl RedisStore {
         }
         // Idempotent: running it twice leaves the same keys.
         self.run_script_inner::<()>(&invocation, true).await
+    }
+
+    pub async fn create_if_absent(
+        &self,
+        new: &NewSession,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        new.validate(ttl)?;
+        let mut invocation = self.create_if_absent.prepare_invoke();
+        invocation
+            .key(self.session_key(&new.sid))
+            .key(self.user_sessions_key(&new.user_id))
+            .arg(ttl_millis(ttl))
+            .arg(&new.sid);
+        for (name, value) in new.fields() {
+            invocation.arg(name).arg(value);
+        }
+        // Not retried: after a lost answer, a second run would find our own session and say 0.
+        self.run_script_inner::<i64>(&invocation, false)
+            .await
+            .map(|n| n == 1)
     }
 
     pub async fn delete(&self, sid: &str) -> Result<bool, StoreError> {

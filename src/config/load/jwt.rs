@@ -241,7 +241,7 @@ fn jwt_key(
             .map(KeyMaterial::PublicKeyFile),
         (None, Some(e)) => {
             let key = format!("{prefix}.secret_env");
-            cx.secret_env(e, &key).map(|value| KeyMaterial::Secret {
+            hmac_secret(cx, e, &key).map(|value| KeyMaterial::Secret {
                 env: e.get_ref().clone(),
                 value,
             })
@@ -267,6 +267,28 @@ fn jwt_key(
         kid: kid?,
         material: material?,
     })
+}
+
+/// The shortest HS* secret accepted: RFC 7518 section 3.2 wants a key at least as long as
+/// the hash (256 bits for HS256).
+const MIN_HMAC_SECRET_BYTES: usize = 32;
+
+/// An HS* secret from the environment, at least [`MIN_HMAC_SECRET_BYTES`] long.
+fn hmac_secret(cx: &mut Cx<'_>, e: &Spanned<String>, key: &str) -> Option<Vec<u8>> {
+    let value = cx.secret_env(e, key)?;
+    if value.len() < MIN_HMAC_SECRET_BYTES {
+        cx.err(
+            e,
+            key,
+            format!(
+                "${} holds {} bytes; an HS* secret needs at least {MIN_HMAC_SECRET_BYTES} (RFC 7518 section 3.2), for example `openssl rand -base64 32`",
+                e.get_ref(),
+                value.len()
+            ),
+        );
+        return None;
+    }
+    Some(value)
 }
 
 /// A cookie name is an RFC 6265 token: visible ASCII without separators.
@@ -386,11 +408,10 @@ pub(super) fn auth(
             .path(p, "auth.signing_key")
             .map(SigningKey::PrivateKeyFile),
         (None, Some(e)) => {
-            cx.secret_env(e, "auth.signing_secret_env")
-                .map(|value| SigningKey::Secret {
-                    env: e.get_ref().clone(),
-                    value,
-                })
+            hmac_secret(cx, e, "auth.signing_secret_env").map(|value| SigningKey::Secret {
+                env: e.get_ref().clone(),
+                value,
+            })
         }
         (Some(_), Some(e)) => {
             cx.err(
@@ -417,14 +438,16 @@ pub(super) fn auth(
         a.access_ttl.as_ref(),
         "auth.access_ttl",
         Duration::from_secs(15 * 60),
-        Duration::from_secs(10),
+        // No floor but the unit of `exp`: a token's lifetime counts whole seconds.
+        Duration::from_secs(1),
         days(1),
     );
     let refresh_ttl = cx.duration(
         a.refresh_ttl.as_ref(),
         "auth.refresh_ttl",
         days(7),
-        Duration::from_secs(60),
+        // Zero makes no sense; anything else is bounded only by access_ttl (below).
+        Duration::from_secs(1),
         days(365),
     );
     if let (Some(acc), Some(refr), Some(at)) = (access_ttl, refresh_ttl, &a.refresh_ttl) {
@@ -441,6 +464,7 @@ pub(super) fn auth(
             i64::from(u32::MAX),
         )
         .and_then(|n| u32::try_from(n).ok());
+    let refresh_grace = refresh_grace(cx, a, access_ttl);
     let bind_refresh = cx.choice(
         a.bind_refresh.as_ref(),
         "auth.bind_refresh",
@@ -462,9 +486,35 @@ pub(super) fn auth(
         refresh_ttl: refresh_ttl?,
         refresh_max_uses: refresh_max_uses?,
         bind_refresh: bind_refresh?,
+        refresh_grace: refresh_grace?,
         registration: a.registration.as_ref().is_some_and(|b| *b.get_ref()),
         cookies: a.cookies.as_ref().is_none_or(|b| *b.get_ref()),
     })
+}
+
+/// `auth.refresh_grace`: default 0 (off). A grace is for requests racing at the same moment
+/// (browser tabs), so it is short: at most 60s, and shorter than one access token's life, so a
+/// client that refreshes once per access token never meets its own grace.
+fn refresh_grace(cx: &mut Cx<'_>, a: &AuthFile, access_ttl: Option<Duration>) -> Option<Duration> {
+    let key = "auth.refresh_grace";
+    let grace = cx.duration(
+        a.refresh_grace.as_ref(),
+        key,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::from_secs(60),
+    )?;
+    if let (Some(at), Some(access)) = (&a.refresh_grace, access_ttl) {
+        if !grace.is_zero() && grace >= access {
+            cx.err(
+                at,
+                key,
+                "the refresh grace must be shorter than auth.access_ttl",
+            );
+            return None;
+        }
+    }
+    Some(grace)
 }
 
 /// The tokens the auth center signs must verify against `[jwt]`: its kid names a key of the
@@ -513,5 +563,76 @@ fn verifiable(
         if !hs256 {
             cx.err(at, "auth.signing_secret_env", "the auth center signs HS256 with this secret, and jwt.algorithms does not list HS256");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    use crate::config::load::load_str_with_env;
+
+    const BASE: &str = r#"[listen]
+https = "127.0.0.1:8443"
+
+[tls]
+cert = "c.pem"
+key = "k.pem"
+
+[jwt]
+algorithms = ["HS256"]
+issuer = "gw"
+audience = "api"
+keys = [{ kid = "h1", secret_env = "GW_HS" }]
+
+[[route]]
+path = "/"
+upstream = "http://127.0.0.1:9000"
+"#;
+
+    /// The errors of `src` with `GW_HS` set to `secret`, as `line:col key: reason`.
+    fn errors(src: &str, secret: &str) -> Vec<String> {
+        let env = |name: &str| (name == "GW_HS").then(|| OsString::from(secret));
+        match load_str_with_env(src, Path::new("gw.toml"), &env) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| format!("{}:{} {}: {}", e.line, e.col, e.key, e.reason))
+                    .collect()
+            }
+        }
+    }
+
+    #[test]
+    fn an_hs_secret_shorter_than_32_bytes_is_an_error_at_its_key() {
+        let short = "x".repeat(31);
+        let errs = errors(BASE, &short);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        // `keys = [{ kid = "h1", secret_env = "GW_HS" }]` is line 12; the value at col 36.
+        assert!(
+            errs[0].starts_with("12:36 jwt.keys[0].secret_env: $GW_HS holds 31 bytes"),
+            "{errs:?}"
+        );
+        assert!(errs[0].contains("RFC 7518"), "{errs:?}");
+        assert!(errors(BASE, &"x".repeat(32)).is_empty());
+    }
+
+    #[test]
+    fn a_short_auth_signing_secret_is_an_error_at_its_key() {
+        let src = format!("{BASE}\n[auth]\nsigning_secret_env = \"GW_HS\"\nsigning_kid = \"h1\"\n");
+        let line = src
+            .lines()
+            .position(|l| l.starts_with("signing_secret_env"))
+            .unwrap()
+            + 1;
+        let errs = errors(&src, "sixteen byte key");
+        assert!(
+            errs.iter().any(|e| e.starts_with(&format!(
+                "{line}:22 auth.signing_secret_env: $GW_HS holds 16 bytes"
+            ))),
+            "{errs:?}"
+        );
+        assert!(errors(&src, &"y".repeat(48)).is_empty());
     }
 }

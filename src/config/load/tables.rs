@@ -21,11 +21,59 @@ pub(super) fn listen(cx: &mut Cx<'_>, l: &Spanned<ListenFile>) -> Option<Listen>
     let https = cx.addr(&l.https, "listen.https");
     let http = opt(cx, l.http.as_ref(), |cx, v| cx.addr(v, "listen.http"));
     let admin = opt(cx, l.admin.as_ref(), |cx, v| cx.addr(v, "listen.admin"));
+    let trusted_proxies = trusted_proxies(cx, l.trusted_proxies.as_ref());
+    let proxy_protocol = l.proxy_protocol.as_ref().map(|v| *v.get_ref());
+    if let (Some(v), Some(t)) = (&l.proxy_protocol, &trusted_proxies) {
+        if *v.get_ref() && t.is_empty() {
+            cx.err(
+                v,
+                "listen.proxy_protocol",
+                "needs listen.trusted_proxies: the addresses of the proxies that send the header",
+            );
+        }
+    }
     Some(Listen {
         https: https?,
         http: http?,
         admin: admin?,
+        trusted_proxies: crate::client_addr::TrustedProxies::new(trusted_proxies?),
+        proxy_protocol: proxy_protocol.unwrap_or(false),
     })
+}
+
+/// `listen.trusted_proxies`: CIDRs (`"10.0.0.0/8"`, `"fd00::/8"`) or bare addresses (one host).
+fn trusted_proxies(
+    cx: &mut Cx<'_>,
+    v: Option<&Spanned<Vec<Spanned<String>>>>,
+) -> Option<Vec<ipnet::IpNet>> {
+    let Some(list) = v else {
+        return Some(Vec::new());
+    };
+    let mut out = Vec::with_capacity(list.get_ref().len());
+    let mut ok = true;
+    for (i, item) in list.get_ref().iter().enumerate() {
+        let s = item.get_ref().trim();
+        let parsed = match s.parse::<ipnet::IpNet>() {
+            Ok(net) => Some(net.trunc()),
+            Err(_) if !s.contains('/') => s.parse::<std::net::IpAddr>().ok().map(Into::into),
+            Err(_) => None,
+        };
+        match parsed {
+            Some(net) => out.push(net),
+            None => {
+                ok = false;
+                cx.err(
+                    item,
+                    &format!("listen.trusted_proxies[{i}]"),
+                    format!(
+                        "expected an IP address or a CIDR like \"10.0.0.0/8\" or \"fd00::/8\", got {}",
+                        quoted(item.get_ref())
+                    ),
+                );
+            }
+        }
+    }
+    ok.then_some(out)
 }
 
 /// Two listeners (or a listener and the demo upstream) on one address cannot both bind.

@@ -45,7 +45,13 @@ fn load_env(src: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
 
 #[track_caller]
 fn ok(src: &str) -> Config {
-    match load_env(src, &[("GW_SECRET", "s3cret"), ("GW_EMPTY", "")]) {
+    match load_env(
+        src,
+        &[
+            ("GW_SECRET", "s3cret, thirty-two bytes or more, ok"),
+            ("GW_EMPTY", ""),
+        ],
+    ) {
         Ok(c) => c,
         Err(e) => panic!("expected a valid config, got:\n{e}"),
     }
@@ -53,7 +59,13 @@ fn ok(src: &str) -> Config {
 
 #[track_caller]
 fn errors(src: &str) -> Vec<ConfigError> {
-    match load_env(src, &[("GW_SECRET", "s3cret"), ("GW_EMPTY", "")]) {
+    match load_env(
+        src,
+        &[
+            ("GW_SECRET", "s3cret, thirty-two bytes or more, ok"),
+            ("GW_EMPTY", ""),
+        ],
+    ) {
         Ok(_) => panic!("expected errors for:\n{src}"),
         Err(e) => e.0,
     }
@@ -273,7 +285,7 @@ max_body = 1024
         ("uid", "groups")
     );
     assert!(matches!(&c.jwt.keys[1].material,
-        KeyMaterial::Secret { env, value } if env == "GW_SECRET" && value == b"s3cret"));
+        KeyMaterial::Secret { env, value } if env == "GW_SECRET" && value == b"s3cret, thirty-two bytes or more, ok"));
     assert_eq!(
         c.jwt.jwks_url.as_ref().map(ToString::to_string).as_deref(),
         Some("https://idp.example/.well-known/jwks.json")
@@ -376,7 +388,71 @@ fn auth_defaults() {
     assert_eq!(a.refresh_ttl, days(7));
     assert_eq!(a.refresh_max_uses, 500);
     assert_eq!(a.bind_refresh, BindRefresh::Device);
+    assert_eq!(a.refresh_grace, Duration::ZERO);
     assert!(!a.registration && a.cookies);
+}
+
+#[test]
+fn auth_durations_have_no_arbitrary_floor() {
+    let key = "path = \"/auth\"\nsigning_key = \"p.pem\"\n";
+    let a = ok(&auth(&format!(
+        "{key}access_ttl = \"1s\"\nrefresh_ttl = \"3s\"\nrefresh_grace = \"500ms\""
+    )))
+    .auth
+    .unwrap();
+    assert_eq!(a.access_ttl, Duration::from_secs(1));
+    assert_eq!(a.refresh_ttl, Duration::from_secs(3));
+    assert_eq!(a.refresh_grace, Duration::from_millis(500));
+    one(
+        &auth(&format!("{key}refresh_ttl = \"0s\"")),
+        "\"0s\"",
+        "auth.refresh_ttl",
+        "from 1s to 365d",
+    );
+    one(
+        &auth(&format!("{key}access_ttl = \"0s\"")),
+        "\"0s\"",
+        "auth.access_ttl",
+        "from 1s to 1d",
+    );
+    // Shorter than the default access_ttl (15m): refresh would end before its first token.
+    one(
+        &auth(&format!("{key}refresh_ttl = \"3s\"")),
+        "\"3s\"",
+        "auth.refresh_ttl",
+        "at least as long",
+    );
+}
+
+#[test]
+fn auth_refresh_grace_is_short() {
+    let key = "path = \"/auth\"\nsigning_key = \"p.pem\"\n";
+    let a = ok(&auth(&format!("{key}refresh_grace = \"10s\"")))
+        .auth
+        .unwrap();
+    assert_eq!(a.refresh_grace, Duration::from_secs(10));
+    one(
+        &auth(&format!("{key}refresh_grace = \"2m\"")),
+        "\"2m\"",
+        "auth.refresh_grace",
+        "from 0s to 1m",
+    );
+    one(
+        &auth(&format!("{key}access_ttl = \"5s\"\nrefresh_grace = \"5s\"")),
+        "grace = |\"5s\"",
+        "auth.refresh_grace",
+        "shorter than auth.access_ttl",
+    );
+    one(
+        &auth(&format!("{key}refresh_grace = \"soon\"")),
+        "\"soon\"",
+        "auth.refresh_grace",
+        "a duration",
+    );
+    // Off is always allowed, whatever access_ttl is.
+    ok(&auth(&format!(
+        "{key}access_ttl = \"1s\"\nrefresh_grace = \"0s\""
+    )));
 }
 
 // ---------------------------------------------------------------- messages
@@ -822,7 +898,7 @@ fn key_rules() {
     );
     let c = ok(&hs("GW_SECRET"));
     assert!(
-        matches!(&c.jwt.keys[0].material, KeyMaterial::Secret { value, .. } if value == b"s3cret")
+        matches!(&c.jwt.keys[0].material, KeyMaterial::Secret { value, .. } if value == b"s3cret, thirty-two bytes or more, ok")
     );
 }
 
@@ -830,10 +906,11 @@ fn key_rules() {
 fn secret_bytes_are_taken_as_they_are() {
     let src = with("[\"EdDSA\"]", "[\"HS256\"]")
         .replace("public_key = \"pub.pem\"", "secret_env = \"GW_B64\"");
-    let c = load_env(&src, &[("GW_B64", " c2VjcmV0\n")]).map_err(|e| e.to_string());
+    let c = load_env(&src, &[("GW_B64", " c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n")])
+        .map_err(|e| e.to_string());
     let c = c.unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        matches!(&c.jwt.keys[0].material, KeyMaterial::Secret { value, .. } if value == b" c2VjcmV0\n")
+        matches!(&c.jwt.keys[0].material, KeyMaterial::Secret { value, .. } if value == b" c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n")
     );
 }
 
@@ -1107,7 +1184,7 @@ fn auth_hs256_signing_must_verify() {
         "{src}\n[auth]\npath = \"/auth\"\nsigning_secret_env = \"GW_SECRET\"\n"
     ));
     assert!(
-        matches!(c.auth.map(|a| a.signing_key), Some(SigningKey::Secret { value, .. }) if value == b"s3cret")
+        matches!(c.auth.map(|a| a.signing_key), Some(SigningKey::Secret { value, .. }) if value == b"s3cret, thirty-two bytes or more, ok")
     );
 }
 
@@ -1454,5 +1531,71 @@ fn reload_and_otlp_tables() {
         "\"2m\"",
         "limits.drain_linger",
         "to 1m",
+    );
+}
+
+// ---------------------------------------------------------------- [listen] trust keys
+
+/// `MIN` with `extra` lines added to `[listen]`.
+fn listen_with(extra: &str) -> String {
+    with(
+        "https = \"127.0.0.1:8443\"\n",
+        &format!("https = \"127.0.0.1:8443\"\n{extra}\n"),
+    )
+}
+
+#[test]
+fn trusted_proxies_and_proxy_protocol() {
+    let c = ok(MIN);
+    assert!(c.listen.trusted_proxies.is_empty());
+    assert!(!c.listen.proxy_protocol);
+    let c = ok(&listen_with(
+        "trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"fd00::/8\", \"::1\", \"172.16.5.4/12\"]\nproxy_protocol = true",
+    ));
+    assert!(c.listen.proxy_protocol);
+    let t = &c.listen.trusted_proxies;
+    for ip in [
+        "10.255.0.1",
+        "192.0.2.7",
+        "fd12::1",
+        "::1",
+        "172.31.0.1",
+        "::ffff:10.0.0.1",
+    ] {
+        assert!(t.contains(ip.parse().unwrap()), "{ip}");
+    }
+    for ip in ["11.0.0.1", "192.0.2.8", "fe80::1", "172.32.0.1"] {
+        assert!(!t.contains(ip.parse().unwrap()), "{ip}");
+    }
+}
+
+#[test]
+fn bad_trusted_proxies_are_errors_at_their_entry() {
+    for bad in [
+        "10.0.0.0/33",
+        "10.0.0",
+        "localhost",
+        "10.0.0.0/",
+        "::1/129",
+        "",
+    ] {
+        let src = listen_with(&format!("trusted_proxies = [\"10.0.0.0/8\", \"{bad}\"]"));
+        one(
+            &src,
+            &format!("\"{bad}\"]"),
+            "listen.trusted_proxies[1]",
+            "expected an IP address or a CIDR",
+        );
+    }
+}
+
+#[test]
+fn proxy_protocol_needs_trusted_proxies() {
+    let src = listen_with("proxy_protocol = true");
+    one(
+        &src,
+        "proxy_protocol = |true",
+        "listen.proxy_protocol",
+        "needs listen.trusted_proxies",
     );
 }
