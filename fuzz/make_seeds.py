@@ -339,6 +339,16 @@ HOSTS = [
     (0, "/", ["xn--exmple-cua.com"]),
     (0, "*", ["example.com"]),
     (0, "example.com:443", ["example.com:443"]),
+    # host::parse: bracket, port and length edges; `[1.2.3.4]` routing alone accepts.
+    (0, "/", ["[1.2.3.4]"]),
+    (0, "/", ["[fe80::1%25eth0]:443"]),
+    (0, "/", ["[::FFFF:1.2.3.4]:1"]),
+    (0, "/", ["a:0"]),
+    (0, "/", ["a:00080"]),
+    (0, "/", ["A_b~C-d.:65535"]),
+    (0, "/", ["a" * 253]),
+    (0, "/", ["a" * 254 + ":1"]),
+    (0, "/", ["a;b", "a\tb"]),
 ]
 for i, (flags, target, hosts) in enumerate(HOSTS):
     write("host_parse", f"seed-{i:03}", bytes([flags]) + "\n".join([target] + hosts).encode())
@@ -391,6 +401,14 @@ PROXY = {
     "not-proxy": b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
     "tls-hello": b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
     "empty": b"",
+    # Found by the fuzzer (both were accepted before src/proxy_protocol.rs refused them).
+    "v1-plus-port": b"PROXY TCP4 1.2.3.4 5.6.7.8 65535 +1\r\n",
+    "v1-unknown-lf": b"PROXY UNKNOWN fffffff 5f 536 5PROXY \n",
+    "v1-tcp6-then-tls": b"PROXY TCP6 ::1 ::2 1 443\r\n\x16\x03\x01\x00\xa5\x01",
+    # V2_MAX (16 + 4096) exactly, and one byte more: longer than libFuzzer's default -max_len.
+    "v2-max": v2(1, 0x11, ip4, b"\x04" + struct.pack("!H", 4096 - 12 - 3) + bytes(4096 - 12 - 3)),
+    "v2-over-max": v2(1, 0x11, ip4, b"\x04" + struct.pack("!H", 4097 - 12 - 3) + bytes(4097 - 12 - 3)),
+    "v2-local-then-tls": v2(0, 0x00, b"") + b"\x16\x03\x01\x00\xa5\x01",
 }
 for name, data in PROXY.items():
     write("proxy_header", name, data)

@@ -17,9 +17,7 @@ unset CARGO_TARGET_DIR
 
 SECONDS_PER_TARGET="${1:-60}"
 [ $# -gt 0 ] && shift
-# proxy_header is a stub until gateway::proxy_protocol::parse is merged (see the TODO in
-# fuzz_targets/proxy_header.rs); name it explicitly to run it.
-TARGETS=(path_normalise bearer_extract jwt_decode config_load host_parse)
+TARGETS=(path_normalise bearer_extract jwt_decode config_load host_parse proxy_header)
 [ $# -gt 0 ] && TARGETS=("$@")
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
