@@ -52,6 +52,8 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod hop_by_hop;
 pub mod host;

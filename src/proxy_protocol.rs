@@ -71,22 +71,38 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         return Ok(Parsed::Incomplete);
     }
     match result {
-        HeaderResult::V1(Ok(h)) => Ok(Parsed::Complete(from_v1(&h))),
+        HeaderResult::V1(Ok(h)) => from_v1(&h).map(Parsed::Complete),
         HeaderResult::V2(Ok(h)) => from_v2(&h).map(Parsed::Complete),
         HeaderResult::V1(Err(_)) | HeaderResult::V2(Err(_)) => Err(ProxyHeaderError::Invalid),
     }
 }
 
-fn from_v1(h: &v1::Header<'_>) -> Header {
+fn from_v1(h: &v1::Header<'_>) -> Result<Header, ProxyHeaderError> {
+    // ppp took an UNKNOWN line ending in a bare '\n'; the protocol's line ends in "\r\n".
+    if !h.header.ends_with("\r\n") {
+        return Err(ProxyHeaderError::Invalid);
+    }
+    // ppp reads a port with Rust's `u16::from_str`, which takes a leading '+'; the protocol's
+    // ports are digits only.
+    if !matches!(h.addresses, v1::Addresses::Unknown) {
+        let line = h.header.trim_end_matches(['\r', '\n']);
+        if !line
+            .rsplit(' ')
+            .take(2)
+            .all(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(ProxyHeaderError::Invalid);
+        }
+    }
     let source = match h.addresses {
         v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
         v1::Addresses::Tcp6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
         v1::Addresses::Unknown => None,
     };
-    Header {
+    Ok(Header {
         len: h.header.len(),
         source,
-    }
+    })
 }
 
 fn from_v2(h: &v2::Header<'_>) -> Result<Header, ProxyHeaderError> {
@@ -307,5 +323,29 @@ mod tests {
         assert_eq!(read(&mut io).await, Err(ProxyHeaderError::Closed));
         let mut io = &[b'P'; 200][..];
         assert_eq!(read(&mut io).await, Err(ProxyHeaderError::Invalid));
+    }
+
+    #[test]
+    fn v1_port_with_a_plus_sign_is_refused() {
+        // Found by the proxy_header fuzz target: ppp accepted "+1" as a port.
+        for bad in [
+            &b"PROXY TCP4 1.2.3.4 5.6.7.8 65535 +1\r\n"[..],
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 +1 443\r\n",
+            b"PROXY TCP6 ::1 ::2 +8080 443\r\n",
+        ] {
+            assert_eq!(parse(bad), Err(ProxyHeaderError::Invalid), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn v1_line_without_cr_is_refused() {
+        // Found by the proxy_header fuzz target: ppp took an UNKNOWN line ending in '\n' alone.
+        for bad in [
+            &b"PROXY UNKNOWN fffffff 5f 536 5PROXY \n"[..],
+            b"PROXY UNKNOWN\n",
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1 443\n",
+        ] {
+            assert_eq!(parse(bad), Err(ProxyHeaderError::Invalid), "{bad:?}");
+        }
     }
 }

@@ -99,6 +99,10 @@ pub fn host_without_port(authority: &str) -> Option<String> {
         host
     } else {
         let host = host.strip_suffix('.').unwrap_or(host);
+        // One root dot only: `a..` would give `a.`, a name that is not its own canonical form.
+        if host.ends_with('.') {
+            return None;
+        }
         let reg_name_ok = host.bytes().all(|b| {
             b.is_ascii_alphanumeric()
                 || matches!(b, b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'')
@@ -350,5 +354,15 @@ mod tests {
                 "{authority:?}"
             );
         }
+    }
+
+    /// Found by fuzz/fuzz_targets/host_parse.rs: `..` gave `.` (and `a..` gave `a.`), which
+    /// parse to something else again. A routing name must be its own canonical form.
+    #[test]
+    fn more_than_one_trailing_dot_is_no_host() {
+        for authority in ["..", "a..", "a..:443", "example.com..."] {
+            assert_eq!(host_without_port(authority), None, "{authority:?}");
+        }
+        assert_eq!(host_without_port("a.").as_deref(), Some("a"));
     }
 }

@@ -17,10 +17,10 @@
 //! token whose `kid` is unknown triggers a JWKS refresh (at most one per 30 s, shared by all
 //! requests) and a second try.
 
-mod claims;
+pub(crate) mod claims;
 mod jwks;
 mod keys;
-mod strict_json;
+pub(crate) mod strict_json;
 #[cfg(test)]
 mod tests;
 
