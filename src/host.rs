@@ -72,6 +72,17 @@ pub fn parse(s: &str) -> Result<Host<'_>, HostError> {
     {
         return Err(HostError::BadCharacter);
     }
+    // No empty label but the root one: `.`, `..`, `a..` and `.a` name nothing (routing would
+    // read them as no host at all).
+    if !name.starts_with('[')
+        && name
+            .strip_suffix('.')
+            .unwrap_or(name)
+            .split('.')
+            .any(str::is_empty)
+    {
+        return Err(HostError::BadCharacter);
+    }
     let port = port.map(parse_port).transpose()?;
     Ok(Host { name, port })
 }
@@ -104,6 +115,13 @@ mod tests {
             ("localhost:00080", "localhost", Some(80)),
         ] {
             assert_eq!(parse(s), Ok(Host { name, port }), "{s}");
+        }
+    }
+
+    #[test]
+    fn empty_labels_are_refused() {
+        for s in [".", "..", "a..", ".a", "a..b", ".:80"] {
+            assert!(parse(s).is_err(), "{s}");
         }
     }
 
