@@ -244,6 +244,11 @@ fn build_upstream_request(
     if !route.forward_token {
         crate::auth::bearer::strip_token(h, gw.auth.cookie());
     }
+    if gw.auth_center.is_some() {
+        // The auth center's device cookie is `Path=/` (`__Host-` requires it), so browsers
+        // send it everywhere; it is the auth center's business, not a backend's.
+        crate::auth::bearer::strip_cookie(h, crate::auth_center::DEVICE_COOKIE);
+    }
     if let Some(a) = who {
         let identity = Identity {
             user_id: a.user_id(),

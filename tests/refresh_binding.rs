@@ -623,3 +623,21 @@ async fn the_refresh_revocation_drops_the_cached_session_itself() {
         }
     }
 }
+
+/// The device cookie is `Path=/`, so browsers send it with every request; it is the auth
+/// center's and never reaches a backend (the other cookies do).
+#[tokio::test]
+async fn the_device_cookie_never_reaches_a_backend() {
+    let up = Upstream::start().await;
+    let gw = auth::start(MEMORY_SESSION, "", &up).await;
+    for proto in BOTH {
+        let c = gw.client(proto);
+        let req = c
+            .req("GET", "/public/x")
+            .header("cookie", format!("{DEVICE_COOKIE}=ZDE; theme=dark"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(c.send(req).await.status, 200, "{proto:?}");
+        assert_eq!(up.last().all("cookie"), ["theme=dark"], "{proto:?}");
+    }
+}

@@ -218,6 +218,13 @@ async fn count(
             tally.unsent.fetch_add(1, Ordering::Relaxed);
             false
         }
+        // An HTTP/2 stream above the last stream id of a graceful GOAWAY was not processed
+        // (RFC 9113 section 6.8: the client may retry it); a browser or curl retries it on a
+        // new connection. It raced the old process's GOAWAY, so it counts as unsent.
+        Err(e) if format!("{e:?}").contains("GoAway") && format!("{e:?}").contains("NO_ERROR") => {
+            tally.unsent.fetch_add(1, Ordering::Relaxed);
+            false
+        }
         Err(e) => {
             tally.fail(format!("{proto} request: {e:?}"));
             false

@@ -57,9 +57,13 @@ pub fn extract(
 /// token does not travel upstream.
 pub fn strip_token(headers: &mut HeaderMap, cookie_name: Option<&str>) {
     headers.remove(AUTHORIZATION);
-    let Some(name) = cookie_name else {
-        return;
-    };
+    if let Some(name) = cookie_name {
+        strip_cookie(headers, name);
+    }
+}
+
+/// Removes the cookie `name` from every `Cookie` line, keeping the others.
+pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     let cookies: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
     if !cookies
         .iter()

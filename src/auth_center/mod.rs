@@ -41,6 +41,7 @@ use crate::config::{self, Config};
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, StartError};
 
+pub use self::cookies::DEVICE_COOKIE;
 pub use self::lockout::{ADDRESS_LIMIT, USERNAME_LIMIT, WINDOW as LOCKOUT_WINDOW};
 
 /// Request bodies of the auth endpoints: at most 16 KiB (413 above).
