@@ -104,9 +104,14 @@ impl RedisStore {
         Ok(SessionRecord::from_fields(fields))
     }
 
-    pub async fn create(&self, new: &NewSession, ttl: Duration) -> Result<(), StoreError> {
-        new.validate(ttl)?;
-        let mut invocation = self.create.prepare_invoke();
+    /// The keys and arguments both session-writing scripts take.
+    fn session_invocation<'s>(
+        &self,
+        script: &'s Script,
+        new: &NewSession,
+        ttl: Duration,
+    ) -> ScriptInvocation<'s> {
+        let mut invocation = script.prepare_invoke();
         invocation
             .key(self.session_key(&new.sid))
             .key(self.user_sessions_key(&new.user_id))
@@ -115,6 +120,12 @@ impl RedisStore {
         for (name, value) in new.fields() {
             invocation.arg(name).arg(value);
         }
+        invocation
+    }
+
+    pub async fn create(&self, new: &NewSession, ttl: Duration) -> Result<(), StoreError> {
+        new.validate(ttl)?;
+        let invocation = self.session_invocation(&self.create, new, ttl);
         // Idempotent: running it twice leaves the same keys.
         self.run_script_inner::<()>(&invocation, true).await
     }
@@ -125,15 +136,7 @@ impl RedisStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         new.validate(ttl)?;
-        let mut invocation = self.create_if_absent.prepare_invoke();
-        invocation
-            .key(self.session_key(&new.sid))
-            .key(self.user_sessions_key(&new.user_id))
-            .arg(ttl_millis(ttl))
-            .arg(&new.sid);
-        for (name, value) in new.fields() {
-            invocation.arg(name).arg(value);
-        }
+        let invocation = self.session_invocation(&self.create_if_absent, new, ttl);
         // Not retried: after a lost answer, a second run would find our own session and say 0.
         self.run_script_inner::<i64>(&invocation, false)
             .await
