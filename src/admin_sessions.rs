@@ -120,12 +120,21 @@ async fn create(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
             .session_id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~:".contains(&b));
-    if body.session_id.is_empty() || bad_sid || body.user_id.is_empty() || body.ttl == 0 || bad_role
+    // What becomes a header value later (X-User-Id, X-User-Roles) is checked now, not when a
+    // request finds it unusable.
+    let control = |s: &str| s.chars().any(char::is_control);
+    let bad_text = control(&body.user_id) || body.roles.iter().flatten().any(|r| control(r));
+    if body.session_id.is_empty()
+        || bad_sid
+        || bad_text
+        || body.user_id.is_empty()
+        || body.ttl == 0
+        || bad_role
     {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "session_id (1 to 128 of A-Z a-z 0-9 - . _ ~ :), user_id and a ttl above zero are required; roles are non-empty, without commas",
+            "session_id (1 to 128 of A-Z a-z 0-9 - . _ ~ :), user_id and a ttl above zero are required; roles are non-empty, without commas; no control characters",
         );
     }
     let new = NewSession {

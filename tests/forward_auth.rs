@@ -326,6 +326,30 @@ async fn the_example_holds(env: &Env, proxy: &Proxy) {
         403,
         "{name}"
     );
+    assert_eq!(
+        env.up.count(),
+        before,
+        "{name}: a forged request reached the backend"
+    );
+    // A dot segment: /verify must never authorise the normalised /public/x while the backend
+    // is handed /admin/../public/x (a router that matches before it resolves would serve
+    // /admin/). nginx forwards the target as sent, so /verify refuses it; Traefik cleans the
+    // path itself and then asks about, and forwards, the clean one.
+    for path in [
+        "/admin/%2e%2e/public/x",
+        "/admin/../public/x",
+        "/admin/.%2E/public/x",
+    ] {
+        let before = env.up.count();
+        let status = proxy.get(path, "localhost", &[]).await;
+        if status == 200 {
+            assert_eq!(env.up.count(), before + 1, "{name}: {path}");
+            assert_eq!(env.up.last().target, "/public/x", "{name}: {path}");
+        } else {
+            assert_eq!(env.up.count(), before, "{name}: {path}");
+        }
+    }
+    let before = env.up.count();
     // The original host picks host routes.
     assert_eq!(proxy.get("/internal/x", "internal.test", &auth).await, 403);
     assert_eq!(

@@ -76,6 +76,13 @@ fn original(headers: &HeaderMap) -> Result<Option<Original>, GatewayError> {
     }
     let raw_path = uri.split('?').next().unwrap_or("/");
     let path = crate::path::normalise(raw_path)?;
+    // The proxy forwards the target as the client sent it, not as normalised here: a path
+    // that normalisation would change (`/admin/%2e%2e/public/x`, `/admin/../public/x`, `//`,
+    // a decodable escape) would be authorised as one path and served as another. Only a
+    // path that is already canonical (escapes' hex case aside) is answered.
+    if !same_but_escape_case(raw_path.as_bytes(), path.as_bytes()) {
+        return Err(GatewayError::BadRequest("non_canonical_original_uri"));
+    }
     let method = one(headers, set.method)
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
         .ok_or(GatewayError::BadRequest("bad_original_method"))?;
@@ -133,6 +140,28 @@ pub(super) async fn verify(
             .map_err(|_| GatewayError::InvalidToken("identity_not_a_header_value"))?;
     }
     Ok(resp)
+}
+
+/// `a` and `b` are the same bytes, except that the two hex digits after a `%` may differ in
+/// case.
+fn same_but_escape_case(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] == b'%' && b[i] == b'%' && i + 2 < a.len() {
+            if !a[i + 1..i + 3].eq_ignore_ascii_case(&b[i + 1..i + 3]) {
+                return false;
+            }
+            i += 3;
+        } else if a[i] == b[i] {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// The header's value when it is there exactly once, is text and is not empty; `None` for a
@@ -276,6 +305,25 @@ mod tests {
             "bad_original_uri"
         );
         assert_eq!(reason(with("x-original-host", "user@h")), "bad_host");
+        // Authorised as /public/x, served as the raw target: refused.
+        for uri in [
+            "/admin/%2e%2e/public/x",
+            "/admin/../public/x",
+            "/admin/./../public/x",
+            "/admin/.%2e/public/x",
+            "//admin/x",
+            "/%61dmin/x",
+        ] {
+            let why = reason(with("x-original-uri", uri));
+            assert!(
+                matches!(why, "non_canonical_original_uri" | "bad_path"),
+                "{uri}: {why}"
+            );
+        }
+        // Already canonical (escapes in any case) and with a query: fine.
+        for uri in ["/api/caf%c3%a9?q=1", "/api/caf%C3%A9", "/api/x/"] {
+            assert!(with("x-original-uri", uri).is_ok(), "{uri}");
+        }
         assert_eq!(
             reason(with("x-original-method", "G ET")),
             "bad_original_method"
