@@ -116,6 +116,8 @@ async fn create(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     // A session id the URL path of `DELETE /sessions/{sid}` can carry as it is, so that every
     // session created here can also be revoked here.
     let bad_sid = body.session_id.len() > 128
+        || body.session_id == "."
+        || body.session_id == ".."
         || !body
             .session_id
             .bytes()
@@ -134,7 +136,7 @@ async fn create(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            "session_id (1 to 128 of A-Z a-z 0-9 - . _ ~ :), user_id and a ttl above zero are required; roles are non-empty, without commas; no control characters",
+            "session_id (1 to 128 of A-Z a-z 0-9 - . _ ~ :, not . or ..), user_id and a ttl above zero are required; roles are non-empty, without commas; no control characters",
         );
     }
     let new = NewSession {

@@ -481,7 +481,7 @@ async fn session_ids_the_path_cannot_carry_are_refused() {
         ("authorization", auth.as_str()),
         ("content-type", "application/json"),
     ];
-    for sid in ["a/b", "s1 ", "../s1", "a%2Fb", "é"] {
+    for sid in ["a/b", "s1 ", "../s1", "a%2Fb", "é", ".", ".."] {
         let body = serde_json::json!({ "session_id": sid, "user_id": "alice", "ttl": 60 });
         let (status, _, text) = admin_call(
             gw.admin.unwrap(),
@@ -492,5 +492,22 @@ async fn session_ids_the_path_cannot_carry_are_refused() {
         )
         .await;
         assert_eq!(status, 400, "{sid:?}: {text}");
+    }
+    // Control characters in what becomes a header value later: 400 now.
+    for (user, roles) in [
+        ("u9\r\nX-Evil: 1", vec!["user"]),
+        ("u9", vec!["ad\u{0}min"]),
+    ] {
+        let body =
+            serde_json::json!({ "session_id": "s-ok", "user_id": user, "roles": roles, "ttl": 60 });
+        let (status, _, text) = admin_call(
+            gw.admin.unwrap(),
+            "POST",
+            "/sessions",
+            &headers,
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(status, 400, "{user:?} {roles:?}: {text}");
     }
 }
