@@ -295,7 +295,13 @@ impl Bound {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let live = self.live;
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let https_port = local(&self.https).port();
+        // `[listen]` takes effect at start only, so the first config's redirect port is kept.
+        let https_port = live
+            .get()
+            .config
+            .listen
+            .redirect_port
+            .unwrap_or_else(|| local(&self.https).port());
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(crate::server::serve_tls(
             live.clone(),

@@ -99,11 +99,14 @@ fn serve(arg: &ConfigArg, inherited: gateway::restart::Inherited) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        // An address, or "-" for a listener that is not configured.
+        let shown =
+            |a: Option<std::net::SocketAddr>| a.map_or_else(|| "-".to_owned(), |a| a.to_string());
         tracing::info!(
             https = %bound.https_addr(),
-            http = ?bound.http_addr(),
-            admin = ?bound.admin_addr(),
-            demo = ?bound.demo_addr(),
+            http = %shown(bound.http_addr()),
+            admin = %shown(bound.admin_addr()),
+            demo = %shown(bound.demo_addr()),
             workers,
             pid = std::process::id(),
             "gateway listening"

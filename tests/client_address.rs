@@ -671,3 +671,25 @@ async fn the_redirect_listener_reads_one_host_only() {
         "{star}"
     );
 }
+
+/// `listen.redirect_port` names the public https port in the plain listener's 308 (behind a
+/// Service or load balancer that maps 443 to the listener's own port); 443 is left out.
+#[tokio::test]
+async fn redirect_port_names_the_public_port() {
+    let up = Upstream::start().await;
+    for (port, want) in [("443", "https://good/x"), ("9443", "https://good:9443/x")] {
+        let gw = start(&format!("redirect_port = {port}"), &up).await;
+        let mut tcp = TcpStream::connect(gw.http.unwrap()).await.unwrap();
+        tcp.write_all(b"GET /x HTTP/1.1\r\nHost: good:8080\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+        let answer = String::from_utf8_lossy(&out).to_lowercase();
+        assert_eq!(raw_status(&answer), 308, "{answer}");
+        assert!(
+            answer.contains(&format!("location: {want}\r\n")),
+            "{port}: {answer}"
+        );
+    }
+}

@@ -26,6 +26,8 @@ pub(super) struct ListenFile {
     pub trusted_proxies: Option<S<Vec<S<String>>>>,
     #[serde(default)]
     pub proxy_protocol: Option<S<bool>>,
+    #[serde(default)]
+    pub redirect_port: Option<S<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

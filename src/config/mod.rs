@@ -58,6 +58,9 @@ pub struct Listen {
     pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Every TLS connection starts with a PROXY v1/v2 header (only from `trusted_proxies`).
     pub proxy_protocol: bool,
+    /// The public https port the plain listener's 308 names (behind a load balancer or a
+    /// Kubernetes Service it is not the listener's own); `None`: the https listener's port.
+    pub redirect_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,6 +23,19 @@ pub(super) fn listen(cx: &mut Cx<'_>, l: &Spanned<ListenFile>) -> Option<Listen>
     let admin = opt(cx, l.admin.as_ref(), |cx, v| cx.addr(v, "listen.admin"));
     let trusted_proxies = trusted_proxies(cx, l.trusted_proxies.as_ref());
     let proxy_protocol = l.proxy_protocol.as_ref().map(|v| *v.get_ref());
+    let redirect_port = match &l.redirect_port {
+        None => Some(None),
+        Some(_) => cx
+            .int(
+                l.redirect_port.as_ref(),
+                "listen.redirect_port",
+                443,
+                1,
+                65535,
+            )
+            .and_then(|n| u16::try_from(n).ok())
+            .map(Some),
+    };
     if let (Some(v), Some(t)) = (&l.proxy_protocol, &trusted_proxies) {
         if *v.get_ref() && t.is_empty() {
             cx.err(
@@ -38,6 +51,7 @@ pub(super) fn listen(cx: &mut Cx<'_>, l: &Spanned<ListenFile>) -> Option<Listen>
         admin: admin?,
         trusted_proxies: crate::client_addr::TrustedProxies::new(trusted_proxies?),
         proxy_protocol: proxy_protocol.unwrap_or(false),
+        redirect_port: redirect_port?,
     })
 }
 

@@ -1590,6 +1590,24 @@ fn bad_trusted_proxies_are_errors_at_their_entry() {
 }
 
 #[test]
+fn redirect_port_is_a_port() {
+    assert_eq!(ok(MIN).listen.redirect_port, None);
+    assert_eq!(
+        ok(&listen_with("redirect_port = 443")).listen.redirect_port,
+        Some(443)
+    );
+    for bad in ["0", "65536", "-1"] {
+        let src = listen_with(&format!("redirect_port = {bad}"));
+        one(
+            &src,
+            &format!("redirect_port = |{bad}"),
+            "listen.redirect_port",
+            "expected an integer from 1 to 65535",
+        );
+    }
+}
+
+#[test]
 fn proxy_protocol_needs_trusted_proxies() {
     let src = listen_with("proxy_protocol = true");
     one(
