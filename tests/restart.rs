@@ -103,10 +103,8 @@ impl Gateways {
         let v = self.wait_for("gateway listening", Duration::from_secs(60));
         let pid = v["pid"].as_u64().unwrap() as u32;
         let https = v["https"].as_str().unwrap().parse().unwrap();
-        // `Some(127.0.0.1:port)` or `None`.
-        let admin = v["admin"]
-            .as_str()
-            .and_then(|a| a.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
+        // `127.0.0.1:port`, or `-` without an admin listener.
+        let admin = v["admin"].as_str().and_then(|a| a.parse().ok());
         (pid, https, admin)
     }
 
