@@ -19,6 +19,10 @@ pub enum GatewayError {
     HeadersTooLarge,
     #[error("no route")]
     NoRoute,
+    /// A session the caller may not see (another user's) or that does not exist: one answer
+    /// for both, so a kick cannot probe for other users' session ids.
+    #[error("no such session")]
+    NoSuchSession,
     #[error("method not allowed")]
     MethodNotAllowed { allow: Option<HeaderValue> },
     #[error("no token")]
@@ -70,7 +74,7 @@ impl GatewayError {
         match self {
             GatewayError::BadPath(_) | GatewayError::BadHost => StatusCode::BAD_REQUEST,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::NoRoute | GatewayError::NoSuchSession => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::MissingToken | GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -97,7 +101,7 @@ impl GatewayError {
             GatewayError::BadPath(_) => "bad_path",
             GatewayError::BadHost => "bad_host",
             GatewayError::HeadersTooLarge => "headers_too_large",
-            GatewayError::NoRoute => "not_found",
+            GatewayError::NoRoute | GatewayError::NoSuchSession => "not_found",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::MissingToken => "missing_token",
             GatewayError::InvalidToken(_) => "invalid_token",
@@ -125,6 +129,7 @@ impl GatewayError {
             GatewayError::BadHost => "the request needs exactly one Host",
             GatewayError::HeadersTooLarge => "the request headers are too large",
             GatewayError::NoRoute => "no route matches this request",
+            GatewayError::NoSuchSession => "no such session",
             GatewayError::MethodNotAllowed { .. } => "this method is not allowed on this route",
             GatewayError::MissingToken => "a bearer token is required",
             GatewayError::InvalidToken(_) => "the token is invalid, expired or revoked",
@@ -215,6 +220,7 @@ mod tests {
     async fn statuses_and_headers() {
         let cases: Vec<(GatewayError, u16, Option<&str>)> = vec![
             (GatewayError::NoRoute, 404, None),
+            (GatewayError::NoSuchSession, 404, None),
             (GatewayError::BadHost, 400, None),
             (
                 GatewayError::MissingToken,

@@ -291,6 +291,8 @@ async fn another_users_session_is_404() {
     let path = format!("/auth/sessions/{}", a.sid);
     let r = call(&c, "DELETE", &path, None, Some(&b.access), &[]).await;
     assert_eq!(r.status, 404);
+    // The same answer as for a session that does not exist, and one that says so.
+    assert_eq!(r.json()["message"], "no such session");
     let r = call(
         &c,
         "DELETE",
@@ -301,6 +303,7 @@ async fn another_users_session_is_404() {
     )
     .await;
     assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "no such session");
     assert_eq!(c.get("/api/x", Some(&a.access)).await.status, 200);
     let r = call(&c, "GET", "/auth/sessions", None, None, &[]).await;
     assert_eq!(r.status, 401);

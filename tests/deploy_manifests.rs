@@ -476,3 +476,24 @@ async fn compose_and_its_config_agree() {
     assert_eq!(shipped.listen.admin.map(|a| a.port()), Some(admin.port()));
     assert_admin_answers(&paths).await;
 }
+
+/// One image name: what compose builds (and `docker build -t` in the README makes) is what
+/// the Kubernetes Deployment runs, and its tag is the crate's version.
+#[test]
+fn one_image_name_everywhere() {
+    let want = format!("gateway:{}", env!("CARGO_PKG_VERSION"));
+    let text = std::fs::read_to_string(root().join("deploy/compose.yaml")).unwrap();
+    let compose: Value = serde_norway::from_str(&text).unwrap();
+    assert_eq!(str_of(&compose["services"]["gateway"]["image"]), want);
+    let docs = k8s_docs();
+    let deployment = find(&docs, "Deployment", "gateway");
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert!(containers.iter().all(|c| str_of(&c["image"]) == want));
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("docker build -t {want} .")),
+        "README names the build command that makes {want}"
+    );
+}

@@ -64,7 +64,7 @@ pub(super) async fn delete_one(
             tracing::info!(user_id = %who.user_id(), session_id = %sid, "session signed out");
             Ok(no_content())
         }
-        _ => Err(GatewayError::NoRoute),
+        _ => Err(GatewayError::NoSuchSession),
     }
 }
 
