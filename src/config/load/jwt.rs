@@ -573,23 +573,15 @@ mod tests {
 
     use crate::config::load::load_str_with_env;
 
-    const BASE: &str = r#"[listen]
-https = "127.0.0.1:8443"
-
-[tls]
-cert = "c.pem"
-key = "k.pem"
-
-[jwt]
-algorithms = ["HS256"]
-issuer = "gw"
-audience = "api"
-keys = [{ kid = "h1", secret_env = "GW_HS" }]
-
-[[route]]
-path = "/"
-upstream = "http://127.0.0.1:9000"
-"#;
+    /// The smallest valid file with one HS256 key from `$GW_HS`.
+    fn base() -> String {
+        crate::config::load::tests::MIN
+            .replace(r#"algorithms = ["EdDSA"]"#, r#"algorithms = ["HS256"]"#)
+            .replace(
+                r#"keys = [{ kid = "k1", public_key = "pub.pem" }]"#,
+                r#"keys = [{ kid = "h1", secret_env = "GW_HS" }]"#,
+            )
+    }
 
     /// The errors of `src` with `GW_HS` set to `secret`, as `line:col key: reason`.
     fn errors(src: &str, secret: &str) -> Vec<String> {
@@ -607,7 +599,7 @@ upstream = "http://127.0.0.1:9000"
     #[test]
     fn an_hs_secret_shorter_than_32_bytes_is_an_error_at_its_key() {
         let short = "x".repeat(31);
-        let errs = errors(BASE, &short);
+        let errs = errors(&base(), &short);
         assert_eq!(errs.len(), 1, "{errs:?}");
         // `keys = [{ kid = "h1", secret_env = "GW_HS" }]` is line 12; the value at col 36.
         assert!(
@@ -615,12 +607,15 @@ upstream = "http://127.0.0.1:9000"
             "{errs:?}"
         );
         assert!(errs[0].contains("RFC 7518"), "{errs:?}");
-        assert!(errors(BASE, &"x".repeat(32)).is_empty());
+        assert!(errors(&base(), &"x".repeat(32)).is_empty());
     }
 
     #[test]
     fn a_short_auth_signing_secret_is_an_error_at_its_key() {
-        let src = format!("{BASE}\n[auth]\nsigning_secret_env = \"GW_HS\"\nsigning_kid = \"h1\"\n");
+        let src = format!(
+            "{}\n[auth]\nsigning_secret_env = \"GW_HS\"\nsigning_kid = \"h1\"\n",
+            base()
+        );
         let line = src
             .lines()
             .position(|l| l.starts_with("signing_secret_env"))

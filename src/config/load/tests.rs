@@ -14,7 +14,7 @@ use crate::config::{
 };
 
 /// The smallest valid file: every required key, nothing else.
-const MIN: &str = r#"[listen]
+pub(super) const MIN: &str = r#"[listen]
 https = "127.0.0.1:8443"
 
 [tls]
