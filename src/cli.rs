@@ -121,26 +121,26 @@ pub async fn check(arg: &ConfigArg) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // Every file the config names is tried, so one unreadable file does not hide the next;
+    // each failure is reported at the key that names it.
+    let places = &config.places;
     let mut errors = Vec::new();
     if let Err(e) = crate::tls::server_config(&config.tls, None) {
         if !(config.tls.self_signed_if_missing
             && !config.tls.cert.exists()
             && !config.tls.key.exists())
         {
-            errors.push(format!("{}: tls: {e}", config.source.display()));
+            errors.push(places.at_file(e.file(), e.to_string()));
         }
     }
     let dev_keys_pending = config.tls.self_signed_if_missing && signing_files_missing(&config);
     if !dev_keys_pending {
         if let Err(e) = crate::auth::jwt::Verifier::new(&config.jwt).await {
-            errors.push(format!("{}: jwt: {e}", config.source.display()));
+            errors.push(e.in_config(places));
         }
         if let Some(auth) = &config.auth {
             if let Err(e) = crate::auth::mint::Signer::from_config(auth) {
-                errors.push(format!(
-                    "{}: auth.signing_key: {e}",
-                    config.source.display()
-                ));
+                errors.push(e.in_config(places));
             }
         }
     }
@@ -155,6 +155,7 @@ pub async fn check(arg: &ConfigArg) -> ExitCode {
         for e in &errors {
             eprintln!("{e}");
         }
+        eprintln!("{} error(s) in the configuration", errors.len());
         ExitCode::from(1)
     }
 }

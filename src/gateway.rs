@@ -119,6 +119,18 @@ pub enum StartError {
     Other(String),
 }
 
+impl StartError {
+    /// The error, at the key of the config that names what failed to load when there is
+    /// one (`file:line:col: key: reason`, like the loader's own errors).
+    pub fn in_config(&self, places: &crate::config::Places) -> String {
+        match self {
+            StartError::Tls(e) => places.at_file(e.file(), e.to_string()).to_string(),
+            StartError::Keys(e) => e.in_config(places).to_string(),
+            _ => self.to_string(),
+        }
+    }
+}
+
 impl Gateway {
     /// Loads certificates and keys, connects the session store (lazily for Redis: the
     /// gateway starts and answers 503 while Redis is away).

@@ -85,10 +85,11 @@ fn serve(arg: &ConfigArg, inherited: gateway::restart::Inherited) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        let places = config.places.clone();
         let gw = match gateway::gateway::Gateway::build(config).await {
             Ok(gw) => gw,
             Err(e) => {
-                eprintln!("cannot start: {e}");
+                eprintln!("cannot start: {}", e.in_config(&places));
                 return ExitCode::from(2);
             }
         };

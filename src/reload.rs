@@ -57,6 +57,7 @@ pub async fn reload(live: &Live, why: &str) -> Result<RestartOnly, ReloadError> 
         tracing::warn!(keys = ?restart_only,
             "these settings take effect on restart only (SIGUSR2 or a new process); their running values stay");
     }
+    let places = new.places.clone();
     match Gateway::rebuild(new, &old).await {
         Ok(gw) => {
             let (_, sessions) = gw.auth.shared_store();
@@ -67,7 +68,7 @@ pub async fn reload(live: &Live, why: &str) -> Result<RestartOnly, ReloadError> 
             Ok(restart_only)
         }
         Err(e) => {
-            tracing::error!(error = %e, "reload refused; the running configuration stays");
+            tracing::error!(error = %e.in_config(&places), "reload refused; the running configuration stays");
             old.metrics.reload_failed();
             Err(ReloadError::Start(e))
         }

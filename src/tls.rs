@@ -24,6 +24,16 @@ pub enum TlsError {
     },
 }
 
+impl TlsError {
+    /// The file that failed to load (the certificate, for a pair that does not match).
+    pub fn file(&self) -> &Path {
+        match self {
+            TlsError::Cert { path, .. } | TlsError::Key { path, .. } => path,
+            TlsError::Pair { cert, .. } => cert,
+        }
+    }
+}
+
 /// Builds the server config from the `[tls]` table. On a reload, `previous` is the running
 /// config: its ticket keys and session cache are kept, so clients resume across the reload
 /// instead of all paying a full handshake at once.

@@ -98,10 +98,17 @@ fn check_names_every_mistake_with_file_line_col() {
     let (code, _, err) = gateway(dir.path(), &["check", "--config", "bad.toml"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("bad.toml:"), "{err}");
-    // serde stops at the first unknown key; the message names it and its place.
-    let line = bad.lines().position(|l| l.starts_with("bogus")).unwrap() + 1;
-    assert!(err.contains(&format!("bad.toml:{line}:")), "{err}");
-    assert!(err.contains("bogus"), "{err}");
+    // The unknown key does not hide the bad value in its table, nor the route's.
+    let at = |key: &str| bad.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+    for (line, key) in [
+        (at("algorithms"), "jwt.algorithms[0]"),
+        (at("bogus"), "jwt.bogus"),
+        (at("upstream"), "route[0].upstream"),
+    ] {
+        assert!(err.contains(&format!("bad.toml:{line}:")), "{err}");
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    assert!(err.contains("3 error(s)"), "{err}");
 
     let semantic = GOOD
         .replace(
@@ -134,10 +141,17 @@ fn check_reports_files_that_do_not_load() {
     std::fs::write(dir.path().join("gateway.toml"), GOOD).unwrap();
     let (code, _, err) = gateway(dir.path(), &["check", "--config", "gateway.toml"]);
     assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("gateway.crt") || err.contains("gateway.key"),
-        "{err}"
-    );
+    // Each file that cannot be read, at the key that names it.
+    let at = |prefix: &str| GOOD.lines().position(|l| l.starts_with(prefix)).unwrap() + 1;
+    for (line, col, key, file) in [
+        (at("cert ="), 8, "tls.cert", "certs/gateway.crt"),
+        (at("keys ="), 36, "jwt.keys[0].public_key", "certs/signing.pub.pem"),
+        (at("signing_key ="), 15, "auth.signing_key", "certs/signing.pem"),
+    ] {
+        let want = format!("gateway.toml:{line}:{col}: {key}: {file}: cannot read");
+        assert!(err.contains(&want), "{want}\n{err}");
+    }
+    assert!(err.contains("3 error(s)"), "{err}");
 }
 
 #[test]

@@ -149,6 +149,21 @@ pub enum KeyLoadError {
     Jwks { url: String, source: JwksError },
 }
 
+impl KeyLoadError {
+    /// The key of the config whose value failed to load, as `file:line:col: key: reason`.
+    pub fn in_config(&self, places: &crate::config::Places) -> crate::config::ConfigError {
+        match self {
+            KeyLoadError::Read { path, .. } | KeyLoadError::BadKey { path, .. } => {
+                places.at_file(path, self.to_string())
+            }
+            KeyLoadError::Jwks { .. } => places.at_key("jwt.jwks_url", self.to_string()),
+            KeyLoadError::EmptySecret { .. }
+            | KeyLoadError::NoUsableAlgorithm { .. }
+            | KeyLoadError::NoKeys => places.at_key("jwt.keys", self.to_string()),
+        }
+    }
+}
+
 /// Verifies access tokens. Cheap to clone; clones share keys and the JWKS cache.
 #[derive(Clone)]
 pub struct Verifier {

@@ -429,21 +429,73 @@ fn table<T: DeserializeOwned>(
         });
         return None;
     }
-    match S::<T>::deserialize(ValueDeserializer::from(value.clone())) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let span = e.span();
-            let key = match &span {
-                Some(s) => key_at(key.to_owned(), &value, s.start),
-                None => key.to_owned(),
-            };
-            errors.push(RawError {
-                span: span.or(Some(value.span())),
-                key,
-                message: with_quote_hint(e.message().trim_end()),
-            });
-            None
+    // serde stops at a table's first mistake. So that one mistake does not hide the next
+    // (an unknown key hiding a bad value beside it), record it, take the entry it points at
+    // out of the table and try again: each round removes one entry, so this ends. A table
+    // whose only mistakes were unknown keys is then converted and checked like any other
+    // (its values' mistakes are reported too); one with a value of the wrong type is not, as
+    // the value taken out would show up as a second, false mistake (a missing key).
+    let mut value = value;
+    let mut removed: Vec<String> = Vec::new();
+    let mut only_unknown_keys = true;
+    loop {
+        match S::<T>::deserialize(ValueDeserializer::from(value.clone())) {
+            Ok(v) => return only_unknown_keys.then_some(v),
+            Err(e) => {
+                let message = e.message().trim_end();
+                if removed
+                    .iter()
+                    .any(|k| message == format!("missing field `{k}`"))
+                {
+                    return None;
+                }
+                let span = e.span();
+                let path = match &span {
+                    Some(s) => key_at(key.to_owned(), &value, s.start),
+                    None => key.to_owned(),
+                };
+                only_unknown_keys &= message.starts_with("unknown field `");
+                errors.push(RawError {
+                    span: span.clone().or(Some(value.span())),
+                    key: path,
+                    message: with_quote_hint(message),
+                });
+                match span.and_then(|s| remove_at(&mut value, s.start)) {
+                    Some(k) => removed.push(k),
+                    None => return None,
+                }
+            }
         }
+    }
+}
+
+/// Takes out of `value` the deepest table entry whose key or value holds byte `pos`, and
+/// returns its key. Array items cannot be taken out alone: the entry holding the array goes.
+fn remove_at(value: &mut S<DeValue<'_>>, pos: usize) -> Option<String> {
+    let holds = |r: Range<usize>| r.start <= pos && (pos < r.end || r.start == r.end);
+    match value.get_mut() {
+        DeValue::Table(t) => {
+            let hit = t
+                .iter()
+                .find(|(k, v)| holds(k.span()) || holds(v.span()))
+                .map(|(k, _)| k.span());
+            let hit = hit?;
+            let deeper = t
+                .iter_mut()
+                .find(|(k, _)| k.span() == hit)
+                .and_then(|(_, v)| remove_at(v, pos));
+            if deeper.is_some() {
+                return deeper;
+            }
+            let name = t.keys().find(|k| k.span() == hit)?.get_ref().to_string();
+            t.remove(name.as_str());
+            Some(name)
+        }
+        DeValue::Array(a) => a
+            .iter_mut()
+            .filter(|v| holds(v.span()) && v.get_ref().is_table())
+            .find_map(|v| remove_at(v, pos)),
+        _ => None,
     }
 }
 

@@ -22,6 +22,7 @@ use toml::Spanned;
 use super::duration::{self, parse_duration};
 use super::error::Collector;
 use super::file::{self, Document};
+use super::places::Places;
 use super::{Config, ConfigError, ConfigErrors};
 
 /// The shipped `gateway.toml`, used when no config file is given and none exists.
@@ -91,6 +92,7 @@ pub(super) fn load_str_with_env(
     };
     let mut cx = Cx {
         errs: Collector::new(source.to_owned(), src),
+        places: Places::new(source),
         base,
         env,
     };
@@ -137,6 +139,7 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
     }
     Some(Config {
         source: source.to_owned(),
+        places: std::mem::take(&mut cx.places),
         listen: listen?,
         runtime: runtime?,
         reload: reload?,
@@ -156,6 +159,8 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
 /// The conversion context: the error collector, where relative paths start, the environment.
 pub(super) struct Cx<'a> {
     pub errs: Collector,
+    /// Where the keys naming files and URLs are, for errors found when those are loaded.
+    pub places: Places,
     base: PathBuf,
     env: Env<'a>,
 }
@@ -312,11 +317,19 @@ impl Cx<'_> {
     pub(super) fn path(&mut self, v: &Spanned<String>, key: &str) -> Option<PathBuf> {
         let s = self.nonempty(v, key, "a file path")?;
         let p = Path::new(&s);
-        Some(if p.is_absolute() {
+        let path = if p.is_absolute() {
             p.to_path_buf()
         } else {
             self.base.join(p)
-        })
+        };
+        self.place(v, key, Some(&path));
+        Some(path)
+    }
+
+    /// Keeps where `key` is, for errors found when what it names is loaded.
+    pub(super) fn place(&mut self, v: &Spanned<impl Sized>, key: &str, file: Option<&Path>) {
+        let at = self.errs.position(v.span().start);
+        self.places.add(key, file, at);
     }
 
     /// The bytes of the environment variable named by `v`, which must be set and non-empty.

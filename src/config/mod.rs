@@ -8,9 +8,11 @@ mod duration;
 mod error;
 mod file;
 mod load;
+mod places;
 
 pub use admin::{Admin, AdminToken};
 pub use error::{ConfigError, ConfigErrors};
+pub use places::Places;
 pub use load::{load, load_str, load_str_env, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
 
 use std::net::SocketAddr;
@@ -26,6 +28,8 @@ pub struct Config {
     /// The file it came from (`<embedded>` for the built-in default); used in messages and to
     /// resolve relative paths.
     pub source: PathBuf,
+    /// Where the keys naming files and URLs are, for errors found when those are loaded.
+    pub places: Places,
     pub listen: Listen,
     pub runtime: Runtime,
     pub reload: Reload,

@@ -193,8 +193,13 @@ upstream = "http://127.0.0.1:9000"
             e.starts_with("17:13 admin.token_env: expected the name"),
             "{e}"
         );
-        let e = only_error(load(&src("token = \"x\"", false), dir.path(), None));
-        assert!(e.contains("admin"), "{e}");
+        // A misspelt key: the unknown key and the required one it should have been.
+        let e = match load(&src("token = \"x\"", false), dir.path(), None) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("expected errors"),
+        };
+        assert!(e.contains("admin.token: unknown field `token`"), "{e}");
+        assert!(e.contains("admin: missing field `token_env`"), "{e}");
     }
 
     #[test]

@@ -314,6 +314,7 @@ fn cookie_name(cx: &mut Cx<'_>, v: &Spanned<String>) -> Option<String> {
 
 /// `https://...`, or `http://` to a loopback host only (the keys decide who is trusted).
 fn jwks_url(cx: &mut Cx<'_>, v: &Spanned<String>) -> Option<http::Uri> {
+    cx.place(v, "jwt.jwks_url", None);
     secure_url(
         cx,
         v,

@@ -510,6 +510,8 @@ bogus = 1
             (14, 10, "jwt.leeway"),
             (17, 11, "session.timeout"),
             (20, 8, "route[0].path"),
+            // Reported too now that the unknown key beside it no longer hides it.
+            (25, 12, "route[1].upstream"),
             (26, 1, "route[1].bogus"),
         ],
         "{}",
@@ -564,6 +566,53 @@ fn unknown_key_in_a_route_and_in_a_key() {
         "public_key = \"pub.pem\", alg = \"x\" }",
     );
     one(&src, "alg =", "jwt.keys[0].alg", "unknown field `alg`");
+}
+
+/// `(line, col, key)` of every error, in the order reported.
+fn places(src: &str) -> Vec<(usize, usize, String)> {
+    errors(src)
+        .into_iter()
+        .map(|e| (e.line, e.col, e.key))
+        .collect()
+}
+
+#[test]
+fn an_unknown_key_does_not_hide_a_bad_value_beside_it() {
+    // The case: a typo'd key and a bad duration in one table, both reported.
+    let src = format!("{MIN}\n[session]\ncolour = \"red\"\ntimeout = \"banana\"\n");
+    let (colour, timeout) = (pos(&src, "colour"), pos(&src, "\"banana\""));
+    assert_eq!(
+        places(&src),
+        vec![
+            (colour.0, colour.1, "session.colour".to_owned()),
+            (timeout.0, timeout.1, "session.timeout".to_owned()),
+        ]
+    );
+    // Two unknown keys and a value of the wrong type, in a route and in a jwt key.
+    let src = route_with("upstreams = []\nmethod = \"GET\"\nstrip_prefix = \"yes\"");
+    let keys: Vec<String> = places(&src).into_iter().map(|p| p.2).collect();
+    assert_eq!(
+        keys,
+        ["route[0].upstreams", "route[0].method", "route[0].strip_prefix"]
+    );
+    let src = with(
+        "public_key = \"pub.pem\" }",
+        "public_key = \"pub.pem\", alg = \"x\", use = \"sig\" }",
+    )
+    .replace("audience = \"api\"\n", "audience = \"api\"\nleeway = \"never\"\n");
+    let keys: Vec<String> = places(&src).into_iter().map(|p| p.2).collect();
+    assert_eq!(keys, ["jwt.leeway", "jwt.keys[0].alg", "jwt.keys[0].use"]);
+}
+
+#[test]
+fn a_required_key_of_the_wrong_type_is_one_error() {
+    // Taking `https` out to go on must not add "missing field `https`".
+    let src = with(
+        "https = \"127.0.0.1:8443\"",
+        "https = 8443\nhttp2 = true",
+    );
+    let keys: Vec<String> = places(&src).into_iter().map(|p| p.2).collect();
+    assert_eq!(keys, ["listen.https", "listen.http2"]);
 }
 
 #[test]
