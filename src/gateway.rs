@@ -69,8 +69,11 @@ pub fn certificate_not_after(config: &Config) -> Option<i64> {
 pub struct Live {
     current: ArcSwap<Gateway>,
     draining: AtomicBool,
-    /// One reload at a time (SIGHUP and the file watcher may race).
-    pub(crate) reloading: tokio::sync::Mutex<()>,
+    /// One reload at a time (SIGHUP and the file watcher may race). It holds the files as
+    /// the last reload read them, whoever asked for it, until the watcher takes them: a
+    /// file that SIGHUP found broken and that is then put back as it runs is a change to
+    /// reload (the reload metric goes back to 1), not nothing.
+    pub(crate) reloading: tokio::sync::Mutex<Option<crate::reload::Fingerprints>>,
 }
 
 impl Live {
@@ -78,7 +81,7 @@ impl Live {
         Arc::new(Live {
             current: ArcSwap::new(gw),
             draining: AtomicBool::new(false),
-            reloading: tokio::sync::Mutex::new(()),
+            reloading: tokio::sync::Mutex::new(None),
         })
     }
 

@@ -30,8 +30,9 @@ pub type RestartOnly = Vec<&'static str>;
 
 /// Reloads from the file the running config came from. `why` goes into the log.
 pub async fn reload(live: &Live, why: &str) -> Result<RestartOnly, ReloadError> {
-    let _one_at_a_time = live.reloading.lock().await;
+    let mut one_at_a_time = live.reloading.lock().await;
     let old = live.get();
+    *one_at_a_time = Some(Fingerprints::of(&old.config));
     tracing::info!(trigger = why, config = %old.config.source.display(), "reloading");
     let loaded = if old.config.source == Path::new(config::EMBEDDED_SOURCE) {
         config::load_str(config::EMBEDDED_DEFAULT, &old.config.source)
@@ -126,6 +127,10 @@ pub async fn watch(live: Arc<Live>, mut shutdown: watch::Receiver<bool>) {
         }
         if !current.config.reload.watch {
             continue;
+        }
+        // What the last reload read, if one ran since (SIGHUP's included).
+        if let Some(tried) = live.reloading.try_lock().ok().and_then(|mut t| t.take()) {
+            seen = tried;
         }
         let now = Fingerprints::of(&current.config);
         let changed = now.changed_since(&seen).map(Path::to_path_buf);

@@ -214,6 +214,29 @@ async fn the_watcher_applies_an_edited_config_and_sessions_survive_the_reload() 
 }
 
 #[tokio::test]
+async fn a_file_put_back_after_a_refused_sighup_counts_as_a_good_reload() {
+    let up = Upstream::start().await;
+    let routes = route("/app", &up.url(), "auth = \"public\"");
+    let good = toml(&routes, "[reload]\ninterval = \"1s\"\n");
+    let gw = TestGateway::start_toml(&good).await;
+    // SIGHUP (here: the same call) with a broken file, which is then put back as it runs,
+    // faster than the watcher looks: the watcher must not take the file for unchanged.
+    write(&gw, &format!("{good}\nbogus = 1\n"));
+    assert!(reload(&gw.live, "SIGHUP").await.is_err());
+    assert_eq!(reload_metrics(&gw).await.2, 0.0);
+    write(&gw, &good);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reload_metrics(&gw).await.2 != 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "gateway_config_last_reload_successful stayed 0 with the running file back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reload_metrics(&gw).await, (1.0, 1.0, 1.0));
+}
+
+#[tokio::test]
 async fn restart_only_settings_keep_their_running_values() {
     let up = Upstream::start().await;
     let routes = route("/app", &up.url(), "auth = \"public\"");
