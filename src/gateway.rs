@@ -234,7 +234,22 @@ impl Gateway {
             None => None,
         };
         let demo = match &self.config.demo {
-            Some(d) => Some(bind(&mut inherited, "demo", d.echo).await?),
+            Some(d) => match bind(&mut inherited, "demo", d.echo).await {
+                Ok(l) => Some(l),
+                // The quick start's second instance on the same file: the demo upstream the
+                // first one serves answers for both, as their routes name the same address.
+                Err(StartError::Bind { source, .. })
+                    if source.kind() == std::io::ErrorKind::AddrInUse =>
+                {
+                    tracing::warn!(
+                        addr = %d.echo,
+                        "the demo upstream's address is in use (another instance's demo?): \
+                         not serving it here; routes to it reach whatever listens there"
+                    );
+                    None
+                }
+                Err(e) => return Err(e),
+            },
             None => None,
         };
         inherited.close_rest();

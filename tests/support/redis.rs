@@ -173,8 +173,9 @@ impl Drop for RedisServer {
     }
 }
 
-/// A port that was free a moment ago (the kernel picks it; we release it for redis-server).
-fn free_port() -> u16 {
+/// A port that was free a moment ago (the kernel picks it; we release it for the process
+/// that is to bind it).
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").port()
 }
