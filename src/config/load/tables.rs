@@ -216,9 +216,18 @@ pub(super) fn session(cx: &mut Cx<'_>, s: Option<&SessionFile>) -> Option<Sessio
     let redis_url = match &s.redis_url {
         None => Some("redis://127.0.0.1:6379/0".to_owned()),
         Some(v) => {
-            const SCHEMES: [&str; 4] = ["redis://", "rediss://", "unix://", "redis+unix://"];
+            const SCHEMES: [&str; 3] = ["redis://", "unix://", "redis+unix://"];
             let u = v.get_ref();
-            if SCHEMES
+            if u.starts_with("rediss://") {
+                // Refused rather than failing at the first connection: this build's Redis
+                // client has no TLS.
+                cx.err(
+                    v,
+                    "session.redis_url",
+                    "rediss:// (TLS to Redis) is not supported by this build yet; use redis:// on a private network or unix://",
+                );
+                None
+            } else if SCHEMES
                 .iter()
                 .any(|p| u.starts_with(p) && u.len() > p.len())
             {
@@ -228,7 +237,7 @@ pub(super) fn session(cx: &mut Cx<'_>, s: Option<&SessionFile>) -> Option<Sessio
                     v,
                     "session.redis_url",
                     format!(
-                        "expected a URL starting with redis://, rediss:// or unix://, like \"redis://127.0.0.1:6379/0\", got {}",
+                        "expected a URL starting with redis:// or unix://, like \"redis://127.0.0.1:6379/0\", got {}",
                         quoted(u)
                     ),
                 );

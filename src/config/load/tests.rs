@@ -224,7 +224,7 @@ jwks_refresh = "10m"
 
 [session]
 store = "redis"
-redis_url = "rediss://redis.internal:6380/1"
+redis_url = "redis://redis.internal:6380/1"
 key_prefix = "prod:"
 timeout = "250ms"
 max_concurrent = 64
@@ -1066,6 +1066,12 @@ fn session_rules() {
         "\"http://r",
         "session.redis_url",
         "redis://",
+    );
+    one(
+        &s("redis_url = \"rediss://r:6380\""),
+        "\"rediss://r",
+        "session.redis_url",
+        "not supported by this build",
     );
     one(
         &s("timeout = \"6s\""),
