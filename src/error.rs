@@ -69,6 +69,16 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// Counts it in `metrics`: an upstream failure by route and kind, anything else as a
+    /// denial by its reason.
+    pub fn observe(&self, metrics: &crate::metrics::Metrics, route: &std::sync::Arc<str>) {
+        match self {
+            GatewayError::UpstreamUnavailable(_) => metrics.observe_upstream_error(route, "error"),
+            GatewayError::UpstreamTimeout => metrics.observe_upstream_error(route, "timeout"),
+            _ => metrics.observe_denial(self.reason()),
+        }
+    }
+
     /// The status for each case; no catch-all arm, so a new variant forces a decision.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -182,7 +182,9 @@ impl Gateway {
             Some(p) => p.metrics.clone(),
             None => Arc::new(Metrics::new(
                 &config,
-                sessions.clone(),
+                sessions
+                    .clone()
+                    .map(|c| Box::new(c) as Box<dyn crate::metrics::CacheView>),
                 certificate_not_after(&config),
             )),
         };

@@ -22,10 +22,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::auth::session::StoreError;
-use crate::auth::session_cache::SessionCache;
 use crate::config::Config;
-use crate::error::GatewayError;
 
 /// The `Content-Type` of `/metrics` (OpenMetrics text, which Prometheus scrapes natively).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -108,7 +105,7 @@ pub struct Metrics {
     /// label; replaced on reload.
     routes: ArcSwap<HashMap<String, Arc<str>>>,
     /// The session cache whose counters are scraped; replaced when a reload changes `[session]`.
-    sessions: Arc<ArcSwapOption<SessionCache>>,
+    sessions: Arc<ArcSwapOption<Box<dyn CacheView>>>,
     cert_expiry: Option<Gauge<i64>>,
     reloads: Family<ResultLabels, Counter>,
     last_reload_ok: Gauge,
@@ -145,7 +142,7 @@ impl Metrics {
     /// notAfter in unix seconds, when it could be read.
     pub fn new(
         config: &Config,
-        sessions: Option<SessionCache>,
+        sessions: Option<Box<dyn CacheView>>,
         cert_not_after: Option<i64>,
     ) -> Metrics {
         let mut registry = Registry::with_prefix("gateway");
@@ -268,7 +265,7 @@ impl Metrics {
     pub fn reloaded(
         &self,
         config: &Config,
-        sessions: Option<SessionCache>,
+        sessions: Option<Box<dyn CacheView>>,
         cert_not_after: Option<i64>,
     ) {
         self.routes.store(Arc::new(route_labels(config)));
@@ -328,20 +325,13 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// A request the gateway answered itself: a denial by its reason, or an upstream error.
-    pub fn observe_error(&self, route: &Arc<str>, err: &GatewayError) {
-        let kind = match err {
-            GatewayError::UpstreamUnavailable(_) => "error",
-            GatewayError::UpstreamTimeout => "timeout",
-            _ => {
-                self.denials
-                    .get_or_create(&ReasonLabels {
-                        reason: err.reason(),
-                    })
-                    .inc();
-                return;
-            }
-        };
+    /// A request the gateway refused, by the reason's label (`expired`, `missing_token`...).
+    pub fn observe_denial(&self, reason: &'static str) {
+        self.denials.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// A request the upstream failed: `kind` is `error` (refused, reset) or `timeout`.
+    pub fn observe_upstream_error(&self, route: &Arc<str>, kind: &'static str) {
         self.upstream_errors
             .get_or_create(&UpstreamErrorLabels {
                 route: route.clone(),
@@ -350,17 +340,13 @@ impl Metrics {
             .inc();
     }
 
-    /// One session store call (`op` is a static name such as `get`).
-    pub fn observe_store(&self, op: &'static str, elapsed: Duration, err: Option<&StoreError>) {
+    /// One session store call (`op` is a static name such as `get`); `error` is the failure's
+    /// kind (`timeout`, `unavailable`, `invalid`) when it failed.
+    pub fn observe_store(&self, op: &'static str, elapsed: Duration, error: Option<&'static str>) {
         self.store_duration
             .get_or_create(&OpLabels { op })
             .observe(elapsed.as_secs_f64());
-        if let Some(e) = err {
-            let kind = match e {
-                StoreError::Timeout => "timeout",
-                StoreError::Unavailable(_) => "unavailable",
-                StoreError::Invalid(_) => "invalid",
-            };
+        if let Some(kind) = error {
             self.store_errors
                 .get_or_create(&StoreErrorLabels { op, kind })
                 .inc();
@@ -445,38 +431,55 @@ pub fn certificate_not_after(path: &Path) -> Result<i64, String> {
     Ok(cert.validity().not_after.timestamp())
 }
 
+/// What the session cache shows on each scrape. The cache (`auth::session_cache`) implements
+/// it, so metrics never depends on what it counts.
+pub trait CacheView: Send + Sync + std::fmt::Debug {
+    fn counters(&self) -> CacheCounters;
+}
+
+/// The session cache's figures at one scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheCounters {
+    pub hits: u64,
+    pub misses: u64,
+    pub invalidations: u64,
+    pub flushes: u64,
+    pub entries: usize,
+    /// The invalidation link is up (the cache serves hits).
+    pub live: bool,
+}
+
 /// The session cache's counters, read on every scrape (names get the registry's `gateway_`
 /// prefix).
 #[derive(Debug)]
-struct CacheCollector(Arc<ArcSwapOption<SessionCache>>);
+struct CacheCollector(Arc<ArcSwapOption<Box<dyn CacheView>>>);
 
 impl Collector for CacheCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        use std::sync::atomic::Ordering::Relaxed;
         let Some(cache) = self.0.load_full() else {
             return Ok(());
         };
-        let stats = cache.stats();
+        let stats = cache.counters();
         let counters = [
             (
                 "session_cache_hits",
                 "Session lookups answered from the local cache",
-                stats.hits.load(Relaxed),
+                stats.hits,
             ),
             (
                 "session_cache_misses",
                 "Session lookups that read the store and filled the cache",
-                stats.misses.load(Relaxed),
+                stats.misses,
             ),
             (
                 "session_cache_invalidations",
                 "Invalidation pushes from Redis applied to the cache",
-                stats.invalidations.load(Relaxed),
+                stats.invalidations,
             ),
             (
                 "session_cache_flushes",
                 "Whole-cache flushes (invalidation link lost or reconnected)",
-                stats.flushes.load(Relaxed),
+                stats.flushes,
             ),
         ];
         for (name, help, value) in counters {
@@ -487,12 +490,12 @@ impl Collector for CacheCollector {
             (
                 "session_cache_entries",
                 "Sessions held in the local cache",
-                i64::try_from(cache.len()).unwrap_or(i64::MAX),
+                i64::try_from(stats.entries).unwrap_or(i64::MAX),
             ),
             (
                 "session_cache_live",
                 "1 while the invalidation link is up (the cache serves hits), else 0",
-                i64::from(cache.is_live()),
+                i64::from(stats.live),
             ),
         ];
         for (name, help, value) in gauges {
@@ -554,13 +557,9 @@ upstream = "http://127.0.0.1:1"
         let api = m.route_label(Some("/api"), false);
         m.observe_request(&api, &Method::GET, 200, Duration::from_millis(3));
         m.observe_request(&api, &Method::GET, 401, Duration::from_millis(1));
-        m.observe_error(&api, &GatewayError::InvalidToken("expired"));
-        m.observe_error(&api, &GatewayError::UpstreamTimeout);
-        m.observe_store(
-            "get",
-            Duration::from_micros(300),
-            Some(&StoreError::Timeout),
-        );
+        m.observe_denial("expired");
+        m.observe_upstream_error(&api, "timeout");
+        m.observe_store("get", Duration::from_micros(300), Some("timeout"));
         m.observe_handshake(Handshake::Failed);
         {
             let _c = m.connection_opened();

@@ -51,7 +51,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) 
         Ok(resp) => resp,
         Err(err) => {
             outcome.denial = Some(err.reason());
-            gw.metrics.observe_error(&route_label, &err);
+            err.observe(&gw.metrics, &route_label);
             tracing::debug!(request_id = %rid, error = %err, "request refused");
             err.into_response()
         }

@@ -62,6 +62,7 @@ pub async fn reload(live: &Live, why: &str) -> Result<RestartOnly, ReloadError> 
     match Gateway::rebuild(new, &old).await {
         Ok(gw) => {
             let (_, sessions) = gw.auth.shared_store();
+            let sessions = sessions.map(|c| Box::new(c) as Box<dyn crate::metrics::CacheView>);
             gw.metrics
                 .reloaded(&gw.config, sessions, certificate_not_after(&gw.config));
             tracing::info!(routes = gw.config.routes.len(), "configuration reloaded");

@@ -107,6 +107,21 @@ impl std::fmt::Debug for SessionCache {
     }
 }
 
+impl crate::metrics::CacheView for SessionCache {
+    fn counters(&self) -> crate::metrics::CacheCounters {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = self.stats();
+        crate::metrics::CacheCounters {
+            hits: stats.hits.load(Relaxed),
+            misses: stats.misses.load(Relaxed),
+            invalidations: stats.invalidations.load(Relaxed),
+            flushes: stats.flushes.load(Relaxed),
+            entries: self.len(),
+            live: self.is_live(),
+        }
+    }
+}
+
 impl SessionCache {
     /// Starts the invalidation link in the background (the cache bypasses itself until it is
     /// up). Needs a tokio runtime.

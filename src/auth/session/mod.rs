@@ -36,6 +36,17 @@ pub enum StoreError {
     Invalid(String),
 }
 
+impl StoreError {
+    /// The label of its kind, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Timeout => "timeout",
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Invalid(_) => "invalid",
+        }
+    }
+}
+
 /// A live session as read from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
