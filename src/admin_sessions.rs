@@ -13,11 +13,10 @@ use http::header::{
     HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::session::{NewSession, StoreError};
-use crate::body::{self, Body};
+use crate::body::{self, Body, Inbound};
 use crate::gateway::Gateway;
 use crate::plain::{json, read_json};
 
@@ -40,7 +39,7 @@ pub fn is_session_path(path: &str) -> bool {
 
 /// Every request to a session path: 404 without `[admin]`, 401 without the right token, then
 /// `POST /sessions`, `GET /sessions/{sid}` or `DELETE /sessions/{sid}` (another method: 405).
-pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(gw: &Gateway, req: Request<Inbound>) -> Response<Body> {
     let Some(admin) = &gw.config.admin else {
         return not_found();
     };
@@ -73,7 +72,7 @@ enum Denial {
 }
 
 /// One `Authorization: Bearer <token>` header (scheme in any case) naming the admin token.
-fn authorize(admin: &crate::config::Admin, req: &Request<Incoming>) -> Result<(), Denial> {
+fn authorize(admin: &crate::config::Admin, req: &Request<Inbound>) -> Result<(), Denial> {
     let mut values = req.headers().get_all(AUTHORIZATION).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         tracing::warn!(path = %req.uri().path(), "admin request without a single Authorization header");
@@ -103,7 +102,7 @@ fn authorize(admin: &crate::config::Admin, req: &Request<Incoming>) -> Result<()
     }
 }
 
-async fn create(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+async fn create(gw: &Gateway, req: Request<Inbound>) -> Response<Body> {
     let body: CreateSession = match read_json(req, 16 * 1024).await {
         Ok(b) => b,
         Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_request", &msg),

@@ -10,13 +10,14 @@
 //! - `tls.rs`: PEM -> rustls config (ALPN h2/http1.1, resumption, no 0-RTT).
 //! - `proxy.rs`: the request pipeline, one step per function.
 //! - `path.rs`, `routing.rs`: one canonical path; longest whole-segment prefix route.
+//! - `header_limits.rs`: the request header bounds (431), and hyper's looser backstop.
 //! - `hop_by_hop.rs`, `identity_headers.rs`: strip, then set only from `Authenticated`.
 //! - `client_addr.rs`: the client's address (`listen.trusted_proxies`) and the forwarding
 //!   headers sent upstream; `proxy_protocol.rs`: PROXY v1/v2 before TLS; `host.rs`: one valid
 //!   `Host`; `idle.rs`: connections that carry no request are closed.
 //! - `auth/`: bearer token, JWT verification, session store; builds `Authenticated`.
 //! - `forward.rs`, `upgrade.rs`, `body.rs`: pooled upstream client, WebSocket splice, bounded
-//!   streaming bodies.
+//!   streaming bodies; an HTTP/2 request body answered before it was read is drained.
 //! - `plain.rs`, `admin_sessions.rs`: redirect and admin listeners (`/metrics` too).
 //! - `metrics.rs`: Prometheus metrics; `trace_context.rs`: W3C `traceparent` / `tracestate`;
 //!   `otlp.rs`: a span per request, exported over OTLP/HTTP.
@@ -24,7 +25,8 @@
 //!
 //! # Life of a request (TLS listener)
 //! 1. TLS handshake within `limits.header_timeout`; HTTP/1.1 or HTTP/2 by ALPN.
-//! 2. Host: exactly one (`:authority` and `Host` agree), else 400.
+//! 2. Headers over `limits.max_header_bytes` or `limits.max_headers`: 431 (JSON, counted).
+//!    Host: exactly one (`:authority` and `Host` agree), else 400.
 //! 3. Path normalised (`path::normalise`); ambiguous: 400.
 //! 4. Route: longest whole-segment prefix for the host; none: 404; method not listed: 405.
 //! 5. Hop-by-hop headers (and what `Connection` names) removed, then every spelling of every
@@ -55,6 +57,7 @@ pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
+pub mod header_limits;
 pub mod hop_by_hop;
 pub mod host;
 pub mod identity_headers;

@@ -1,7 +1,8 @@
 //! The two plain-HTTP listeners: the redirect listener (308 to https, but `/healthz` and
 //! `/readyz` answered in place for probes) and the admin listener (`/healthz`, `/readyz`,
 //! `/metrics`, and, with `[admin]`, session administration behind a bearer token; never expose
-//! it beyond the host or cluster).
+//! it beyond the host or cluster). Both refuse headers over `[limits]` with the TLS listener's
+//! JSON 431.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, Inbound};
 use crate::gateway::{Gateway, Live};
 use crate::idle::Activity;
 use crate::server::{drain, http_builder, shutdown_signalled};
@@ -31,7 +32,7 @@ async fn serve_plain<F, Fut>(
     mut shutdown: watch::Receiver<bool>,
     handler: F,
 ) where
-    F: Fn(Arc<Gateway>, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Arc<Gateway>, Request<Inbound>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
 {
     // `[limits]` take effect on restart only, so the first config's are the ones in force.
@@ -67,11 +68,16 @@ async fn serve_plain<F, Fut>(
             // for `header_timeout`, before its first request or between two, is closed.
             let activity = Arc::new(Activity::new());
             let requests = activity.clone();
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |req: Request<Incoming>| {
                 let in_flight = requests.begin();
-                let fut = handler(live.get(), req);
+                let req = Inbound::wrap(req);
+                let gw = live.get();
+                let handler = handler.clone();
                 async move {
-                    let resp = fut.await;
+                    let resp = match crate::header_limits::check(req.headers(), &gw.config.limits) {
+                        Ok(()) => handler(gw, req).await,
+                        Err(err) => refused(&req, err),
+                    };
                     let resp = resp.map(|b| {
                         b.map_frame(move |f| {
                             let _held = &in_flight;
@@ -96,6 +102,17 @@ async fn serve_plain<F, Fut>(
     drain(graceful, limits.shutdown_grace).await;
 }
 
+/// A request the plain listeners refuse before their handler (headers over `[limits]`): the
+/// same JSON answer as on the TLS listener, with `X-Request-Id`.
+fn refused<B>(req: &Request<B>, err: crate::error::GatewayError) -> Response<Body> {
+    let rid = crate::request_id::from_request(req.headers());
+    tracing::debug!(request_id = %rid, error = %err, path = req.uri().path(), "plain listener refused");
+    let mut resp = err.into_response();
+    resp.headers_mut()
+        .insert(crate::request_id::HEADER.clone(), rid.header_value());
+    resp
+}
+
 pub async fn serve_redirect(
     live: Arc<Live>,
     listener: Arc<TcpListener>,
@@ -112,7 +129,7 @@ pub async fn serve_redirect(
 }
 
 /// 308 to the same host and path on https; a request without a usable Host gets 400.
-fn redirect(req: &Request<Incoming>, https_port: u16) -> Response<Body> {
+fn redirect(req: &Request<Inbound>, https_port: u16) -> Response<Body> {
     // Exactly one valid host, read as the TLS listener reads it (one `Host`, agreeing with
     // `:authority` or an absolute-form target; not a list, userinfo or a path), before it goes
     // into `Location`.
@@ -169,7 +186,7 @@ pub async fn serve_admin(
     .await
 }
 
-async fn admin(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<Body> {
+async fn admin(gw: Arc<Gateway>, req: Request<Inbound>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     match (req.method(), path.as_str()) {
         (&Method::GET, "/healthz" | "/readyz") => probe(&gw, &path).await,
@@ -227,7 +244,7 @@ pub fn json(status: StatusCode, body: &'static str) -> Response<Body> {
 
 /// Reads a small JSON body (at most `max` bytes).
 pub async fn read_json<T: serde::de::DeserializeOwned>(
-    req: Request<Incoming>,
+    req: Request<Inbound>,
     max: usize,
 ) -> Result<T, String> {
     // A body trickled in slowly must not hold the connection: the whole of it within 10 s.

@@ -1,7 +1,7 @@
 //! The request pipeline on the TLS listener, one named step per line of CONTRACT.md section 3:
-//! host -> path -> route -> method -> strip headers -> token/JWT/session -> roles -> body limit
-//! -> set identity -> forward -> response. Each answer is counted in `metrics` and logged
-//! once (`access` target) with its request id and W3C trace id.
+//! header limits -> host -> path -> route -> method -> strip headers -> token/JWT/session ->
+//! roles -> body limit -> set identity -> forward -> response. Each answer is counted in
+//! `metrics` and logged once (`access` target) with its request id and W3C trace id.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,16 +9,15 @@ use std::time::Instant;
 
 use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 
 use crate::auth::{AuthError, Authenticated};
-use crate::body::{self, Body};
+use crate::body::{self, Body, Inbound};
 use crate::config::{AuthMode, Route, UpstreamProtocol};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::identity_headers::{self, Identity};
 use crate::trace_context::TraceContext;
-use crate::{client_addr, hop_by_hop, request_id, routing};
+use crate::{client_addr, header_limits, hop_by_hop, request_id, routing};
 
 /// What the access log needs from a finished request.
 #[derive(Default)]
@@ -32,7 +31,7 @@ struct Outcome {
 
 /// Serves one request from a client connection; never fails (errors become responses).
 /// `peer` is the connection's peer: the TCP peer, or the PROXY header's source.
-pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Inbound>) -> Response<Body> {
     let started = Instant::now();
     let client = client_addr::resolve(peer, req.headers(), &gw.config.listen.trusted_proxies);
     let method = req.method().clone();
@@ -105,17 +104,13 @@ struct Addrs {
 async fn pipeline(
     gw: &Gateway,
     addrs: Addrs,
-    mut req: Request<Incoming>,
+    mut req: Request<Inbound>,
     rid: &request_id::RequestId,
     trace: &TraceContext,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, GatewayError> {
+    header_limits::check(req.headers(), &gw.config.limits)?;
     let host = request_host(&req)?;
-    check_header_size(
-        req.headers(),
-        gw.config.limits.max_header_bytes,
-        gw.config.limits.max_headers,
-    )?;
     let raw_path = req.uri().path();
     let path = crate::path::normalise(raw_path)?;
     if let Some(center) = gw.auth_center.as_ref().filter(|c| c.owns(&path)) {
@@ -229,7 +224,7 @@ fn build_upstream_request(
     path: &str,
     rid: &request_id::RequestId,
     who: Option<&Authenticated>,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
 ) -> Result<Request<Body>, GatewayError> {
     let (mut parts, incoming) = req.into_parts();
     let mut target = routing::upstream_path(route, path);
@@ -295,20 +290,6 @@ pub(crate) fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> 
     // userinfo, a path, a bad port or spaces.
     crate::host::parse(host).map_err(|_| GatewayError::BadHost)?;
     Ok(host.to_owned())
-}
-
-/// Header bytes and count, on both protocols (hyper bounds HTTP/1 itself; HTTP/2 only by
-/// bytes).
-fn check_header_size(
-    h: &HeaderMap,
-    max_bytes: usize,
-    max_count: usize,
-) -> Result<(), GatewayError> {
-    let total: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-    if total > max_bytes || h.len() > max_count {
-        return Err(GatewayError::HeadersTooLarge);
-    }
-    Ok(())
 }
 
 /// A declared length above the route's limit is refused before anything is forwarded; a

@@ -1,8 +1,9 @@
 //! The TLS listener: accept loop under a connection limit, the PROXY header (with
 //! `listen.proxy_protocol`) and the TLS handshake under one deadline, HTTP/1.1 and HTTP/2 by
-//! ALPN with every hyper bound set (timer, header read timeout, header size and count,
-//! concurrent streams), a connection with no request closed (`idle`), and the shutdown drain
-//! (GOAWAY for HTTP/2, a linger with `Connection: close` for HTTP/1.1). Open connections and
+//! ALPN with every hyper bound set (timer, header read timeout, a backstop on header size and
+//! count, concurrent streams), a connection with no request closed (`idle`), and the shutdown
+//! drain (GOAWAY for HTTP/2, a linger with `Connection: close` for HTTP/1.1). Request bodies
+//! are `body::Inbound` (an HTTP/2 one dropped unread is drained). Open connections and
 //! handshake results are counted in `metrics`.
 
 use std::convert::Infallible;
@@ -25,21 +26,26 @@ use crate::gateway::Live;
 use crate::idle::Activity;
 use crate::metrics::Handshake;
 
-/// The hyper connection builder with every bound of `[limits]` applied.
+/// The hyper connection builder with every bound of `[limits]` applied. The header bounds
+/// given to hyper and h2 are the looser backstop (`header_limits::backstop`): the pipeline
+/// checks `[limits]` itself, so that a request over them gets the gateway's JSON 431.
 pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let backstop = crate::header_limits::backstop(limits);
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         // Without a timer, hyper's header read timeout silently does nothing (slowloris).
         .timer(TokioTimer::new())
         // Also bounds how long an idle keep-alive connection waits for its next request.
         .header_read_timeout(limits.header_timeout)
-        .max_headers(limits.max_headers)
-        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(backstop.fields)
+        // The whole head (request line and headers) must fit in the read buffer.
+        .max_buf_size(backstop.bytes)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_streams)
-        .max_header_list_size(limits.max_header_bytes as u32)
+        // Also what SETTINGS_MAX_HEADER_LIST_SIZE tells clients (h2 counts 32 bytes a field).
+        .max_header_list_size(u32::try_from(backstop.bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(Some(50))
         .keep_alive_interval(Some(limits.idle_timeout))
         .keep_alive_timeout(Duration::from_secs(20));
@@ -159,6 +165,7 @@ async fn serve_connection(
         // In flight until the response body is done (or dropped).
         let in_flight = requests.begin();
         async move {
+            let req = crate::body::Inbound::wrap(req);
             let mut resp = crate::proxy::handle(live.get(), peer, req).await;
             let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
             if !h2 && !upgrade && live.draining() {

@@ -408,13 +408,30 @@ async fn host_must_be_present_once() {
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let (gw, up) = setup().await;
-    let c = gw.client(Proto::H1);
     let big = "a".repeat(40 * 1024);
+    for proto in BOTH {
+        let c = gw.client(proto);
+        let req = c
+            .req("GET", "/public/x")
+            .header("x-big", big.as_str())
+            .body(body(""))
+            .unwrap();
+        let r = c.send(req).await;
+        assert_eq!(r.status, 431, "{proto:?}");
+        assert_eq!(r.error_code(), "headers_too_large", "{proto:?}");
+        assert!(r.header("x-request-id").is_some(), "{proto:?}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{proto:?}");
+    }
+    // Raw HTTP/1.1 too: the gateway's JSON, not hyper's bare answer.
     let raw = format!(
         "GET /public/x HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"
     );
-    let answer = c.raw_h1(raw.as_bytes(), Duration::from_secs(5)).await;
-    assert_eq!(raw_status(&answer), 431, "{answer}");
+    let answer = gw
+        .client(Proto::H1)
+        .raw_h1(raw.as_bytes(), Duration::from_secs(5))
+        .await;
+    assert_eq!(raw_status(&answer), 431, "{answer:.300}");
+    assert!(answer.contains("headers_too_large"), "{answer:.300}");
     assert_eq!(up.count(), 0);
 }
 

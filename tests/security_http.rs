@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{Full, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use support::client::{raw_status, Proto, BOTH};
@@ -617,18 +617,40 @@ async fn streamed_body_over_the_limit_is_never_forwarded_whole() {
 // Bounds.
 // ---------------------------------------------------------------------------------------
 
+/// The gateway's own 431: JSON with a request id, never forwarded.
+fn assert_json_431(status: u16, headers: &http::HeaderMap, body: &[u8], what: &str) {
+    assert_eq!(status, 431, "{what}");
+    assert!(headers.contains_key("x-request-id"), "{what}");
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body["error"], "headers_too_large", "{what}");
+}
+
 #[tokio::test]
 async fn too_many_headers_are_refused_on_http1() {
     let (gw, probe) = setup().await;
-    let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    // Over max_headers (100): the gateway's JSON 431.
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
     let raw =
         format!("GET /public/x HTTP/1.1\r\nHost: localhost\r\n{many}Connection: close\r\n\r\n");
     let answer = gw
         .client(Proto::H1)
         .raw_h1(raw.as_bytes(), Duration::from_secs(5))
         .await;
-    let status = first_status(&answer);
-    assert!(status == 431 || status == 400, "{answer:.200}");
+    assert_eq!(first_status(&answer), 431, "{answer:.200}");
+    assert!(answer.contains("headers_too_large"), "{answer:.300}");
+    assert!(
+        answer.to_ascii_lowercase().contains("x-request-id:"),
+        "{answer:.300}"
+    );
+    // Past hyper's backstop (twice the limit): hyper's own bare 431.
+    let many: String = (0..300).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let raw =
+        format!("GET /public/x HTTP/1.1\r\nHost: localhost\r\n{many}Connection: close\r\n\r\n");
+    let answer = gw
+        .client(Proto::H1)
+        .raw_h1(raw.as_bytes(), Duration::from_secs(5))
+        .await;
+    assert_eq!(first_status(&answer), 431, "{answer:.200}");
     assert_eq!(probe.count(), 0);
 }
 
@@ -636,12 +658,20 @@ async fn too_many_headers_are_refused_on_http1() {
 async fn too_many_headers_are_refused_on_http2() {
     let (gw, probe) = setup().await;
     let c = gw.client(Proto::H2);
-    let mut b = c.req("GET", "/public/x");
-    for i in 0..200 {
-        b = b.header(format!("x-h{i}"), "v");
+    for n in [150, 300] {
+        let mut b = c.req("GET", "/public/x");
+        for i in 0..n {
+            b = b.header(format!("x-h{i}"), "v");
+        }
+        let r = c.send(b.body(Full::new(Bytes::new())).unwrap()).await;
+        // h2 bounds bytes only, so even 300 small headers reach the gateway's own check.
+        assert_json_431(
+            r.status.as_u16(),
+            &r.headers,
+            &r.body,
+            &format!("{n} on h2"),
+        );
     }
-    let r = c.send(b.body(Full::new(Bytes::new())).unwrap()).await;
-    assert_eq!(r.status, 431, "200 headers on h2");
     assert_eq!(probe.count(), 0);
 }
 
@@ -650,17 +680,20 @@ async fn huge_headers_on_http2_are_never_served() {
     let (gw, probe) = setup().await;
     let c = gw.client(Proto::H2);
     let big = "a".repeat(40 * 1024);
+    let huge = "a".repeat(100 * 1024);
     let many: Vec<(String, String)> = (0..80)
         .map(|i| (format!("x-big-{i}"), "b".repeat(500)))
         .collect();
-    for variant in 0..2 {
+    for variant in 0..3 {
         let mut b = c.req("GET", "/public/x");
-        if variant == 0 {
-            b = b.header("x-big", big.as_str());
-        } else {
-            for (n, v) in &many {
-                b = b.header(n.as_str(), v.as_str());
+        match variant {
+            0 => b = b.header("x-big", big.as_str()),
+            1 => {
+                for (n, v) in &many {
+                    b = b.header(n.as_str(), v.as_str());
+                }
             }
+            _ => b = b.header("x-huge", huge.as_str()),
         }
         let req = b.body(Full::new(Bytes::new())).unwrap();
         let tls = c.tls().await;
@@ -672,7 +705,15 @@ async fn huge_headers_on_http2_are_never_served() {
         let r = tokio::time::timeout(Duration::from_secs(10), send.send_request(req))
             .await
             .expect("h2 answer within 10 s");
-        if let Ok(resp) = r {
+        if variant < 2 {
+            // Over the 32 KiB limit, within the backstop: the gateway's JSON.
+            let resp = r.unwrap_or_else(|e| panic!("variant {variant}: {e}"));
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_json_431(status, &headers, &body, &format!("variant {variant}"));
+        } else if let Ok(resp) = r {
+            // Past the backstop: h2's bare 431 (or the client's own refusal).
             assert_eq!(resp.status(), 431, "variant {variant}");
         }
     }

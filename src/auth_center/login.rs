@@ -8,13 +8,12 @@ use std::net::SocketAddr;
 
 use http::header::USER_AGENT;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::lockout::Attempt;
 use super::{client_ip, read_json, tokens, users, AuthCenter};
 use crate::auth::session::NewSession;
-use crate::body::Body;
+use crate::body::{Body, Inbound};
 use crate::config::BindRefresh;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
@@ -36,7 +35,7 @@ pub(super) async fn login(
     center: &AuthCenter,
     gw: &Gateway,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
 ) -> Result<Response<Body>, GatewayError> {
     let user_agent = req
         .headers()

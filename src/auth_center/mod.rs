@@ -31,12 +31,11 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::auth::mint::Signer;
 use crate::auth::{bearer, AuthError, Authenticated};
-use crate::body::{self, Body};
+use crate::body::{self, Body, Inbound};
 use crate::config::{self, Config};
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, StartError};
@@ -102,7 +101,7 @@ impl AuthCenter {
         gw: &Gateway,
         peer: SocketAddr,
         path: &str,
-        req: Request<Incoming>,
+        req: Request<Inbound>,
     ) -> Response<Body> {
         let mut resp = match self.dispatch(gw, peer, path, req).await {
             Ok(resp) => resp,
@@ -125,7 +124,7 @@ impl AuthCenter {
         gw: &Gateway,
         peer: SocketAddr,
         path: &str,
-        req: Request<Incoming>,
+        req: Request<Inbound>,
     ) -> Result<Response<Body>, GatewayError> {
         if path == JWKS_PATH {
             allow(&req, &[Method::GET, Method::HEAD])?;
@@ -232,7 +231,7 @@ fn lockout_address(peer: SocketAddr) -> String {
 /// by the types themselves (`deny_unknown_fields`).
 async fn read_json<T: DeserializeOwned>(
     gw: &Gateway,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
     empty_ok: bool,
 ) -> Result<T, GatewayError> {
     let media = csrf::content_type(req.headers())?;

@@ -9,12 +9,11 @@
 use std::net::SocketAddr;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::{client_ip, cookies, read_json, tokens, AuthCenter};
 use crate::auth::session::{Binding, RefreshOutcome, Rotation};
-use crate::body::Body;
+use crate::body::{Body, Inbound};
 use crate::config::BindRefresh;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
@@ -32,7 +31,7 @@ pub(super) async fn refresh(
     center: &AuthCenter,
     gw: &Gateway,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
 ) -> Result<Response<Body>, GatewayError> {
     let from_cookie = cookies::refresh_from(req.headers())
         .map_err(|()| GatewayError::InvalidRefreshToken("ambiguous_cookie"))?;

@@ -5,7 +5,6 @@
 //! store write.
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -14,7 +13,7 @@ use std::net::SocketAddr;
 use super::lockout::Attempt;
 use super::{json, read_json, users, AuthCenter};
 use crate::auth::session::UserRecord;
-use crate::body::Body;
+use crate::body::{Body, Inbound};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 
@@ -29,7 +28,7 @@ pub(super) async fn register(
     center: &AuthCenter,
     gw: &Gateway,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
 ) -> Result<Response<Body>, GatewayError> {
     let body: RegisterRequest = read_json(gw, req, false).await?;
     let Some(name) = users::fold_username(&body.username) else {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod client;
+pub mod curl;
 pub mod forge;
 pub mod gateway;
 pub mod probe;
