@@ -145,8 +145,18 @@ fn check_reports_files_that_do_not_load() {
     let at = |prefix: &str| GOOD.lines().position(|l| l.starts_with(prefix)).unwrap() + 1;
     for (line, col, key, file) in [
         (at("cert ="), 8, "tls.cert", "certs/gateway.crt"),
-        (at("keys ="), 36, "jwt.keys[0].public_key", "certs/signing.pub.pem"),
-        (at("signing_key ="), 15, "auth.signing_key", "certs/signing.pem"),
+        (
+            at("keys ="),
+            36,
+            "jwt.keys[0].public_key",
+            "certs/signing.pub.pem",
+        ),
+        (
+            at("signing_key ="),
+            15,
+            "auth.signing_key",
+            "certs/signing.pem",
+        ),
     ] {
         let want = format!("gateway.toml:{line}:{col}: {key}: {file}: cannot read");
         assert!(err.contains(&want), "{want}\n{err}");

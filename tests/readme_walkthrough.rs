@@ -54,7 +54,10 @@ fn quick_start_blocks() -> Vec<String> {
             (None, _) => {}
         }
     }
-    assert!(current.is_none(), "an sh block of the quick start is not closed");
+    assert!(
+        current.is_none(),
+        "an sh block of the quick start is not closed"
+    );
     blocks
 }
 
@@ -142,7 +145,11 @@ impl Ports {
 fn numbers(text: &str) -> Vec<String> {
     text.split(':')
         .skip(1)
-        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect::<String>())
+        .map(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
         .filter(|n| (4..=5).contains(&n.len()))
         .collect()
 }
@@ -288,7 +295,8 @@ fn gateway_logs(dir: &Path) -> String {
 
 #[test]
 fn the_walkthrough_reads_expectations_and_ports() {
-    let block = "GW=x\ncurl -s a \\\n  -H b\n#   HTTP/2 401, x-id:, not root, ...\n\n# prose\necho 1 # 2\n";
+    let block =
+        "GW=x\ncurl -s a \\\n  -H b\n#   HTTP/2 401, x-id:, not root, ...\n\n# prose\necho 1 # 2\n";
     let s = steps(block);
     assert_eq!(s.len(), 3);
     assert_eq!(s[1].command, "curl -s a -H b");

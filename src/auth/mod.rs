@@ -176,7 +176,11 @@ impl Authenticator {
         };
         let started = std::time::Instant::now();
         let result = self.store.get(sid).await;
-        metrics.observe_store("get", started.elapsed(), result.as_ref().err().map(StoreError::kind));
+        metrics.observe_store(
+            "get",
+            started.elapsed(),
+            result.as_ref().err().map(StoreError::kind),
+        );
         result
     }
 

@@ -12,8 +12,8 @@ mod places;
 
 pub use admin::{Admin, AdminToken};
 pub use error::{ConfigError, ConfigErrors};
-pub use places::Places;
 pub use load::{load, load_str, load_str_env, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
+pub use places::Places;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -50,10 +50,7 @@ impl Places {
 
     /// `reason` at the first key that names `file`; at no key when none does.
     pub fn at_file(&self, file: &Path, reason: impl Into<String>) -> ConfigError {
-        let place = self
-            .places
-            .iter()
-            .find(|p| p.file.as_deref() == Some(file));
+        let place = self.places.iter().find(|p| p.file.as_deref() == Some(file));
         self.error(place, "", reason.into())
     }
 
@@ -79,7 +76,8 @@ mod tests {
         p.add("tls.cert", Some(Path::new("/etc/gw/c.pem")), (5, 8));
         p.add("jwt.jwks_url", None, (9, 12));
         assert_eq!(
-            p.at_file(Path::new("/etc/gw/c.pem"), "cannot read").to_string(),
+            p.at_file(Path::new("/etc/gw/c.pem"), "cannot read")
+                .to_string(),
             "/etc/gw/gateway.toml:5:8: tls.cert: cannot read"
         );
         assert_eq!(

@@ -593,13 +593,20 @@ fn an_unknown_key_does_not_hide_a_bad_value_beside_it() {
     let keys: Vec<String> = places(&src).into_iter().map(|p| p.2).collect();
     assert_eq!(
         keys,
-        ["route[0].upstreams", "route[0].method", "route[0].strip_prefix"]
+        [
+            "route[0].upstreams",
+            "route[0].method",
+            "route[0].strip_prefix"
+        ]
     );
     let src = with(
         "public_key = \"pub.pem\" }",
         "public_key = \"pub.pem\", alg = \"x\", use = \"sig\" }",
     )
-    .replace("audience = \"api\"\n", "audience = \"api\"\nleeway = \"never\"\n");
+    .replace(
+        "audience = \"api\"\n",
+        "audience = \"api\"\nleeway = \"never\"\n",
+    );
     let keys: Vec<String> = places(&src).into_iter().map(|p| p.2).collect();
     assert_eq!(keys, ["jwt.leeway", "jwt.keys[0].alg", "jwt.keys[0].use"]);
 }
@@ -607,10 +614,7 @@ fn an_unknown_key_does_not_hide_a_bad_value_beside_it() {
 #[test]
 fn a_required_key_of_the_wrong_type_is_one_error() {
     // Taking `https` out to go on must not add "missing field `https`".
-    let src = with(
-        "https = \"127.0.0.1:8443\"",
-        "https = 8443\nhttp2 = true",
-    );
+    let src = with("https = \"127.0.0.1:8443\"", "https = 8443\nhttp2 = true");
     let keys: Vec<String> = places(&src).into_iter().map(|p| p.2).collect();
     assert_eq!(keys, ["listen.https", "listen.http2"]);
 }
