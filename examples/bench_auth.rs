@@ -22,7 +22,7 @@ async fn main() {
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let conc: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
     let dir = tempfile::tempdir().unwrap();
-    gateway::keygen::write_dev_material(dir.path(), false).unwrap();
+    gateway::cli::keygen::write_dev_material(dir.path(), false).unwrap();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -72,7 +72,7 @@ upstream = "http://127.0.0.1:9"
     let cfg_path = dir.path().join("gateway.toml");
     std::fs::write(&cfg_path, toml).unwrap();
     let config = gateway::config::load(&cfg_path).unwrap();
-    let gw = gateway::gateway::Gateway::build(config).await.unwrap();
+    let gw = gateway::app::Gateway::build(config).await.unwrap();
     let bound = gw.bind().await.unwrap();
     let addr = bound.https_addr();
     tokio::spawn(bound.run(std::future::pending()));

@@ -16,8 +16,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::body::{self, Body};
-use crate::server::shutdown_signalled;
+use crate::http::body::{self, Body};
+use crate::listen::tls::shutdown_signalled;
 
 pub async fn serve_echo(listener: Arc<TcpListener>, mut shutdown: watch::Receiver<bool>) {
     loop {

@@ -6,13 +6,13 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
-use crate::body::{self, Body};
+use crate::http::body::{self, Body};
 
 /// Why the gateway answered instead of the upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("ambiguous or malformed path: {0}")]
-    BadPath(#[from] crate::path::PathError),
+    BadPath(#[from] crate::http::path::PathError),
     #[error("missing, repeated or disagreeing Host")]
     BadHost,
     #[error("request headers too large")]
@@ -71,7 +71,7 @@ pub enum GatewayError {
 impl GatewayError {
     /// Counts it in `metrics`: an upstream failure by route and kind, anything else as a
     /// denial by its reason.
-    pub fn observe(&self, metrics: &crate::metrics::Metrics, route: &std::sync::Arc<str>) {
+    pub fn observe(&self, metrics: &crate::observe::metrics::Metrics, route: &std::sync::Arc<str>) {
         match self {
             GatewayError::UpstreamUnavailable(_) => metrics.observe_upstream_error(route, "error"),
             GatewayError::UpstreamTimeout => metrics.observe_upstream_error(route, "timeout"),

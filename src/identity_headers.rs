@@ -203,7 +203,7 @@ fn fold(b: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hop_by_hop;
+    use crate::http::hop_by_hop;
 
     fn config(session_id: bool) -> IdentityNames {
         IdentityNames::new(&Headers {

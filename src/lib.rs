@@ -43,38 +43,19 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub mod admin_client;
-pub mod admin_sessions;
+pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod auth_center;
-pub mod body;
 pub mod cli;
-pub mod client_addr;
 pub mod config;
 pub mod demo;
 pub mod error;
-pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod gateway;
-pub mod header_limits;
-pub mod hop_by_hop;
-pub mod host;
+pub mod http;
 pub mod identity_headers;
-pub mod idle;
-pub mod keygen;
-pub mod metrics;
-pub mod observability;
-pub mod otlp;
-pub mod path;
-pub mod plain;
+pub mod listen;
+pub mod observe;
 pub mod proxy;
-pub mod proxy_protocol;
-pub mod reload;
-pub mod request_id;
-pub mod restart;
 pub mod routing;
-pub mod server;
-pub mod tls;
-pub mod trace_context;
-pub mod upgrade;

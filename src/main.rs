@@ -9,7 +9,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 
 fn main() -> ExitCode {
     // Before any other thread exists: it takes LISTEN_FDS and friends out of the environment.
-    let inherited = gateway::restart::Inherited::from_env();
+    let inherited = gateway::app::restart::Inherited::from_env();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    gateway::observability::init(cli.log_format);
+    gateway::observe::logs::init(cli.log_format);
     match cli.command.unwrap_or(Command::Serve(ConfigArg::default())) {
         Command::Serve(arg) => serve(&arg, inherited),
         Command::Check(arg) => block_on(cli::check(&arg)),
@@ -42,7 +42,7 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(fut: F) -> ExitCode {
     }
 }
 
-fn serve(arg: &ConfigArg, inherited: gateway::restart::Inherited) -> ExitCode {
+fn serve(arg: &ConfigArg, inherited: gateway::app::restart::Inherited) -> ExitCode {
     let mut config = match cli::load_config(arg) {
         Ok(c) => c,
         Err(code) => return code,
@@ -86,7 +86,7 @@ fn serve(arg: &ConfigArg, inherited: gateway::restart::Inherited) -> ExitCode {
             }
         };
         let places = config.places.clone();
-        let gw = match gateway::gateway::Gateway::build(config).await {
+        let gw = match gateway::app::Gateway::build(config).await {
             Ok(gw) => gw,
             Err(e) => {
                 eprintln!("cannot start: {}", e.in_config(&places));
@@ -114,7 +114,7 @@ fn serve(arg: &ConfigArg, inherited: gateway::restart::Inherited) -> ExitCode {
         );
         let (stop_tx, stop) = tokio::sync::oneshot::channel();
         tokio::spawn(signals.run(bound.live(), bound.listeners(), stop_tx));
-        gateway::restart::notify_ready();
+        gateway::app::restart::notify_ready();
         bound
             .run(async move {
                 let _ = stop.await;
@@ -144,17 +144,17 @@ impl Signals {
     /// and kills the new process). Nothing is handled once stopping has begun.
     async fn run(
         mut self,
-        live: std::sync::Arc<gateway::gateway::Live>,
-        listeners: gateway::restart::Listeners,
+        live: std::sync::Arc<gateway::app::Live>,
+        listeners: gateway::app::restart::Listeners,
         stop: tokio::sync::oneshot::Sender<()>,
     ) {
-        use gateway::restart::{hand_over, HANDOVER_TIMEOUT};
+        use gateway::app::restart::{hand_over, HANDOVER_TIMEOUT};
         loop {
             tokio::select! {
                 _ = self.term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
                 _ = self.hup.recv() => {
-                    let _ = gateway::reload::reload(&live, "SIGHUP").await;
+                    let _ = gateway::app::reload::reload(&live, "SIGHUP").await;
                 }
                 _ = self.usr2.recv() => {
                     tokio::select! {

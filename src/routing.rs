@@ -34,7 +34,7 @@ impl RouteTable {
 
     /// The route for a request to `host` (lower-case, no port: see [`host_without_port`]; `None`
     /// when the request named no usable host) and `path` (already normalised by
-    /// [`crate::path::normalise`]).
+    /// [`crate::http::path::normalise`]).
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|route| {
             let host_ok = match (&route.host, host) {

@@ -9,9 +9,7 @@ use std::collections::HashMap;
 
 use support::admin::admin_call;
 use support::client::{Proto, BOTH};
-use support::gateway::{
-    base_toml, redis_session, route, TestGateway, ADMIN_TOKEN, ADMIN_TOML, MEMORY_SESSION,
-};
+use support::gateway::{base_toml, redis_session, route, TestGateway, ADMIN_TOKEN, ADMIN_TOML, MEMORY_SESSION};
 use support::redis::RedisServer;
 use support::upstream::Upstream;
 
@@ -443,7 +441,7 @@ async fn a_reload_rotates_the_admin_token() {
     let admin = gw.admin.unwrap();
     let new_token = "a-rotated-admin-token-0123456789abcdefghij";
     std::fs::write(gw.dir.path().join("admin.token"), new_token).unwrap();
-    gateway::reload::reload(&gw.live, "test").await.unwrap();
+    gateway::app::reload::reload(&gw.live, "test").await.unwrap();
     let old = bearer();
     let new = format!("Bearer {new_token}");
     let (status, _, _) = admin_call(

@@ -431,7 +431,7 @@ fn the_quick_start_works_with_a_token_file_written_on_first_start() {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(gateway::admin_client::request(
+        rt.block_on(gateway::cli::admin_client::request(
             ([127, 0, 0, 1], admin).into(),
             http::Method::DELETE,
             "/sessions/demo1",

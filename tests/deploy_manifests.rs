@@ -98,7 +98,7 @@ async fn assert_admin_answers(paths: &BTreeSet<String>) {
     }
     // The session endpoints on the same listener refuse a caller without the token.
     let (status, _) =
-        gateway::admin_client::request(admin, http::Method::DELETE, "/sessions/x", None, None)
+        gateway::cli::admin_client::request(admin, http::Method::DELETE, "/sessions/x", None, None)
             .await
             .unwrap();
     assert_eq!(status, 401, "DELETE /sessions without the admin token");

@@ -181,7 +181,7 @@ async fn an_early_answer_ends_the_h2_stream_without_an_error() {
 #[tokio::test]
 async fn past_the_drain_bound_the_stream_is_reset_with_no_error() {
     let (gw, _up) = setup().await;
-    let len = gateway::body::DRAIN_MAX_BYTES as usize + 4 * 1024 * 1024;
+    let len = gateway::http::body::DRAIN_MAX_BYTES as usize + 4 * 1024 * 1024;
     let u = upload(&gw, "/api/x", &[], len).await;
     assert_eq!(u.status, StatusCode::UNAUTHORIZED, "{u:?}");
     assert!(u.body.is_ok(), "the answer itself is whole: {u:?}");

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gateway::reload::{reload, ReloadError};
+use gateway::app::reload::{reload, ReloadError};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -153,7 +153,7 @@ async fn the_file_watcher_brings_a_new_certificate_to_new_connections_only() {
 
     // New certificate and key, written in place (as cert-manager or certbot do).
     let fresh = tempfile::tempdir().unwrap();
-    gateway::keygen::write_dev_material(fresh.path(), false).unwrap();
+    gateway::cli::keygen::write_dev_material(fresh.path(), false).unwrap();
     for f in ["gateway.key", "gateway.crt"] {
         let tmp = gw.dir.path().join(format!("{f}.new"));
         std::fs::copy(fresh.path().join(f), &tmp).unwrap();

@@ -232,7 +232,7 @@ async fn count(
 
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    gateway::keygen::write_dev_material(dir.path(), false).unwrap();
+    gateway::cli::keygen::write_dev_material(dir.path(), false).unwrap();
     support::gateway::write_admin_token(dir.path());
     dir
 }

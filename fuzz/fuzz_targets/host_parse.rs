@@ -1,5 +1,5 @@
 //! Host parsing as the TLS listener does it: `gateway::fuzzing::request_host` (src/proxy.rs
-//! `request_host`: exactly one of Host / `:authority`, checked by `gateway::host::parse`),
+//! `request_host`: exactly one of Host / `:authority`, checked by `gateway::http::host::parse`),
 //! then `gateway::routing::host_without_port` (the name routes are matched on).
 //!
 //! Input: the first byte picks the version (odd: HTTP/2, even: HTTP/1.1); then text lines: the
@@ -18,7 +18,7 @@
 #![no_main]
 
 use gateway::fuzzing::request_host;
-use gateway::host;
+use gateway::http::host;
 use gateway::routing::host_without_port;
 use http::header::HOST;
 use http::{HeaderValue, Request, Uri, Version};

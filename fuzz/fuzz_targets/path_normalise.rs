@@ -1,4 +1,4 @@
-//! `gateway::path::normalise` on any string: never panics, and what it accepts is canonical.
+//! `gateway::http::path::normalise` on any string: never panics, and what it accepts is canonical.
 //!
 //! Properties of an accepted path: absolute, ASCII, no empty segment (`//`), no `.`/`..`
 //! segment, no `;`, backslash or control byte, every escape upper-case hex of a byte that must
@@ -6,7 +6,7 @@
 //! again gives it back unchanged (one canonical spelling).
 #![no_main]
 
-use gateway::path::normalise;
+use gateway::http::path::normalise;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

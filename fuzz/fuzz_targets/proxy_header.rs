@@ -1,5 +1,5 @@
 //! PROXY protocol header parsing (v1 text and v2 binary), for `[listen] proxy_protocol`:
-//! `gateway::proxy_protocol::parse`, which `proxy_protocol::read` runs on the bytes it took.
+//! `gateway::listen::proxy_protocol::parse`, which `proxy_protocol::read` runs on the bytes it took.
 //!
 //! Seeds in fuzz/corpus/proxy_header/ (fuzz/make_seeds.py): v1 TCP4/TCP6/UNKNOWN, v2
 //! PROXY/LOCAL, IPv4/IPv6/unix, TLVs, truncated and oversized headers, headers followed by
@@ -18,7 +18,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use gateway::proxy_protocol::{parse, Header, Parsed};
+use gateway::listen::proxy_protocol::{parse, Header, Parsed};
 use libfuzzer_sys::fuzz_target;
 
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";

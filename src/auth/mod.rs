@@ -17,7 +17,7 @@ use self::jwt::{VerifiedToken, Verifier};
 use self::session::{SessionRecord, SessionStore, StoreError};
 use self::session_cache::{Lookup, SessionCache};
 use self::token_cache::TokenCache;
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// Verified tokens kept in memory (about 200 bytes each).
 pub const TOKEN_CACHE_ENTRIES: usize = 65_536;

@@ -107,11 +107,11 @@ impl std::fmt::Debug for SessionCache {
     }
 }
 
-impl crate::metrics::CacheView for SessionCache {
-    fn counters(&self) -> crate::metrics::CacheCounters {
+impl crate::observe::metrics::CacheView for SessionCache {
+    fn counters(&self) -> crate::observe::metrics::CacheCounters {
         use std::sync::atomic::Ordering::Relaxed;
         let stats = self.stats();
-        crate::metrics::CacheCounters {
+        crate::observe::metrics::CacheCounters {
             hits: stats.hits.load(Relaxed),
             misses: stats.misses.load(Relaxed),
             invalidations: stats.invalidations.load(Relaxed),

@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{json, Value};
 
 use crate::auth::mint::Signer;
-use crate::body::{self, Body};
+use crate::http::body::{self, Body};
 use crate::config::{Jwt, KeyMaterial};
 
 /// The document, serialised.

@@ -13,10 +13,10 @@ use serde::Deserialize;
 use super::lockout::Attempt;
 use super::{client_ip, read_json, tokens, users, AuthCenter};
 use crate::auth::session::NewSession;
-use crate::body::{Body, Inbound};
+use crate::http::body::{Body, Inbound};
 use crate::config::BindRefresh;
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
+use crate::app::Gateway;
 
 /// Longest `device_id` and `User-Agent` kept with a session.
 pub(super) const MAX_DEVICE_ID: usize = 128;

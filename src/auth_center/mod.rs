@@ -35,10 +35,10 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::mint::Signer;
 use crate::auth::{bearer, AuthError, Authenticated};
-use crate::body::{self, Body, Inbound};
+use crate::http::body::{self, Body, Inbound};
 use crate::config::{self, Config};
 use crate::error::GatewayError;
-use crate::gateway::{Gateway, StartError};
+use crate::app::{Gateway, StartError};
 
 pub use self::cookies::DEVICE_COOKIE;
 pub use self::lockout::{ADDRESS_LIMIT, USERNAME_LIMIT, WINDOW as LOCKOUT_WINDOW};

@@ -13,10 +13,10 @@ use serde::Deserialize;
 
 use super::{client_ip, cookies, read_json, tokens, AuthCenter};
 use crate::auth::session::{Binding, RefreshOutcome, Rotation};
-use crate::body::{Body, Inbound};
+use crate::http::body::{Body, Inbound};
 use crate::config::BindRefresh;
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
+use crate::app::Gateway;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

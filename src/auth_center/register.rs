@@ -13,9 +13,9 @@ use std::net::SocketAddr;
 use super::lockout::Attempt;
 use super::{json, read_json, users, AuthCenter};
 use crate::auth::session::UserRecord;
-use crate::body::{Body, Inbound};
+use crate::http::body::{Body, Inbound};
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
+use crate::app::Gateway;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

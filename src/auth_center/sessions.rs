@@ -7,9 +7,9 @@ use http::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 
 use super::{caller, json, no_content, AuthCenter};
-use crate::body::Body;
+use crate::http::body::Body;
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
+use crate::app::Gateway;
 
 /// 204; the caller's session is gone and the cookies are expired.
 pub(super) async fn logout(

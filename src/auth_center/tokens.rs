@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 
 use super::AuthCenter;
 use crate::auth::mint::MintClaims;
-use crate::body::Body;
+use crate::http::body::Body;
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
+use crate::app::Gateway;
 
 /// Longest refresh token looked at; ours are 43 characters.
 const MAX_REFRESH_TOKEN: usize = 128;

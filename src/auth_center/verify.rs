@@ -17,9 +17,9 @@
 use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
 
 use super::caller;
-use crate::body::{self, Body};
+use crate::http::body::{self, Body};
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
+use crate::app::Gateway;
 use crate::identity_headers::{self, Identity};
 use crate::routing;
 
@@ -75,7 +75,7 @@ fn original(headers: &HeaderMap) -> Result<Option<Original>, GatewayError> {
         return Err(GatewayError::BadRequest("bad_original_uri"));
     }
     let raw_path = uri.split('?').next().unwrap_or("/");
-    let path = crate::path::normalise(raw_path)?;
+    let path = crate::http::path::normalise(raw_path)?;
     // The proxy forwards the target as the client sent it, not as normalised here: a path
     // that normalisation would change (`/admin/%2e%2e/public/x`, `/admin/../public/x`, `//`,
     // a decodable escape) would be authorised as one path and served as another. Only a
@@ -87,7 +87,7 @@ fn original(headers: &HeaderMap) -> Result<Option<Original>, GatewayError> {
         .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
         .ok_or(GatewayError::BadRequest("bad_original_method"))?;
     let host = one(headers, set.host)
-        .filter(|h| crate::host::parse(h).is_ok())
+        .filter(|h| crate::http::host::parse(h).is_ok())
         .and_then(routing::host_without_port)
         .ok_or(GatewayError::BadHost)?;
     Ok(Some(Original { method, path, host }))

@@ -59,7 +59,7 @@ pub struct Listen {
     /// Plain admin listener: `/healthz`, `/readyz`, `/metrics`, session admin.
     pub admin: Option<SocketAddr>,
     /// Peers whose `X-Forwarded-For` (and PROXY header) are believed; empty: none.
-    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    pub trusted_proxies: crate::http::client_addr::TrustedProxies,
     /// Every TLS connection starts with a PROXY v1/v2 header (only from `trusted_proxies`).
     pub proxy_protocol: bool,
     /// The public https port the plain listener's 308 names (behind a load balancer or a

@@ -14,9 +14,9 @@ use super::client::{Client, Proto};
 
 pub struct TestGateway {
     /// The running gateway's state as started, for looking inside (caches, counters).
-    pub gw: std::sync::Arc<gateway::gateway::Gateway>,
+    pub gw: std::sync::Arc<gateway::app::Gateway>,
     /// Where the current gateway lives (a reload swaps it).
-    pub live: std::sync::Arc<gateway::gateway::Live>,
+    pub live: std::sync::Arc<gateway::app::Live>,
     pub https: SocketAddr,
     pub http: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
@@ -113,7 +113,7 @@ impl TestGateway {
         let dir = tempfile::tempdir().unwrap();
         match keys_from {
             None => {
-                gateway::keygen::write_dev_material(dir.path(), false).unwrap();
+                gateway::cli::keygen::write_dev_material(dir.path(), false).unwrap();
             }
             Some(from) => {
                 for f in [
@@ -130,7 +130,7 @@ impl TestGateway {
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, toml).unwrap();
         let config = gateway::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-        let gw = gateway::gateway::Gateway::build(config.clone())
+        let gw = gateway::app::Gateway::build(config.clone())
             .await
             .unwrap();
         let bound = gw.bind().await.unwrap();
@@ -200,13 +200,13 @@ impl TestGateway {
 
     /// Creates a session through the admin listener (works for both stores).
     pub async fn create_session(&self, sid: &str, user: &str, roles: Option<&[&str]>) {
-        let body = gateway::admin_sessions::CreateSession {
+        let body = gateway::admin::sessions::CreateSession {
             session_id: sid.into(),
             user_id: user.into(),
             roles: roles.map(|r| r.iter().map(|s| s.to_string()).collect()),
             ttl: 900,
         };
-        gateway::admin_client::post_json(
+        gateway::cli::admin_client::post_json(
             self.admin.unwrap(),
             "/sessions",
             &body,
@@ -218,7 +218,7 @@ impl TestGateway {
 
     /// `DELETE /sessions/{sid}` on the admin listener with the admin token: the status.
     pub async fn delete_session(&self, sid: &str) -> u16 {
-        let (status, _) = gateway::admin_client::request(
+        let (status, _) = gateway::cli::admin_client::request(
             self.admin.unwrap(),
             http::Method::DELETE,
             &format!("/sessions/{sid}"),

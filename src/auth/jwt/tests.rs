@@ -832,7 +832,7 @@ fn mint_claims<'a>(roles: &'a [String], ttl: Duration) -> MintClaims<'a> {
 #[tokio::test]
 async fn mint_then_verify_with_keygen_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let out = crate::keygen::write_dev_material(dir.path(), false).unwrap();
+    let out = crate::cli::keygen::write_dev_material(dir.path(), false).unwrap();
     let signer = Signer::from_config(&auth_center(
         SigningKey::PrivateKeyFile(out.signing_private.clone()),
         "k1",

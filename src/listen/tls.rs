@@ -22,15 +22,15 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Limits, Listen};
-use crate::gateway::Live;
-use crate::idle::Activity;
-use crate::metrics::Handshake;
+use crate::app::Live;
+use crate::listen::idle::Activity;
+use crate::observe::metrics::Handshake;
 
 /// The hyper connection builder with every bound of `[limits]` applied. The header bounds
 /// given to hyper and h2 are the looser backstop (`header_limits::backstop`): the pipeline
 /// checks `[limits]` itself, so that a request over them gets the gateway's JSON 431.
 pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let backstop = crate::header_limits::backstop(limits);
+    let backstop = crate::http::header_limits::backstop(limits);
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         // Without a timer, hyper's header read timeout silently does nothing (slowloris).
@@ -165,7 +165,7 @@ async fn serve_connection(
         // In flight until the response body is done (or dropped).
         let in_flight = requests.begin();
         async move {
-            let req = crate::body::Inbound::wrap(req);
+            let req = crate::http::body::Inbound::wrap(req);
             let mut resp = crate::proxy::handle(live.get(), peer, req).await;
             let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
             if !h2 && !upgrade && live.draining() {
@@ -241,7 +241,7 @@ async fn proxy_peer(
         tracing::debug!(peer = %tcp_peer, "PROXY protocol from a peer not in trusted_proxies");
         return Err(Handshake::Failed);
     }
-    match tokio::time::timeout_at(deadline, crate::proxy_protocol::read(tcp)).await {
+    match tokio::time::timeout_at(deadline, crate::listen::proxy_protocol::read(tcp)).await {
         Ok(Ok(h)) => Ok(h.source.unwrap_or(tcp_peer)),
         Ok(Err(e)) => {
             tracing::debug!(peer = %tcp_peer, error = %e, "PROXY header refused");

@@ -3,6 +3,9 @@
 //! serves until shutdown. `main` and the integration tests both call [`Gateway::build`] then
 //! [`Bound::run`].
 
+pub mod reload;
+pub mod restart;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +20,9 @@ use crate::auth::session::SessionStore;
 use crate::auth::session_cache::SessionCache;
 use crate::auth::Authenticator;
 use crate::config::{Config, StoreKind};
-use crate::forward::Forwarder;
+use crate::proxy::forward::Forwarder;
 use crate::identity_headers::IdentityNames;
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::routing::RouteTable;
 
 /// Everything a request needs, shared by all connections.
@@ -36,9 +39,9 @@ pub struct Gateway {
     /// Served on the admin listener's `/metrics`.
     pub metrics: Arc<Metrics>,
     /// `Some` with `[otlp]`: a span per request, exported in the background.
-    pub otlp: Option<Arc<crate::otlp::Otlp>>,
+    pub otlp: Option<Arc<crate::observe::otlp::Otlp>>,
     /// The watched files as they were when this gateway was built (the file watcher's start).
-    pub(crate) files: crate::reload::Fingerprints,
+    pub(crate) files: crate::app::reload::Fingerprints,
 }
 
 /// Whether a reload keeps the running session store: the memory store whatever else changed
@@ -54,7 +57,7 @@ fn same_store(old: &crate::config::Session, new: &crate::config::Session) -> boo
 
 /// The `notAfter` of the serving certificate, for its metric (a warning when unreadable).
 pub fn certificate_not_after(config: &Config) -> Option<i64> {
-    match crate::metrics::certificate_not_after(&config.tls.cert) {
+    match crate::observe::metrics::certificate_not_after(&config.tls.cert) {
         Ok(t) => Some(t),
         Err(e) => {
             tracing::warn!(cert = %config.tls.cert.display(), error = %e,
@@ -73,7 +76,7 @@ pub struct Live {
     /// the last reload read them, whoever asked for it, until the watcher takes them: a
     /// file that SIGHUP found broken and that is then put back as it runs is a change to
     /// reload (the reload metric goes back to 1), not nothing.
-    pub(crate) reloading: tokio::sync::Mutex<Option<crate::reload::Fingerprints>>,
+    pub(crate) reloading: tokio::sync::Mutex<Option<crate::app::reload::Fingerprints>>,
 }
 
 impl Live {
@@ -108,7 +111,7 @@ impl Live {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::listen::certs::TlsError),
     #[error("jwt keys: {0}")]
     Keys(#[from] crate::auth::jwt::KeyLoadError),
     #[error("session store: {0}")]
@@ -155,8 +158,8 @@ impl Gateway {
         previous: Option<&Gateway>,
     ) -> Result<Arc<Gateway>, StartError> {
         // Before any file is read: a change from here on is seen by the watcher.
-        let files = crate::reload::Fingerprints::of(&config);
-        let tls = crate::tls::server_config(&config.tls, previous.map(|p| &*p.tls))?;
+        let files = crate::app::reload::Fingerprints::of(&config);
+        let tls = crate::listen::certs::server_config(&config.tls, previous.map(|p| &*p.tls))?;
         let verifier = Verifier::new(&config.jwt).await?;
         let (store, sessions) = match previous {
             Some(p) if same_store(&p.config.session, &config.session) => p.auth.shared_store(),
@@ -175,7 +178,7 @@ impl Gateway {
             (None, _) => None,
             (Some(cfg), Some(o)) if o.config() == cfg => Some(o.clone()),
             (Some(cfg), _) => Some(Arc::new(
-                crate::otlp::Otlp::new(cfg).map_err(StartError::Other)?,
+                crate::observe::otlp::Otlp::new(cfg).map_err(StartError::Other)?,
             )),
         };
         let metrics = match previous {
@@ -184,7 +187,7 @@ impl Gateway {
                 &config,
                 sessions
                     .clone()
-                    .map(|c| Box::new(c) as Box<dyn crate::metrics::CacheView>),
+                    .map(|c| Box::new(c) as Box<dyn crate::observe::metrics::CacheView>),
                 certificate_not_after(&config),
             )),
         };
@@ -215,15 +218,15 @@ impl Gateway {
     /// Binds every configured listener (port 0 picks a free port; see [`Bound`] for the
     /// addresses actually bound).
     pub async fn bind(self: &Arc<Self>) -> Result<Bound, StartError> {
-        self.bind_inherited(crate::restart::Inherited::none()).await
+        self.bind_inherited(crate::app::restart::Inherited::none()).await
     }
 
     /// [`bind`](Self::bind), taking over the listening sockets the process that started this
-    /// one passed in (`LISTEN_FDS`, see [`crate::restart`]) where they are where the config
+    /// one passed in (`LISTEN_FDS`, see [`crate::app::restart`]) where they are where the config
     /// listens; the others are closed.
     pub async fn bind_inherited(
         self: &Arc<Self>,
-        mut inherited: crate::restart::Inherited,
+        mut inherited: crate::app::restart::Inherited,
     ) -> Result<Bound, StartError> {
         let l = &self.config.listen;
         let https = bind(&mut inherited, "https", l.https).await?;
@@ -266,7 +269,7 @@ impl Gateway {
 }
 
 async fn bind(
-    inherited: &mut crate::restart::Inherited,
+    inherited: &mut crate::app::restart::Inherited,
     name: &'static str,
     addr: SocketAddr,
 ) -> Result<Arc<TcpListener>, StartError> {
@@ -306,7 +309,7 @@ impl Bound {
     }
 
     /// Handles on the listening sockets for a hand-over; they do not keep them open.
-    pub fn listeners(&self) -> crate::restart::Listeners {
+    pub fn listeners(&self) -> crate::app::restart::Listeners {
         let mut list = vec![("https", &self.https)];
         let named = [
             ("http", &self.http),
@@ -318,7 +321,7 @@ impl Bound {
                 list.push((name, l));
             }
         }
-        crate::restart::Listeners::new(list)
+        crate::app::restart::Listeners::new(list)
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and gives in-flight requests
@@ -335,13 +338,13 @@ impl Bound {
             .redirect_port
             .unwrap_or_else(|| local(&self.https).port());
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(crate::server::serve_tls(
+        tasks.spawn(crate::listen::tls::serve_tls(
             live.clone(),
             self.https,
             rx.clone(),
         ));
         if let Some(l) = self.http {
-            tasks.spawn(crate::plain::serve_redirect(
+            tasks.spawn(crate::listen::plain::serve_redirect(
                 live.clone(),
                 l,
                 https_port,
@@ -349,12 +352,12 @@ impl Bound {
             ));
         }
         if let Some(l) = self.admin {
-            tasks.spawn(crate::plain::serve_admin(live.clone(), l, rx.clone()));
+            tasks.spawn(crate::listen::plain::serve_admin(live.clone(), l, rx.clone()));
         }
         if let Some(l) = self.demo {
             tasks.spawn(crate::demo::serve_echo(l, rx.clone()));
         }
-        let watcher = tokio::spawn(crate::reload::watch(live.clone(), rx.clone()));
+        let watcher = tokio::spawn(crate::app::reload::watch(live.clone(), rx.clone()));
         shutdown.await;
         tracing::info!("shutting down: no new connections, draining in-flight requests");
         live.start_draining();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::{self, Config, KeyMaterial, SigningKey};
-use crate::gateway::{certificate_not_after, Gateway, Live};
+use crate::app::{certificate_not_after, Gateway, Live};
 
 /// Why a reload was refused (every cause was already logged).
 #[derive(Debug, thiserror::Error)]
@@ -22,7 +22,7 @@ pub enum ReloadError {
     #[error("{0}")]
     Config(config::ConfigErrors),
     #[error("{0}")]
-    Start(crate::gateway::StartError),
+    Start(crate::app::StartError),
 }
 
 /// What a reload changed that only a restart applies (their running values stay).
@@ -62,7 +62,7 @@ pub async fn reload(live: &Live, why: &str) -> Result<RestartOnly, ReloadError> 
     match Gateway::rebuild(new, &old).await {
         Ok(gw) => {
             let (_, sessions) = gw.auth.shared_store();
-            let sessions = sessions.map(|c| Box::new(c) as Box<dyn crate::metrics::CacheView>);
+            let sessions = sessions.map(|c| Box::new(c) as Box<dyn crate::observe::metrics::CacheView>);
             gw.metrics
                 .reloaded(&gw.config, sessions, certificate_not_after(&gw.config));
             tracing::info!(routes = gw.config.routes.len(), "configuration reloaded");
@@ -116,7 +116,7 @@ pub async fn watch(live: Arc<Live>, mut shutdown: watch::Receiver<bool>) {
         let every = current.config.reload.interval;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = crate::server::shutdown_signalled(&mut shutdown) => return,
+            _ = crate::listen::tls::shutdown_signalled(&mut shutdown) => return,
         }
         let gw = live.get();
         if !Arc::ptr_eq(&gw, &current) {

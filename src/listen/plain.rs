@@ -19,10 +19,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::body::{self, Body, Inbound};
-use crate::gateway::{Gateway, Live};
-use crate::idle::Activity;
-use crate::server::{drain, http_builder, shutdown_signalled};
+use crate::http::body::{self, Body, Inbound};
+use crate::app::{Gateway, Live};
+use crate::listen::idle::Activity;
+use crate::listen::tls::{drain, http_builder, shutdown_signalled};
 
 /// Accepts plain connections and serves `handler` on each (with the gateway current when the
 /// request came), until shutdown.
@@ -64,7 +64,7 @@ async fn serve_plain<F, Fut>(
         let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            // As on the TLS listener (`crate::idle`): a connection that carries no request
+            // As on the TLS listener (`crate::listen::idle`): a connection that carries no request
             // for `header_timeout`, before its first request or between two, is closed.
             let activity = Arc::new(Activity::new());
             let requests = activity.clone();
@@ -74,7 +74,7 @@ async fn serve_plain<F, Fut>(
                 let gw = live.get();
                 let handler = handler.clone();
                 async move {
-                    let resp = match crate::header_limits::check(req.headers(), &gw.config.limits) {
+                    let resp = match crate::http::header_limits::check(req.headers(), &gw.config.limits) {
                         Ok(()) => handler(gw, req).await,
                         Err(err) => refused(&req, err),
                     };
@@ -105,11 +105,11 @@ async fn serve_plain<F, Fut>(
 /// A request the plain listeners refuse before their handler (headers over `[limits]`): the
 /// same JSON answer as on the TLS listener, with `X-Request-Id`.
 fn refused<B>(req: &Request<B>, err: crate::error::GatewayError) -> Response<Body> {
-    let rid = crate::request_id::from_request(req.headers());
+    let rid = crate::http::request_id::from_request(req.headers());
     tracing::debug!(request_id = %rid, error = %err, path = req.uri().path(), "plain listener refused");
     let mut resp = err.into_response();
     resp.headers_mut()
-        .insert(crate::request_id::HEADER.clone(), rid.header_value());
+        .insert(crate::http::request_id::HEADER.clone(), rid.header_value());
     resp
 }
 
@@ -192,10 +192,10 @@ async fn admin(gw: Arc<Gateway>, req: Request<Inbound>) -> Response<Body> {
         (&Method::GET, "/healthz" | "/readyz") => probe(&gw, &path).await,
         (&Method::GET, "/metrics") => metrics(&gw),
         // Behind `[admin]` and its bearer token (404 / 401 there).
-        (_, p) if crate::admin_sessions::is_session_path(p) => {
-            crate::admin_sessions::handle(&gw, req).await
+        (_, p) if crate::admin::sessions::is_session_path(p) => {
+            crate::admin::sessions::handle(&gw, req).await
         }
-        _ => crate::admin_sessions::not_found(),
+        _ => crate::admin::sessions::not_found(),
     }
 }
 
@@ -206,7 +206,7 @@ fn metrics(gw: &Gateway) -> Response<Body> {
             let mut resp = Response::new(body::full(Bytes::from(text)));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                HeaderValue::from_static(crate::observe::metrics::CONTENT_TYPE),
             );
             resp
         }

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::body::{self, Body};
+use crate::http::body::{self, Body};
 use crate::config::{Route, UpstreamProtocol};
 use crate::error::GatewayError;
 

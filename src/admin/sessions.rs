@@ -16,9 +16,9 @@ use http::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::session::{NewSession, StoreError};
-use crate::body::{self, Body, Inbound};
-use crate::gateway::Gateway;
-use crate::plain::{json, read_json};
+use crate::http::body::{self, Body, Inbound};
+use crate::app::Gateway;
+use crate::listen::plain::{json, read_json};
 
 /// `POST /sessions` body.
 #[derive(Debug, Deserialize, Serialize)]

@@ -18,7 +18,7 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
 use crate::config;
-use crate::trace_context::TraceContext;
+use crate::http::trace_context::TraceContext;
 
 /// The exporter and its tracer; spans still queued are flushed when the last handle drops.
 pub struct Otlp {

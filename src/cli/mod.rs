@@ -1,6 +1,9 @@
 //! The command line: `serve` (default), `check`, `token`, `keygen`, `user add`. Exit codes: 0 ok, 1 bad
 //! config or usage, 2 runtime failure.
 
+pub mod admin_client;
+pub mod keygen;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,7 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, KeyMaterial, SigningKey, StoreKind};
-use crate::observability::LogFormat;
+use crate::observe::logs::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -125,7 +128,7 @@ pub async fn check(arg: &ConfigArg) -> ExitCode {
     // each failure is reported at the key that names it.
     let places = &config.places;
     let mut errors = Vec::new();
-    if let Err(e) = crate::tls::server_config(&config.tls, None) {
+    if let Err(e) = crate::listen::certs::server_config(&config.tls, None) {
         if !(config.tls.self_signed_if_missing
             && !config.tls.cert.exists()
             && !config.tls.key.exists())
@@ -191,7 +194,7 @@ pub fn ensure_dev_material(config: &mut Config) -> Result<(), String> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             }
-            admin.token = Some(crate::keygen::write_admin_token(path).map_err(|e| e.to_string())?);
+            admin.token = Some(crate::cli::keygen::write_admin_token(path).map_err(|e| e.to_string())?);
             tracing::warn!(file = %path.display(), "wrote a development admin token (0600)");
         }
     }
@@ -209,7 +212,7 @@ pub fn ensure_dev_material(config: &mut Config) -> Result<(), String> {
     if !tls.cert.exists() && !tls.key.exists() {
         mkdir(&tls.cert)?;
         mkdir(&tls.key)?;
-        crate::keygen::write_tls_pair(&tls.cert, &tls.key).map_err(|e| e.to_string())?;
+        crate::cli::keygen::write_tls_pair(&tls.cert, &tls.key).map_err(|e| e.to_string())?;
         tracing::warn!(cert = %tls.cert.display(), "wrote a self-signed development certificate");
     }
     if signing_files_missing(config) {
@@ -229,7 +232,7 @@ pub fn ensure_dev_material(config: &mut Config) -> Result<(), String> {
         if let [public] = public.as_slice() {
             mkdir(&private)?;
             mkdir(public)?;
-            crate::keygen::write_signing_pair(&private, public).map_err(|e| e.to_string())?;
+            crate::cli::keygen::write_signing_pair(&private, public).map_err(|e| e.to_string())?;
             tracing::warn!(key = %private.display(), "wrote a development token-signing key pair");
         }
     }
@@ -278,7 +281,7 @@ pub async fn token(args: &TokenArgs) -> ExitCode {
     let sid = args
         .sid
         .clone()
-        .unwrap_or_else(|| crate::request_id::generate().to_string());
+        .unwrap_or_else(|| crate::http::request_id::generate().to_string());
     let claims = crate::auth::mint::MintClaims {
         issuer: &config.jwt.issuer,
         audience: &config.jwt.audience,
@@ -330,7 +333,7 @@ enum SessionMade {
 async fn session_owner(admin: std::net::SocketAddr, sid: &str, token: &[u8]) -> Option<String> {
     let path = format!("/sessions/{sid}");
     let (status, body) =
-        crate::admin_client::request(admin, http::Method::GET, &path, Some(token), None)
+        crate::cli::admin_client::request(admin, http::Method::GET, &path, Some(token), None)
             .await
             .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&body)
@@ -364,7 +367,7 @@ async fn create_session(
                 sid: sid.to_owned(),
                 user_id: user_id.to_owned(),
                 roles,
-                created_at: crate::admin_sessions::unix_now(),
+                created_at: crate::admin::sessions::unix_now(),
                 ip: None,
                 user_agent: None,
                 device_id: None,
@@ -394,16 +397,16 @@ async fn create_session(
                     .unwrap_or_default();
                 return Err((1, format!("no admin token yet: {file} is written when the gateway first starts (or set {})", admin_table.token_env)));
             };
-            let body = crate::admin_sessions::CreateSession {
+            let body = crate::admin::sessions::CreateSession {
                 session_id: sid.to_owned(),
                 user_id: user_id.to_owned(),
                 roles,
                 ttl: ttl.as_secs().max(1),
             };
             let path = "/sessions";
-            match crate::admin_client::post_json(admin, path, &body, Some(token.expose())).await {
+            match crate::cli::admin_client::post_json(admin, path, &body, Some(token.expose())).await {
                 Ok(()) => Ok(SessionMade::Created),
-                Err(crate::admin_client::AdminCallError::Status { status, .. })
+                Err(crate::cli::admin_client::AdminCallError::Status { status, .. })
                     if status == http::StatusCode::CONFLICT =>
                 {
                     let owner = session_owner(admin, sid, token.expose()).await;
@@ -413,7 +416,7 @@ async fn create_session(
                         Err(taken())
                     }
                 }
-                Err(e @ crate::admin_client::AdminCallError::Status { status, .. })
+                Err(e @ crate::cli::admin_client::AdminCallError::Status { status, .. })
                     if status == http::StatusCode::UNAUTHORIZED =>
                 {
                     Err((
@@ -555,7 +558,7 @@ async fn user_add_inner(
 }
 
 pub fn keygen(args: &KeygenArgs) -> ExitCode {
-    match crate::keygen::write_dev_material(&args.dir, args.force) {
+    match crate::cli::keygen::write_dev_material(&args.dir, args.force) {
         Ok(out) => {
             for (what, path) in [
                 ("TLS certificate", &out.cert),

@@ -587,7 +587,7 @@ upstream = "http://127.0.0.1:1"
     #[test]
     fn certificate_expiry_is_read_from_pem() {
         let dir = tempfile::tempdir().unwrap();
-        crate::keygen::write_dev_material(dir.path(), false).unwrap();
+        crate::cli::keygen::write_dev_material(dir.path(), false).unwrap();
         let not_after = certificate_not_after(&dir.path().join("gateway.crt")).unwrap();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -3,6 +3,9 @@
 //! roles -> body limit -> set identity -> forward -> response. Each answer is counted in
 //! `metrics` and logged once (`access` target) with its request id and W3C trace id.
 
+pub mod forward;
+pub mod upgrade;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,13 +14,13 @@ use http::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, Request, Response, StatusCode, Version};
 
 use crate::auth::{AuthError, Authenticated};
-use crate::body::{self, Body, Inbound};
+use crate::http::body::{self, Body, Inbound};
 use crate::config::{AuthMode, Route, UpstreamProtocol};
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
+use crate::app::Gateway;
 use crate::identity_headers::{self, Identity};
-use crate::trace_context::TraceContext;
-use crate::{client_addr, header_limits, hop_by_hop, request_id, routing};
+use crate::http::trace_context::TraceContext;
+use crate::{http::client_addr, http::header_limits, http::hop_by_hop, http::request_id, routing};
 
 /// What the access log needs from a finished request.
 #[derive(Default)]
@@ -82,7 +85,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: SocketAddr, req: Request<Inbound>) -
         peer = %client.ip(),
     );
     if let Some(span) = span {
-        span.finish(crate::otlp::Finished {
+        span.finish(crate::observe::otlp::Finished {
             method: &method,
             route: &route_label,
             status,
@@ -112,7 +115,7 @@ async fn pipeline(
     header_limits::check(req.headers(), &gw.config.limits)?;
     let host = request_host(&req)?;
     let raw_path = req.uri().path();
-    let path = crate::path::normalise(raw_path)?;
+    let path = crate::http::path::normalise(raw_path)?;
     if let Some(center) = gw.auth_center.as_ref().filter(|c| c.owns(&path)) {
         outcome.auth_center = true;
         // The auth center's lockout and IP binding key on the resolved client address.
@@ -173,8 +176,8 @@ async fn pipeline(
             ));
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        let watch = crate::upgrade::Watch::start(&gw.auth, who.as_ref(), &route.roles);
-        tokio::spawn(crate::upgrade::splice(
+        let watch = crate::proxy::upgrade::Watch::start(&gw.auth, who.as_ref(), &route.roles);
+        tokio::spawn(crate::proxy::upgrade::splice(
             client_upgrade,
             upstream_upgrade,
             watch,
@@ -234,7 +237,7 @@ fn build_upstream_request(
     }
     parts.uri = target
         .parse()
-        .map_err(|_| GatewayError::BadPath(crate::path::PathError::InvalidEscape))?;
+        .map_err(|_| GatewayError::BadPath(crate::http::path::PathError::InvalidEscape))?;
     let h = &mut parts.headers;
     if !route.forward_token {
         crate::auth::bearer::strip_token(h, gw.auth.cookie());
@@ -288,7 +291,7 @@ pub(crate) fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> 
     };
     // One `uri-host [":" port]` (an authority beside it is the same, above): not a list,
     // userinfo, a path, a bad port or spaces.
-    crate::host::parse(host).map_err(|_| GatewayError::BadHost)?;
+    crate::http::host::parse(host).map_err(|_| GatewayError::BadHost)?;
     Ok(host.to_owned())
 }
 

@@ -1,0 +1,3 @@
+//! The admin listener's answers: probes, `/metrics`, and session administration.
+
+pub mod sessions;
