@@ -72,7 +72,7 @@ upstream = "http://127.0.0.1:9"
     let cfg_path = dir.path().join("gateway.toml");
     std::fs::write(&cfg_path, toml).unwrap();
     let config = gateway::config::load(&cfg_path).unwrap();
-    let gw = gateway::app::Gateway::build(config).await.unwrap();
+    let gw = gateway::app::App::build(config).await.unwrap();
     let bound = gw.bind().await.unwrap();
     let addr = bound.https_addr();
     tokio::spawn(bound.run(std::future::pending()));

@@ -16,22 +16,32 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::Limits;
 use crate::http::body::{self, Body};
-use crate::listen::tls::shutdown_signalled;
+use crate::listen::accept_loop;
 
-pub async fn serve_echo(listener: Arc<TcpListener>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        let (tcp, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
-            _ = shutdown_signalled(&mut shutdown) => return,
-        };
-        tokio::spawn(async move {
-            let svc = service_fn(|req| async move { Ok::<_, Infallible>(echo(req)) });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
-        });
-    }
+/// Serves the echo on `listener` until shutdown, through the listeners' one accept loop (at
+/// most `limits.max_connections` at once).
+pub async fn serve_echo(
+    listener: Arc<TcpListener>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    accept_loop(
+        &listener,
+        limits.max_connections,
+        &mut shutdown,
+        |tcp, _, permit| {
+            tokio::spawn(async move {
+                let _permit = permit;
+                let svc = service_fn(|req| async move { Ok::<_, Infallible>(echo(req)) });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        },
+    )
+    .await;
 }
 
 fn echo(req: Request<Incoming>) -> Response<Body> {

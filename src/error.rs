@@ -2,8 +2,7 @@
 //! one place. The detailed reason goes to the log (and later a metric label), never to the
 //! client: bodies carry a stable code and a plain message, never a token or internals.
 
-use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 use crate::http::body::{self, Body};
@@ -23,6 +22,9 @@ pub enum GatewayError {
     /// for both, so a kick cannot probe for other users' session ids.
     #[error("no such session")]
     NoSuchSession,
+    /// The admin API's create of a session id that exists (nothing is changed).
+    #[error("session exists")]
+    SessionExists,
     #[error("method not allowed")]
     MethodNotAllowed { allow: Option<HeaderValue> },
     #[error("no token")]
@@ -68,6 +70,19 @@ pub enum GatewayError {
     UserExists,
 }
 
+/// The one mapping of an authentication or authorization failure to its answer.
+impl From<crate::auth::AuthError> for GatewayError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match e {
+            AuthError::Missing => GatewayError::MissingToken,
+            AuthError::Invalid(reason) => GatewayError::InvalidToken(reason),
+            AuthError::Store(e) => GatewayError::StoreUnavailable(e),
+            AuthError::Forbidden { .. } => GatewayError::InsufficientRole,
+        }
+    }
+}
+
 impl GatewayError {
     /// Counts it in `metrics`: an upstream failure by route and kind, anything else as a
     /// denial by its reason.
@@ -85,6 +100,7 @@ impl GatewayError {
             GatewayError::BadPath(_) | GatewayError::BadHost => StatusCode::BAD_REQUEST,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::NoRoute | GatewayError::NoSuchSession => StatusCode::NOT_FOUND,
+            GatewayError::SessionExists => StatusCode::CONFLICT,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::MissingToken | GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -112,6 +128,7 @@ impl GatewayError {
             GatewayError::BadHost => "bad_host",
             GatewayError::HeadersTooLarge => "headers_too_large",
             GatewayError::NoRoute | GatewayError::NoSuchSession => "not_found",
+            GatewayError::SessionExists => "conflict",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::MissingToken => "missing_token",
             GatewayError::InvalidToken(_) => "invalid_token",
@@ -140,6 +157,7 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => "the request headers are too large",
             GatewayError::NoRoute => "no route matches this request",
             GatewayError::NoSuchSession => "no such session",
+            GatewayError::SessionExists => "a session with this id exists; nothing was changed",
             GatewayError::MethodNotAllowed { .. } => "this method is not allowed on this route",
             GatewayError::MissingToken => "a bearer token is required",
             GatewayError::InvalidToken(_) => "the token is invalid, expired or revoked",
@@ -173,13 +191,9 @@ impl GatewayError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        let status = self.status();
         let body = serde_json::json!({ "error": self.code(), "message": self.message() });
-        let mut resp = Response::new(body::full(Bytes::from(body.to_string())));
-        *resp.status_mut() = status;
+        let mut resp = body::json(self.status(), &body);
         let h = resp.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match self {
             GatewayError::MissingToken => {
                 h.insert(
@@ -231,6 +245,7 @@ mod tests {
         let cases: Vec<(GatewayError, u16, Option<&str>)> = vec![
             (GatewayError::NoRoute, 404, None),
             (GatewayError::NoSuchSession, 404, None),
+            (GatewayError::SessionExists, 409, None),
             (GatewayError::BadHost, 400, None),
             (
                 GatewayError::MissingToken,

@@ -12,7 +12,7 @@ use crate::error::GatewayError;
 
 /// The one host of a request (`Host` / `:authority`), as the TLS listener reads it.
 pub fn request_host<B>(req: &Request<B>) -> Result<String, GatewayError> {
-    crate::proxy::request_host(req)
+    crate::http::host::of_request(req).ok_or(GatewayError::BadHost)
 }
 
 /// One JSON part of a token (decoded from base64url) through the duplicate-refusing parser:

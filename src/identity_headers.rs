@@ -20,6 +20,7 @@ use std::fmt;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use thiserror::Error;
 
+use crate::auth::Authenticated;
 use crate::config::Headers;
 
 /// The configured identity header names, with their folded spellings precomputed.
@@ -66,13 +67,13 @@ impl From<&Headers> for IdentityNames {
     }
 }
 
-/// What the upstream is told about the caller. Built by the integrator from the auth module's
-/// verified result.
+/// What the upstream is told about the caller: read from an [`Authenticated`] only (see
+/// [`set`]), so no module can inject an identity that was not verified.
 #[derive(Debug, Clone, Copy)]
-pub struct Identity<'a> {
-    pub user_id: &'a str,
-    pub roles: &'a [String],
-    pub session_id: &'a str,
+struct Identity<'a> {
+    user_id: &'a str,
+    roles: &'a [String],
+    session_id: &'a str,
 }
 
 /// Which identity value was refused.
@@ -130,11 +131,24 @@ pub fn looks_like_identity(name: &HeaderName, names: &IdentityNames) -> bool {
         .any(|want| want.len() == name.len() && want.iter().zip(name).all(|(&w, &n)| w == fold(n)))
 }
 
-/// Writes the identity headers for an authenticated request: user id, roles joined with ','
+/// Writes the identity headers of an authenticated request: user id, roles joined with ','
 /// (empty when there are none) and, when configured, the session id. Every spelling of them
 /// already present is removed first, so exactly one copy of each leaves the gateway. On error
 /// nothing is written (the client copies are still removed).
 pub fn set(
+    headers: &mut HeaderMap,
+    names: &IdentityNames,
+    who: &Authenticated,
+) -> Result<(), IdentityError> {
+    let identity = Identity {
+        user_id: who.user_id(),
+        roles: who.roles(),
+        session_id: who.session_id(),
+    };
+    write(headers, names, &identity)
+}
+
+fn write(
     headers: &mut HeaderMap,
     names: &IdentityNames,
     identity: &Identity<'_>,
@@ -309,7 +323,7 @@ mod tests {
             ("X-User-Roles", "admin"),
             ("X-Session-Id", "forged"),
         ]);
-        set(&mut headers, &names, &identity(&roles)).expect("valid identity");
+        write(&mut headers, &names, &identity(&roles)).expect("valid identity");
         assert_eq!(values(&headers, "x-user-id"), ["alice"]);
         assert_eq!(values(&headers, "x-user-roles"), ["user,admin"]);
         assert_eq!(values(&headers, "x-session-id"), ["s-1"]);
@@ -329,7 +343,7 @@ mod tests {
             assert!(headers.is_empty(), "{lines:?}");
 
             let mut headers = request(lines);
-            set(&mut headers, &names, &identity(&[])).expect("valid identity");
+            write(&mut headers, &names, &identity(&[])).expect("valid identity");
             assert_eq!(values(&headers, "x-user-roles"), [""], "{lines:?}");
         }
     }
@@ -346,7 +360,7 @@ mod tests {
         // The pipeline order: hop-by-hop (Connection-named) first, then strip, then set.
         hop_by_hop::remove(&mut headers);
         strip_inbound(&mut headers, &names);
-        set(&mut headers, &names, &identity(&roles)).expect("valid identity");
+        write(&mut headers, &names, &identity(&roles)).expect("valid identity");
         assert_eq!(values(&headers, "x-user-id"), ["alice"]);
         assert_eq!(values(&headers, "x-user-roles"), ["user"]);
         assert_eq!(values(&headers, "x-session-id"), ["s-1"]);
@@ -357,7 +371,7 @@ mod tests {
     fn session_id_not_written_unless_configured() {
         let names = config(false);
         let mut headers = HeaderMap::new();
-        set(&mut headers, &names, &identity(&[])).expect("valid identity");
+        write(&mut headers, &names, &identity(&[])).expect("valid identity");
         assert!(headers.get("x-session-id").is_none());
         assert_eq!(values(&headers, "x-user-id"), ["alice"]);
     }
@@ -412,7 +426,7 @@ mod tests {
         ];
         for (bad, want) in cases {
             let mut headers = request(&[("X-User-Id", "mallory")]);
-            assert_eq!(set(&mut headers, &names, &bad), Err(want), "{bad:?}");
+            assert_eq!(write(&mut headers, &names, &bad), Err(want), "{bad:?}");
             assert!(headers.is_empty(), "client copy gone, nothing injected");
         }
 
@@ -428,7 +442,7 @@ mod tests {
             ),
         ] {
             let mut headers = HeaderMap::new();
-            assert_eq!(set(&mut headers, &names, &identity(&roles)), Err(want));
+            assert_eq!(write(&mut headers, &names, &identity(&roles)), Err(want));
             assert!(headers.is_empty());
         }
     }
@@ -446,7 +460,7 @@ mod tests {
             user_id: "j\u{f6}rg",
             ..identity(&roles)
         };
-        set(&mut headers, &names, &id).expect("valid identity");
+        write(&mut headers, &names, &id).expect("valid identity");
         assert_eq!(
             headers["x-user-roles"].as_bytes(),
             "r\u{e9}le,team lead".as_bytes()

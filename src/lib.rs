@@ -48,6 +48,7 @@ pub mod app;
 pub mod auth;
 pub mod auth_center;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -86,7 +86,7 @@ fn serve(arg: &ConfigArg, inherited: gateway::app::restart::Inherited) -> ExitCo
             }
         };
         let places = config.places.clone();
-        let gw = match gateway::app::Gateway::build(config).await {
+        let gw = match gateway::app::App::build(config).await {
             Ok(gw) => gw,
             Err(e) => {
                 eprintln!("cannot start: {}", e.in_config(&places));

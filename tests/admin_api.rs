@@ -9,7 +9,9 @@ use std::collections::HashMap;
 
 use support::admin::admin_call;
 use support::client::{Proto, BOTH};
-use support::gateway::{base_toml, redis_session, route, TestGateway, ADMIN_TOKEN, ADMIN_TOML, MEMORY_SESSION};
+use support::gateway::{
+    base_toml, redis_session, route, TestGateway, ADMIN_TOKEN, ADMIN_TOML, MEMORY_SESSION,
+};
 use support::redis::RedisServer;
 use support::upstream::Upstream;
 
@@ -229,7 +231,7 @@ async fn an_existing_session_is_never_replaced_in_memory() {
     )
     .await;
     assert_eq!(status, 201, "{text}");
-    let before = gw.gw.auth.store().get("s1").await.unwrap().unwrap();
+    let before = gw.gw.auth().store().get("s1").await.unwrap().unwrap();
 
     // Alice asks for admin on her own session; Mallory tries to take it over.
     for (user, roles) in [("alice", &["admin"][..]), ("mallory", &["admin"][..])] {
@@ -244,7 +246,10 @@ async fn an_existing_session_is_never_replaced_in_memory() {
         assert_eq!(status, 409, "{user}: {text}");
         assert_eq!(error_code(&text), "conflict");
     }
-    assert_eq!(gw.gw.auth.store().get("s1").await.unwrap().unwrap(), before);
+    assert_eq!(
+        gw.gw.auth().store().get("s1").await.unwrap().unwrap(),
+        before
+    );
     for proto in BOTH {
         let c = gw.client(proto);
         let alice = gw.token("alice", "s1", &["admin"]);
@@ -441,7 +446,9 @@ async fn a_reload_rotates_the_admin_token() {
     let admin = gw.admin.unwrap();
     let new_token = "a-rotated-admin-token-0123456789abcdefghij";
     std::fs::write(gw.dir.path().join("admin.token"), new_token).unwrap();
-    gateway::app::reload::reload(&gw.live, "test").await.unwrap();
+    gateway::app::reload::reload(&gw.live, "test")
+        .await
+        .unwrap();
     let old = bearer();
     let new = format!("Bearer {new_token}");
     let (status, _, _) = admin_call(

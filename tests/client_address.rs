@@ -290,7 +290,7 @@ async fn proxy_protocol_v1_and_v2_give_the_client_address() {
 }
 
 fn failed_handshakes(gw: &TestGateway) -> f64 {
-    let text = gw.gw.metrics.encode().unwrap();
+    let text = gw.gw.metrics().encode().unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(r#"gateway_tls_handshakes_total{result="failed"} "#))
         .map_or(0.0, |v| v.trim().parse().unwrap())

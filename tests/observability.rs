@@ -170,7 +170,7 @@ async fn metrics_cover_redis_calls_and_the_session_cache() {
     let redis = RedisServer::start();
     let up = Upstream::start().await;
     let gw = TestGateway::start(&redis_session(&redis.url()), &route("/api/", &up.url(), "")).await;
-    let cache = gw.gw.auth.session_cache().expect("cache on by default");
+    let cache = gw.gw.auth().session_cache().expect("cache on by default");
     for _ in 0..100 {
         if cache.is_live() {
             break;
@@ -349,7 +349,7 @@ async fn spans_go_to_the_otlp_collector_and_parent_the_upstream() {
     );
     assert_eq!(c.get("/app/x", None).await.status, 401);
 
-    let otlp = gw.live.get().otlp.clone().unwrap();
+    let otlp = gw.live.get().proxy.otlp.clone().unwrap();
     tokio::task::spawn_blocking(move || otlp.flush())
         .await
         .unwrap();

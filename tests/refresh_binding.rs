@@ -475,7 +475,7 @@ async fn a_revocation_by_refresh_is_refused_at_once_with_the_session_cache() {
     let cache = env
         .gw
         .gw
-        .auth
+        .auth()
         .session_cache()
         .expect("on by default")
         .clone();
@@ -578,7 +578,7 @@ async fn the_refresh_revocation_drops_the_cached_session_itself() {
     let cache = env
         .gw
         .gw
-        .auth
+        .auth()
         .session_cache()
         .expect("on by default")
         .clone();

@@ -44,7 +44,7 @@ fn hgetall_calls(redis: &RedisServer) -> u64 {
 async fn wait_live(gw: &TestGateway) {
     let cache = gw
         .gw
-        .auth
+        .auth()
         .session_cache()
         .expect("the cache is on by default for Redis");
     for _ in 0..100 {
@@ -106,7 +106,7 @@ async fn steady_requests_cost_no_redis_round_trip() {
     }
     let reads = hgetall_calls(&redis) - before;
     assert!(reads <= 2, "{reads} session reads for 200 requests");
-    let stats = gw.gw.auth.session_cache().unwrap().stats();
+    let stats = gw.gw.auth().session_cache().unwrap().stats();
     assert!(stats.hits.load(std::sync::atomic::Ordering::Relaxed) >= 200);
 }
 
@@ -157,7 +157,7 @@ async fn a_cut_invalidation_link_empties_the_cache() {
     let token = gw.token("alice", "s1", &[]);
     let c = gw.client(Proto::H1);
     assert_eq!(c.get("/api/x", Some(&token)).await.status, 200);
-    let cache = gw.gw.auth.session_cache().unwrap();
+    let cache = gw.gw.auth().session_cache().unwrap();
     assert!(!cache.is_empty());
 
     // Kill the tracking connection (the one in BCAST tracking mode) from Redis' side.
@@ -206,7 +206,7 @@ async fn cache_off_reads_redis_on_every_request() {
     let up = Upstream::start().await;
     let session = format!("{}cache = false\n", redis_session(&redis.url()));
     let gw = TestGateway::start(&session, &routes(&up)).await;
-    assert!(gw.gw.auth.session_cache().is_none());
+    assert!(gw.gw.auth().session_cache().is_none());
     write_session(&redis, "s1", "alice", "user");
     let token = gw.token("alice", "s1", &[]);
     let c = gw.client(Proto::H1);
@@ -247,7 +247,7 @@ async fn a_paused_redis_empties_the_cache_within_the_heartbeat() {
         forwarded,
         "nothing forwarded once the link is down"
     );
-    assert!(!gw.gw.auth.session_cache().unwrap().is_live());
+    assert!(!gw.gw.auth().session_cache().unwrap().is_live());
     redis.resume();
     until_status(&c, "/api/x", &token, 200, Duration::from_secs(10)).await;
 }

@@ -92,7 +92,7 @@ impl Env {
 }
 
 async fn wait_live(gw: &TestGateway) {
-    let cache = gw.gw.auth.session_cache().expect("cache on");
+    let cache = gw.gw.auth().session_cache().expect("cache on");
     for _ in 0..250 {
         if cache.is_live() {
             return;
@@ -213,7 +213,7 @@ async fn every_revocation_closes_its_tunnels(env: &Env) {
 async fn revocation_closes_tunnels_with_the_session_cache() {
     let env = Env::redis(true).await;
     every_revocation_closes_its_tunnels(&env).await;
-    let cache = env.gw.gw.auth.session_cache().unwrap();
+    let cache = env.gw.gw.auth().session_cache().unwrap();
     // Closed tunnels deregister; only the control is left (its socket is still open).
     for _ in 0..100 {
         if cache.tunnels() == 1 {
@@ -253,7 +253,7 @@ fn hgetall_calls(redis: &RedisServer) -> u64 {
 #[tokio::test]
 async fn revocation_closes_tunnels_without_the_session_cache() {
     let env = Env::redis(false).await;
-    assert!(env.gw.gw.auth.session_cache().is_none());
+    assert!(env.gw.gw.auth().session_cache().is_none());
     every_revocation_closes_its_tunnels(&env).await;
 }
 

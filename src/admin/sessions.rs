@@ -8,17 +8,14 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{
-    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use http::header::{HeaderValue, AUTHORIZATION};
 use http::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::{read_json, Admin};
 use crate::auth::session::{NewSession, StoreError};
+use crate::error::GatewayError;
 use crate::http::body::{self, Body, Inbound};
-use crate::app::Gateway;
-use crate::listen::plain::{json, read_json};
 
 /// `POST /sessions` body.
 #[derive(Debug, Deserialize, Serialize)]
@@ -39,26 +36,30 @@ pub fn is_session_path(path: &str) -> bool {
 
 /// Every request to a session path: 404 without `[admin]`, 401 without the right token, then
 /// `POST /sessions`, `GET /sessions/{sid}` or `DELETE /sessions/{sid}` (another method: 405).
-pub async fn handle(gw: &Gateway, req: Request<Inbound>) -> Response<Body> {
-    let Some(admin) = &gw.config.admin else {
-        return not_found();
+pub(super) async fn handle(
+    gw: &Admin,
+    req: Request<Inbound>,
+) -> Result<Response<Body>, GatewayError> {
+    let Some(admin) = &gw.config else {
+        return Err(GatewayError::NoRoute);
     };
-    if let Err(denial) = authorize(admin, &req) {
-        return unauthorized(denial);
-    }
+    authorize(admin, &req).map_err(|denial| match denial {
+        Denial::Missing => GatewayError::MissingToken,
+        Denial::Invalid => GatewayError::InvalidToken("admin_token"),
+    })?;
     let path = req.uri().path().to_owned();
     match (req.method(), path.strip_prefix("/sessions")) {
         (&Method::POST, Some("")) => create(gw, req).await,
-        (_, Some("")) => not_allowed("POST"),
+        (_, Some("")) => Err(not_allowed("POST")),
         (method, Some(rest)) => match rest.strip_prefix('/') {
             Some(sid) if !sid.is_empty() && !sid.contains('/') => match *method {
                 Method::GET => read(gw, sid).await,
                 Method::DELETE => delete(gw, sid).await,
-                _ => not_allowed("GET, DELETE"),
+                _ => Err(not_allowed("GET, DELETE")),
             },
-            _ => not_found(),
+            _ => Err(GatewayError::NoRoute),
         },
-        _ => not_found(),
+        _ => Err(GatewayError::NoRoute),
     }
 }
 
@@ -102,11 +103,8 @@ fn authorize(admin: &crate::config::Admin, req: &Request<Inbound>) -> Result<(),
     }
 }
 
-async fn create(gw: &Gateway, req: Request<Inbound>) -> Response<Body> {
-    let body: CreateSession = match read_json(req, 16 * 1024).await {
-        Ok(b) => b,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, "bad_request", &msg),
-    };
+async fn create(gw: &Admin, req: Request<Inbound>) -> Result<Response<Body>, GatewayError> {
+    let body: CreateSession = read_json(req, 16 * 1024).await?;
     let bad_role = body
         .roles
         .iter()
@@ -132,17 +130,15 @@ async fn create(gw: &Gateway, req: Request<Inbound>) -> Response<Body> {
         || body.ttl == 0
         || bad_role
     {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "session_id (1 to 128 of A-Z a-z 0-9 - . _ ~ :, not . or ..), user_id and a ttl above zero are required; roles are non-empty, without commas; no control characters",
-        );
+        // session_id: 1 to 128 of A-Z a-z 0-9 - . _ ~ :, not . or ..; user_id and a ttl above
+        // zero required; roles non-empty, without commas; no control characters.
+        return Err(GatewayError::BadRequest("invalid_session"));
     }
     let new = NewSession {
         sid: body.session_id.clone(),
         user_id: body.user_id.clone(),
         roles: body.roles.clone(),
-        created_at: unix_now(),
+        created_at: crate::clock::unix_now(),
         ip: None,
         user_agent: None,
         device_id: None,
@@ -151,135 +147,57 @@ async fn create(gw: &Gateway, req: Request<Inbound>) -> Response<Body> {
         .auth
         .store()
         .create_if_absent(&new, Duration::from_secs(body.ttl))
-        .await;
-    match created {
-        Ok(true) => {
-            tracing::info!(sid = %body.session_id, user_id = %body.user_id, "session created by the admin API");
-            let mut r = Response::new(body::full(Bytes::from(
-                serde_json::json!({ "session_id": body.session_id }).to_string(),
-            )));
-            *r.status_mut() = StatusCode::CREATED;
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
-        }
-        Ok(false) => json(
-            StatusCode::CONFLICT,
-            r#"{"error":"conflict","message":"a session with this id exists; nothing was changed"}"#,
-        ),
-        Err(e) => store_failed(&e),
+        .await
+        .map_err(store_failed)?;
+    if !created {
+        return Err(GatewayError::SessionExists);
     }
+    tracing::info!(sid = %body.session_id, user_id = %body.user_id, "session created by the admin API");
+    Ok(body::json(
+        StatusCode::CREATED,
+        &serde_json::json!({ "session_id": body.session_id }),
+    ))
 }
 
 /// `GET /sessions/{sid}`: whose session it is and its roles (`null`: the token's apply).
-async fn read(gw: &Gateway, sid: &str) -> Response<Body> {
-    match gw.auth.store().get(sid).await {
-        Ok(Some(record)) => {
-            let mut r = Response::new(body::full(Bytes::from(
-                serde_json::json!({
-                    "session_id": sid,
-                    "user_id": record.user_id,
-                    "roles": record.roles,
-                    "created_at": record.created_at,
-                })
-                .to_string(),
-            )));
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
-        }
-        Ok(None) => json(
-            StatusCode::NOT_FOUND,
-            r#"{"error":"not_found","message":"no such session"}"#,
-        ),
-        Err(e) => store_failed(&e),
-    }
+async fn read(gw: &Admin, sid: &str) -> Result<Response<Body>, GatewayError> {
+    let record = gw
+        .auth
+        .store()
+        .get(sid)
+        .await
+        .map_err(store_failed)?
+        .ok_or(GatewayError::NoSuchSession)?;
+    Ok(body::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "session_id": sid,
+            "user_id": record.user_id,
+            "roles": record.roles,
+            "created_at": record.created_at,
+        }),
+    ))
 }
 
-async fn delete(gw: &Gateway, sid: &str) -> Response<Body> {
-    match gw.auth.store().delete(sid).await {
-        Ok(true) => {
-            tracing::info!(sid, "session deleted by the admin API");
-            let mut r = Response::new(body::empty());
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            r
-        }
-        Ok(false) => json(
-            StatusCode::NOT_FOUND,
-            r#"{"error":"not_found","message":"no such session"}"#,
-        ),
-        Err(e) => store_failed(&e),
+async fn delete(gw: &Admin, sid: &str) -> Result<Response<Body>, GatewayError> {
+    if !gw.auth.store().delete(sid).await.map_err(store_failed)? {
+        return Err(GatewayError::NoSuchSession);
     }
+    tracing::info!(sid, "session deleted by the admin API");
+    Ok(body::status(StatusCode::NO_CONTENT))
 }
 
 /// The detail goes to the log; the caller learns only that the store did not take it.
-fn store_failed(e: &StoreError) -> Response<Body> {
+fn store_failed(e: StoreError) -> GatewayError {
     tracing::warn!(error = %e, "admin API: session store call failed");
-    if let StoreError::Invalid(_) = e {
-        return json(
-            StatusCode::BAD_REQUEST,
-            r#"{"error":"bad_request","message":"the session cannot be stored as given"}"#,
-        );
+    match e {
+        StoreError::Invalid(_) => GatewayError::BadRequest("session_not_storable"),
+        e => GatewayError::StoreUnavailable(e),
     }
-    let mut r = json(
-        StatusCode::SERVICE_UNAVAILABLE,
-        r#"{"error":"session_store_unavailable","message":"the session store did not answer; try again"}"#,
-    );
-    r.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    r
 }
 
-/// Seconds since the epoch (0 if the clock is before 1970).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-pub(crate) fn not_found() -> Response<Body> {
-    json(
-        StatusCode::NOT_FOUND,
-        r#"{"error":"not_found","message":"no such admin endpoint"}"#,
-    )
-}
-
-fn not_allowed(allow: &'static str) -> Response<Body> {
-    let mut r = json(
-        StatusCode::METHOD_NOT_ALLOWED,
-        r#"{"error":"method_not_allowed","message":"method not allowed"}"#,
-    );
-    r.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
-    r
-}
-
-/// 401 with a Bearer challenge.
-fn unauthorized(denial: Denial) -> Response<Body> {
-    let (body, challenge) = if denial == Denial::Invalid {
-        (
-            r#"{"error":"invalid_token","message":"the admin token is not valid"}"#,
-            r#"Bearer realm="gateway-admin", error="invalid_token""#,
-        )
-    } else {
-        (
-            r#"{"error":"missing_token","message":"this endpoint needs Authorization: Bearer <admin token>"}"#,
-            r#"Bearer realm="gateway-admin""#,
-        )
-    };
-    let mut r = json(StatusCode::UNAUTHORIZED, body);
-    r.headers_mut()
-        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-    r
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let mut r = Response::new(body::full(Bytes::from(
-        serde_json::json!({ "error": code, "message": message }).to_string(),
-    )));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
+fn not_allowed(allow: &'static str) -> GatewayError {
+    GatewayError::MethodNotAllowed {
+        allow: Some(HeaderValue::from_static(allow)),
+    }
 }

@@ -1,20 +1,19 @@
-//! Hot reload: re-read the config and every file it names, build a new [`Gateway`] beside the
+//! Hot reload: re-read the config and every file it names, build a new [`App`] beside the
 //! running one and swap it in whole. A config that fails to load or a file that fails to parse
 //! leaves the running gateway untouched, with every error logged (`file:line:col` for config
 //! mistakes). Requests in flight finish on the gateway they started with; open connections
 //! stay open and their next request sees the new config; new connections get the new
 //! certificate. Triggered by SIGHUP (`main`) and by [`watch`], which polls the files' contents.
 
-use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::{self, Config, KeyMaterial, SigningKey};
-use crate::app::{certificate_not_after, Gateway, Live};
+use super::files::Fingerprints;
+use super::{certificate_not_after, App, Live};
+use crate::config::{self, Config};
 
 /// Why a reload was refused (every cause was already logged).
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +48,7 @@ pub async fn reload(live: &Live, why: &str) -> Result<RestartOnly, ReloadError> 
                 errors = errors.0.len(),
                 "reload refused; the running configuration stays"
             );
-            old.metrics.reload_failed();
+            old.metrics().reload_failed();
             return Err(ReloadError::Config(errors));
         }
     };
@@ -59,11 +58,12 @@ pub async fn reload(live: &Live, why: &str) -> Result<RestartOnly, ReloadError> 
             "these settings take effect on restart only (SIGUSR2 or a new process); their running values stay");
     }
     let places = new.places.clone();
-    match Gateway::rebuild(new, &old).await {
+    match App::rebuild(new, &old).await {
         Ok(gw) => {
-            let (_, sessions) = gw.auth.shared_store();
-            let sessions = sessions.map(|c| Box::new(c) as Box<dyn crate::observe::metrics::CacheView>);
-            gw.metrics
+            let (_, sessions) = gw.auth().shared_store();
+            let sessions =
+                sessions.map(|c| Box::new(c) as Box<dyn crate::observe::metrics::CacheView>);
+            gw.metrics()
                 .reloaded(&gw.config, sessions, certificate_not_after(&gw.config));
             tracing::info!(routes = gw.config.routes.len(), "configuration reloaded");
             live.swap(gw);
@@ -71,7 +71,7 @@ pub async fn reload(live: &Live, why: &str) -> Result<RestartOnly, ReloadError> 
         }
         Err(e) => {
             tracing::error!(error = %e.in_config(&places), "reload refused; the running configuration stays");
-            old.metrics.reload_failed();
+            old.metrics().reload_failed();
             Err(ReloadError::Start(e))
         }
     }
@@ -116,7 +116,7 @@ pub async fn watch(live: Arc<Live>, mut shutdown: watch::Receiver<bool>) {
         let every = current.config.reload.interval;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = crate::listen::tls::shutdown_signalled(&mut shutdown) => return,
+            _ = crate::listen::shutdown_signalled(&mut shutdown) => return,
         }
         let gw = live.get();
         if !Arc::ptr_eq(&gw, &current) {
@@ -168,56 +168,3 @@ pub async fn watch(live: Arc<Live>, mut shutdown: watch::Receiver<bool>) {
 
 /// The longest wait between retries of a reload refused while loading files.
 const MAX_RETRY: Duration = Duration::from_secs(60);
-
-/// A hash of each watched file's contents (`None`: unreadable or absent).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprints(BTreeMap<PathBuf, Option<u64>>);
-
-impl Fingerprints {
-    pub(crate) fn of(config: &Config) -> Fingerprints {
-        Fingerprints(
-            watched_files(config)
-                .into_iter()
-                .map(|p| {
-                    let h = std::fs::read(&p).ok().map(|bytes| {
-                        let mut h = std::collections::hash_map::DefaultHasher::new();
-                        bytes.hash(&mut h);
-                        h.finish()
-                    });
-                    (p, h)
-                })
-                .collect(),
-        )
-    }
-
-    /// The first file whose contents differ from `before`. A file `before` did not watch is
-    /// not a change (a reload that named new files must not trigger another).
-    fn changed_since(&self, before: &Fingerprints) -> Option<&Path> {
-        self.0
-            .iter()
-            .find(|(p, h)| before.0.get(*p).is_some_and(|b| b != *h))
-            .map(|(p, _)| p.as_path())
-    }
-}
-
-/// The config file (unless embedded), the certificate and key, the JWT public keys and the
-/// auth center's signing key.
-pub fn watched_files(config: &Config) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    if config.source != Path::new(config::EMBEDDED_SOURCE) {
-        files.push(config.source.clone());
-    }
-    files.push(config.tls.cert.clone());
-    files.push(config.tls.key.clone());
-    for k in &config.jwt.keys {
-        if let KeyMaterial::PublicKeyFile(p) = &k.material {
-            files.push(p.clone());
-        }
-    }
-    if let Some(SigningKey::PrivateKeyFile(p)) = config.auth.as_ref().map(|a| &a.signing_key) {
-        files.push(p.clone());
-    }
-    files.sort();
-    files.dedup();
-    files
-}

@@ -2,6 +2,7 @@
 //! behind it (session.rs). Only this module can build an [`Authenticated`], so header
 //! injection, which takes one, can only ever follow a real check.
 
+pub mod authorize;
 pub mod bearer;
 pub mod jwt;
 pub mod mint;
@@ -58,6 +59,10 @@ pub enum AuthError {
     /// The store could not answer: 503, never a pass and never a 401.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Authenticated, but the session holds none of the route's roles (403); the user id is
+    /// for the access log.
+    #[error("none of the route's roles")]
+    Forbidden { user_id: String },
 }
 
 /// Token -> JWT -> session, in that order.
@@ -187,7 +192,7 @@ impl Authenticator {
     /// The JWT step, through the verified-token cache: signature and claims are checked once
     /// per token; the expiry is checked on every hit.
     async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthError> {
-        let now = unix_now();
+        let now = crate::clock::unix_now();
         let generation = self.verifier.key_generation();
         let digest = token_cache::digest(token);
         if let Some(hit) = self.tokens.get(&digest, now, generation) {
@@ -206,11 +211,4 @@ impl Authenticator {
             .insert(digest, verified.clone(), valid_until, generation, now);
         Ok(verified)
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -11,8 +11,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{json, Value};
 
 use crate::auth::mint::Signer;
-use crate::http::body::{self, Body};
 use crate::config::{Jwt, KeyMaterial};
+use crate::http::body::{self, Body};
 
 /// The document, serialised.
 pub(super) fn document(signer: &Signer, jwt: &Jwt) -> Result<Bytes, String> {

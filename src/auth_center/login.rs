@@ -11,12 +11,12 @@ use http::{Request, Response};
 use serde::Deserialize;
 
 use super::lockout::Attempt;
+use super::Deps;
 use super::{client_ip, read_json, tokens, users, AuthCenter};
 use crate::auth::session::NewSession;
-use crate::http::body::{Body, Inbound};
 use crate::config::BindRefresh;
 use crate::error::GatewayError;
-use crate::app::Gateway;
+use crate::http::body::{Body, Inbound};
 
 /// Longest `device_id` and `User-Agent` kept with a session.
 pub(super) const MAX_DEVICE_ID: usize = 128;
@@ -33,7 +33,7 @@ struct LoginRequest {
 
 pub(super) async fn login(
     center: &AuthCenter,
-    gw: &Gateway,
+    gw: &Deps,
     peer: SocketAddr,
     req: Request<Inbound>,
 ) -> Result<Response<Body>, GatewayError> {
@@ -83,14 +83,14 @@ pub(super) async fn login(
         sid: sid.clone(),
         user_id: user.user_id.clone(),
         roles: Some(user.roles.clone()),
-        created_at: super::unix_now(),
+        created_at: crate::clock::unix_now(),
         ip: Some(ip),
         user_agent,
         device_id: device_id.clone(),
     };
     let ttl = center.cfg.refresh_ttl;
     store.begin(&new, &refresh_hash, ttl).await?;
-    let access = center.mint(gw, &user.user_id, &sid, &user.roles)?;
+    let access = center.mint(&user.user_id, &sid, &user.roles)?;
     tracing::info!(user_id = %user.user_id, session_id = %sid, "login");
     Ok(center.pair_answer(&access, &refresh, &sid, ttl, device_id.as_deref()))
 }

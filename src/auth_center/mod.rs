@@ -26,19 +26,22 @@ pub mod users;
 mod verify;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
 
 use crate::auth::mint::Signer;
-use crate::auth::{bearer, AuthError, Authenticated};
-use crate::http::body::{self, Body, Inbound};
+use crate::auth::{bearer, Authenticated, Authenticator};
 use crate::config::{self, Config};
 use crate::error::GatewayError;
-use crate::app::{Gateway, StartError};
+use crate::http::body::{self, Body, Inbound};
+use crate::identity_headers::IdentityNames;
+use crate::routing::RouteTable;
 
 pub use self::cookies::DEVICE_COOKIE;
 pub use self::lockout::{ADDRESS_LIMIT, USERNAME_LIMIT, WINDOW as LOCKOUT_WINDOW};
@@ -49,8 +52,32 @@ pub const MAX_BODY: usize = 16 * 1024;
 /// Where the JWKS document is served (at the root, whatever `auth.path` is).
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
+/// What the auth center shares with the rest of the gateway: the session check and the
+/// store behind it, the identity header names and the route table (for `/verify`), the JWT
+/// claim names it mints with, and the body idle timeout.
+pub struct Deps {
+    pub auth: Arc<Authenticator>,
+    pub identity: IdentityNames,
+    pub routes: Arc<RouteTable>,
+    pub body_idle_timeout: Duration,
+}
+
+/// Why the auth center cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0}")]
+    Key(#[from] crate::auth::jwt::KeyLoadError),
+    #[error("the JWKS document: {0}")]
+    Jwks(String),
+    #[error("argon2: {0}")]
+    Argon2(String),
+}
+
 pub struct AuthCenter {
     cfg: config::AuthCenter,
+    /// The `[jwt]` table: the issuer, audience and claim names of minted tokens.
+    jwt: config::Jwt,
+    deps: Deps,
     signer: Signer,
     /// The JWKS document, serialised once at start.
     jwks: Bytes,
@@ -68,25 +95,29 @@ impl std::fmt::Debug for AuthCenter {
 }
 
 impl AuthCenter {
-    /// `None` without `[auth]`. Loads the signing key, builds the JWKS document and the
-    /// dummy password hash that unknown users are checked against.
-    pub async fn new(config: &Config) -> Result<Option<AuthCenter>, StartError> {
-        let Some(cfg) = config.auth.clone() else {
-            return Ok(None);
-        };
+    /// For the `[auth]` table `cfg` of `config`: loads the signing key, builds the JWKS
+    /// document and the dummy password hash that unknown users are checked against.
+    pub async fn new(
+        cfg: &config::AuthCenter,
+        config: &Config,
+        deps: Deps,
+    ) -> Result<AuthCenter, SetupError> {
+        let cfg = cfg.clone();
         let signer = Signer::from_config(&cfg)?;
-        let jwks = jwks::document(&signer, &config.jwt).map_err(StartError::Other)?;
+        let jwks = jwks::document(&signer, &config.jwt).map_err(SetupError::Jwks)?;
         let cookies = cookies::Cookies::new(&cfg, config.jwt.cookie.as_deref());
         let hasher = users::Hasher::new()
             .await
-            .map_err(|e| StartError::Other(format!("argon2: {e}")))?;
-        Ok(Some(AuthCenter {
+            .map_err(|e| SetupError::Argon2(e.to_string()))?;
+        Ok(AuthCenter {
             cfg,
+            jwt: config.jwt.clone(),
+            deps,
             signer,
             jwks,
             cookies,
             hasher,
-        }))
+        })
     }
 
     /// True when `path` (normalised) belongs to the auth center rather than to a route:
@@ -98,12 +129,11 @@ impl AuthCenter {
     /// Answers one request; never fails (refusals become their JSON answer).
     pub async fn handle(
         &self,
-        gw: &Gateway,
         peer: SocketAddr,
         path: &str,
         req: Request<Inbound>,
     ) -> Response<Body> {
-        let mut resp = match self.dispatch(gw, peer, path, req).await {
+        let mut resp = match self.dispatch(peer, path, req).await {
             Ok(resp) => resp,
             Err(err) => {
                 tracing::debug!(error = %err, "auth center refused");
@@ -121,11 +151,11 @@ impl AuthCenter {
     /// and a call that a cookie authenticates comes from no other origin (403).
     async fn dispatch(
         &self,
-        gw: &Gateway,
         peer: SocketAddr,
         path: &str,
         req: Request<Inbound>,
     ) -> Result<Response<Body>, GatewayError> {
+        let gw = &self.deps;
         if path == JWKS_PATH {
             allow(&req, &[Method::GET, Method::HEAD])?;
             return Ok(jwks::answer(&self.jwks));
@@ -196,7 +226,7 @@ fn allow<B>(req: &Request<B>, methods: &[Method]) -> Result<(), GatewayError> {
 
 /// 403 when the access token comes from the cookie (no `Authorization` header) and the
 /// request names another origin. A bearer header is not a browser's doing: not checked.
-fn access_cookie_origin<B>(gw: &Gateway, req: &Request<B>) -> Result<(), GatewayError> {
+fn access_cookie_origin<B>(gw: &Deps, req: &Request<B>) -> Result<(), GatewayError> {
     if bearer::cookie_borne(req.headers(), gw.auth.cookie()) {
         csrf::same_origin(req)?;
     }
@@ -230,7 +260,7 @@ fn lockout_address(peer: SocketAddr) -> String {
 /// `empty_ok`, and only then may it come without a `Content-Type`. Unknown fields are refused
 /// by the types themselves (`deny_unknown_fields`).
 async fn read_json<T: DeserializeOwned>(
-    gw: &Gateway,
+    gw: &Deps,
     req: Request<Inbound>,
     empty_ok: bool,
 ) -> Result<T, GatewayError> {
@@ -243,7 +273,7 @@ async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(GatewayError::BodyTooLarge);
     }
-    let idle = gw.config.limits.body_idle_timeout;
+    let idle = gw.body_idle_timeout;
     let collected = tokio::time::timeout(idle, Limited::new(req.into_body(), MAX_BODY).collect())
         .await
         .map_err(|_| GatewayError::BadRequest("body_timeout"))?;
@@ -272,42 +302,17 @@ async fn read_json<T: DeserializeOwned>(
 }
 
 /// The caller of a session endpoint: a valid access token whose session is live.
-async fn caller(gw: &Gateway, headers: &HeaderMap) -> Result<Authenticated, GatewayError> {
-    gw.auth
-        .authenticate(headers)
-        .await
-        .map_err(auth_error)?
-        .ok_or(GatewayError::MissingToken)
-}
-
-fn auth_error(e: AuthError) -> GatewayError {
-    match e {
-        AuthError::Missing => GatewayError::MissingToken,
-        AuthError::Invalid(reason) => GatewayError::InvalidToken(reason),
-        AuthError::Store(e) => GatewayError::StoreUnavailable(e),
-    }
+async fn caller(gw: &Deps, headers: &HeaderMap) -> Result<Authenticated, GatewayError> {
+    Ok(crate::auth::authorize::signed_in(&gw.auth, headers).await?)
 }
 
 /// A JSON answer.
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(body::full(Bytes::from(value.to_string())));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
+    body::json(status, value)
 }
 
 fn no_content() -> Response<Body> {
-    let mut resp = Response::new(body::empty());
-    *resp.status_mut() = StatusCode::NO_CONTENT;
-    resp
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    body::status(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

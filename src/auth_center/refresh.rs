@@ -11,12 +11,12 @@ use std::net::SocketAddr;
 use http::{Request, Response};
 use serde::Deserialize;
 
+use super::Deps;
 use super::{client_ip, cookies, read_json, tokens, AuthCenter};
 use crate::auth::session::{Binding, RefreshOutcome, Rotation};
-use crate::http::body::{Body, Inbound};
 use crate::config::BindRefresh;
 use crate::error::GatewayError;
-use crate::app::Gateway;
+use crate::http::body::{Body, Inbound};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,7 +29,7 @@ struct RefreshRequest {
 
 pub(super) async fn refresh(
     center: &AuthCenter,
-    gw: &Gateway,
+    gw: &Deps,
     peer: SocketAddr,
     req: Request<Inbound>,
 ) -> Result<Response<Body>, GatewayError> {
@@ -90,7 +90,7 @@ pub(super) async fn refresh(
             // A session without a `roles` field (written by another service) gets a token
             // without roles; the session record stays the authority on every request.
             let roles = roles.unwrap_or_default();
-            let access = center.mint(gw, &user_id, &sid, &roles)?;
+            let access = center.mint(&user_id, &sid, &roles)?;
             Ok(center.pair_answer(&access, &refresh, &sid, remaining, None))
         }
         RefreshOutcome::Again {
@@ -105,7 +105,7 @@ pub(super) async fn refresh(
             let successor = tokens::unseal(&presented, &sealed)
                 .ok_or_else(|| GatewayError::Internal("unseal: bad grace record".into()))?;
             let roles = roles.unwrap_or_default();
-            let access = center.mint(gw, &user_id, &sid, &roles)?;
+            let access = center.mint(&user_id, &sid, &roles)?;
             tracing::debug!(session_id = %sid, "refresh replayed within the grace");
             Ok(center.pair_answer(&access, &successor, &sid, remaining, None))
         }

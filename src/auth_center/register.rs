@@ -11,11 +11,11 @@ use serde_json::json;
 use std::net::SocketAddr;
 
 use super::lockout::Attempt;
+use super::Deps;
 use super::{json, read_json, users, AuthCenter};
 use crate::auth::session::UserRecord;
-use crate::http::body::{Body, Inbound};
 use crate::error::GatewayError;
-use crate::app::Gateway;
+use crate::http::body::{Body, Inbound};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +26,7 @@ struct RegisterRequest {
 
 pub(super) async fn register(
     center: &AuthCenter,
-    gw: &Gateway,
+    gw: &Deps,
     peer: SocketAddr,
     req: Request<Inbound>,
 ) -> Result<Response<Body>, GatewayError> {

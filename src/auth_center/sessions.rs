@@ -6,15 +6,15 @@ use http::header::SET_COOKIE;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 
+use super::Deps;
 use super::{caller, json, no_content, AuthCenter};
-use crate::http::body::Body;
 use crate::error::GatewayError;
-use crate::app::Gateway;
+use crate::http::body::Body;
 
 /// 204; the caller's session is gone and the cookies are expired.
 pub(super) async fn logout(
     center: &AuthCenter,
-    gw: &Gateway,
+    gw: &Deps,
     headers: &HeaderMap,
 ) -> Result<Response<Body>, GatewayError> {
     let who = caller(gw, headers).await?;
@@ -26,10 +26,7 @@ pub(super) async fn logout(
 }
 
 /// 200 with the caller's live sessions, oldest first.
-pub(super) async fn list(
-    gw: &Gateway,
-    headers: &HeaderMap,
-) -> Result<Response<Body>, GatewayError> {
+pub(super) async fn list(gw: &Deps, headers: &HeaderMap) -> Result<Response<Body>, GatewayError> {
     let who = caller(gw, headers).await?;
     let sessions = gw.auth.store().list_for_user(who.user_id()).await?;
     let list: Vec<_> = sessions
@@ -51,7 +48,7 @@ pub(super) async fn list(
 /// 204 when `sid` was one of the caller's sessions and is now gone; 404 when it is not the
 /// caller's (another user's looks exactly like one that does not exist).
 pub(super) async fn delete_one(
-    gw: &Gateway,
+    gw: &Deps,
     headers: &HeaderMap,
     sid: &str,
 ) -> Result<Response<Body>, GatewayError> {
@@ -71,7 +68,7 @@ pub(super) async fn delete_one(
 /// 204; every session of the caller is gone, this one included.
 pub(super) async fn delete_all(
     center: &AuthCenter,
-    gw: &Gateway,
+    gw: &Deps,
     headers: &HeaderMap,
 ) -> Result<Response<Body>, GatewayError> {
     let who = caller(gw, headers).await?;

@@ -13,9 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::AuthCenter;
 use crate::auth::mint::MintClaims;
-use crate::http::body::Body;
 use crate::error::GatewayError;
-use crate::app::Gateway;
+use crate::http::body::Body;
 
 /// Longest refresh token looked at; ours are 43 characters.
 const MAX_REFRESH_TOKEN: usize = 128;
@@ -96,12 +95,11 @@ impl AuthCenter {
     /// Signs an access token for the session, with the `[jwt]` claim names.
     pub(super) fn mint(
         &self,
-        gw: &Gateway,
         user_id: &str,
         sid: &str,
         roles: &[String],
     ) -> Result<String, GatewayError> {
-        let jwt = &gw.config.jwt;
+        let jwt = &self.jwt;
         let claims = MintClaims {
             issuer: &jwt.issuer,
             audience: &jwt.audience,

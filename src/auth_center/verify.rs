@@ -17,10 +17,10 @@
 use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
 
 use super::caller;
-use crate::http::body::{self, Body};
+use super::Deps;
 use crate::error::GatewayError;
-use crate::app::Gateway;
-use crate::identity_headers::{self, Identity};
+use crate::http::body::{self, Body};
+use crate::identity_headers;
 use crate::routing;
 
 static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
@@ -93,10 +93,7 @@ fn original(headers: &HeaderMap) -> Result<Option<Original>, GatewayError> {
     Ok(Some(Original { method, path, host }))
 }
 
-pub(super) async fn verify(
-    gw: &Gateway,
-    headers: &HeaderMap,
-) -> Result<Response<Body>, GatewayError> {
+pub(super) async fn verify(gw: &Deps, headers: &HeaderMap) -> Result<Response<Body>, GatewayError> {
     // A named request that no route matches is 404, as on the TLS listener: a spelling the
     // route table does not know (`/ADMIN/x`, `/admin./x`) must not pass on a bare session to a
     // backend that may read it as a protected path.
@@ -118,25 +115,15 @@ pub(super) async fn verify(
                     allow: routing::allow_header(route),
                 });
             }
-            let who = crate::proxy::authenticate(gw, route, headers).await?;
-            if let Some(a) = &who {
-                if !a.has_any_role(&route.roles) {
-                    return Err(GatewayError::InsufficientRole);
-                }
-            }
-            who
+            // The proxy's own policy: the route's auth mode and roles.
+            crate::auth::authorize::authorize(&gw.auth, route, headers).await?
         }
         None => Some(caller(gw, headers).await?),
     };
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::OK;
-    if let Some(a) = who {
-        let identity = Identity {
-            user_id: a.user_id(),
-            roles: a.roles(),
-            session_id: a.session_id(),
-        };
-        identity_headers::set(resp.headers_mut(), &gw.identity, &identity)
+    if let Some(who) = who {
+        identity_headers::set(resp.headers_mut(), &gw.identity, &who)
             .map_err(|_| GatewayError::InvalidToken("identity_not_a_header_value"))?;
     }
     Ok(resp)

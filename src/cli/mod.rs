@@ -194,7 +194,8 @@ pub fn ensure_dev_material(config: &mut Config) -> Result<(), String> {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             }
-            admin.token = Some(crate::cli::keygen::write_admin_token(path).map_err(|e| e.to_string())?);
+            admin.token =
+                Some(crate::cli::keygen::write_admin_token(path).map_err(|e| e.to_string())?);
             tracing::warn!(file = %path.display(), "wrote a development admin token (0600)");
         }
     }
@@ -367,7 +368,7 @@ async fn create_session(
                 sid: sid.to_owned(),
                 user_id: user_id.to_owned(),
                 roles,
-                created_at: crate::admin::sessions::unix_now(),
+                created_at: crate::clock::unix_now(),
                 ip: None,
                 user_agent: None,
                 device_id: None,
@@ -404,7 +405,9 @@ async fn create_session(
                 ttl: ttl.as_secs().max(1),
             };
             let path = "/sessions";
-            match crate::cli::admin_client::post_json(admin, path, &body, Some(token.expose())).await {
+            match crate::cli::admin_client::post_json(admin, path, &body, Some(token.expose()))
+                .await
+            {
                 Ok(()) => Ok(SessionMade::Created),
                 Err(crate::cli::admin_client::AdminCallError::Status { status, .. })
                     if status == http::StatusCode::CONFLICT =>

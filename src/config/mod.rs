@@ -15,7 +15,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use load::{load, load_str, load_str_env, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
 pub use places::Places;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ pub struct Listen {
     /// Plain admin listener: `/healthz`, `/readyz`, `/metrics`, session admin.
     pub admin: Option<SocketAddr>,
     /// Peers whose `X-Forwarded-For` (and PROXY header) are believed; empty: none.
-    pub trusted_proxies: crate::http::client_addr::TrustedProxies,
+    pub trusted_proxies: TrustedProxies,
     /// Every TLS connection starts with a PROXY v1/v2 header (only from `trusted_proxies`).
     pub proxy_protocol: bool,
     /// The public https port the plain listener's 308 names (behind a load balancer or a
@@ -275,4 +275,23 @@ pub struct Route {
 /// Parses a duration string ("500ms", "30s", "15m", "2h", "7d").
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     duration::parse_duration(s).map_err(str::to_owned)
+}
+
+/// The networks of `listen.trusted_proxies`; an IPv4-mapped IPv6 address matches as IPv4.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    pub fn new(nets: Vec<ipnet::IpNet>) -> Self {
+        TrustedProxies(nets)
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }

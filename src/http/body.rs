@@ -31,6 +31,26 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// The one shape of an answer the gateway writes itself (errors, probes, the auth center's
+/// and the admin API's answers): a JSON body, `Content-Type: application/json`,
+/// `Cache-Control: no-store`. Callers add what is particular (`Retry-After`, a challenge).
+pub fn json(status: http::StatusCode, value: &serde_json::Value) -> http::Response<Body> {
+    use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+    let mut resp = http::Response::new(full(value.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A bodyless answer (204, 308, an empty 200).
+pub fn status(status: http::StatusCode) -> http::Response<Body> {
+    let mut resp = http::Response::new(empty());
+    *resp.status_mut() = status;
+    resp
+}
+
 /// A body stalled longer than the idle timeout.
 #[derive(Debug, thiserror::Error)]
 #[error("body idle for longer than {0:?}")]

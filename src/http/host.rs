@@ -36,6 +36,32 @@ pub enum HostError {
     BadPort,
 }
 
+/// The one host of a request, as sent: HTTP/1 needs exactly one `Host` header (and an
+/// absolute-form target must agree with it); HTTP/2 has `:authority`, and a `Host` beside it
+/// must agree. It must be one valid host ([`parse`]). `None`: the request gets 400.
+pub fn of_request<B>(req: &http::Request<B>) -> Option<String> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return None;
+    }
+    let header = match header {
+        Some(v) => Some(v.to_str().ok()?),
+        None => None,
+    };
+    let authority = req.uri().authority().map(|a| a.as_str());
+    let host = match (header, authority) {
+        (Some(h), Some(a)) if !h.eq_ignore_ascii_case(a) => return None,
+        (Some(h), _) => h,
+        (None, Some(a)) if req.version() == http::Version::HTTP_2 => a,
+        _ => return None,
+    };
+    // One `uri-host [":" port]` (an authority beside it is the same, above): not a list,
+    // userinfo, a path, a bad port or spaces.
+    parse(host).ok()?;
+    Some(host.to_owned())
+}
+
 /// Parses `uri-host [ ":" port ]`.
 pub fn parse(s: &str) -> Result<Host<'_>, HostError> {
     let (name, port) = if s.starts_with('[') {

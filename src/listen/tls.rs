@@ -1,4 +1,4 @@
-//! The TLS listener: accept loop under a connection limit, the PROXY header (with
+//! The TLS listener: connections from the shared accept loop, the PROXY header (with
 //! `listen.proxy_protocol`) and the TLS handshake under one deadline, HTTP/1.1 and HTTP/2 by
 //! ALPN with every hyper bound set (timer, header read timeout, a backstop on header size and
 //! count, concurrent streams), a connection with no request closed (`idle`), and the shutdown
@@ -7,97 +7,71 @@
 //! handshake results are counted in `metrics`.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{HeaderValue, CONNECTION};
+use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::idle::Activity;
+use super::{accept_loop, http_builder};
 use crate::config::{Limits, Listen};
-use crate::app::Live;
-use crate::listen::idle::Activity;
-use crate::observe::metrics::Handshake;
+use crate::http::body::{Body, Inbound};
+use crate::observe::metrics::{Handshake, Metrics};
 
-/// The hyper connection builder with every bound of `[limits]` applied. The header bounds
-/// given to hyper and h2 are the looser backstop (`header_limits::backstop`): the pipeline
-/// checks `[limits]` itself, so that a request over them gets the gateway's JSON 431.
-pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let backstop = crate::http::header_limits::backstop(limits);
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        // Without a timer, hyper's header read timeout silently does nothing (slowloris).
-        .timer(TokioTimer::new())
-        // Also bounds how long an idle keep-alive connection waits for its next request.
-        .header_read_timeout(limits.header_timeout)
-        .max_headers(backstop.fields)
-        // The whole head (request line and headers) must fit in the read buffer.
-        .max_buf_size(backstop.bytes)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.h2_max_streams)
-        // Also what SETTINGS_MAX_HEADER_LIST_SIZE tells clients (h2 counts 32 bytes a field).
-        .max_header_list_size(u32::try_from(backstop.bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(Some(50))
-        .keep_alive_interval(Some(limits.idle_timeout))
-        .keep_alive_timeout(Duration::from_secs(20));
-    b
-}
-
-/// Waits until the shutdown flag turns true (or its sender is gone).
-pub async fn shutdown_signalled(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
+/// What the TLS listener serves, asked per connection (a reload swaps what it answers): the
+/// certificate for a new connection, the metrics it counts in, whether the drain began, and
+/// the answer to a request.
+pub trait Site: Send + Sync + 'static {
+    fn tls(&self) -> Arc<rustls::ServerConfig>;
+    fn metrics(&self) -> Arc<Metrics>;
+    /// True once shutdown began: HTTP/1.1 answers then carry `Connection: close`.
+    fn draining(&self) -> bool;
+    /// Answers one request from `peer` (the TCP peer, or the PROXY header's source). It takes
+    /// the site by value (an `Arc`), so the answer borrows nothing from the connection.
+    fn serve(
+        site: Arc<Self>,
+        peer: SocketAddr,
+        req: Request<Inbound>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static;
 }
 
 /// What every connection of the TLS listener shares. `[limits]` and `[listen]` take effect on
 /// restart only, so the first config's are the ones in force.
-struct Shared {
-    live: Arc<Live>,
+struct Shared<S> {
+    site: Arc<S>,
     builder: auto::Builder<TokioExecutor>,
     limits: Limits,
     listen: Listen,
 }
 
-pub async fn serve_tls(
-    live: Arc<Live>,
+/// Serves TLS connections on `listener` until `shutdown`, then drains them.
+pub async fn serve<S: Site>(
+    site: Arc<S>,
+    limits: Limits,
+    listen: Listen,
     listener: Arc<TcpListener>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let first = live.get().config.clone();
     let shared = Arc::new(Shared {
-        builder: http_builder(&first.limits),
-        limits: first.limits,
-        listen: first.listen,
-        live,
+        builder: http_builder(&limits),
+        limits,
+        listen,
+        site,
     });
-    let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
     // HTTP/1.1 and HTTP/2 connections drain differently (see `drain_tls`).
     let (h1, h2) = (Drain::new(), Drain::new());
-    loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown_signalled(&mut shutdown) => break,
-        };
-        let (tcp, tcp_peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown_signalled(&mut shutdown) => break,
-        };
+    let max = shared.limits.max_connections;
+    accept_loop(&listener, max, &mut shutdown, |tcp, tcp_peer, permit| {
         let _ = tcp.set_nodelay(true);
         let watchers = (h1.watcher(), h2.watcher());
         let shared = shared.clone();
@@ -105,7 +79,8 @@ pub async fn serve_tls(
             let _permit = permit;
             serve_connection(&shared, tcp, tcp_peer, watchers).await;
         });
-    }
+    })
+    .await;
     drop(listener);
     drain_tls(h1, h2, &shared.limits).await;
 }
@@ -115,60 +90,61 @@ const IDLE_GOAWAY_GRACE: Duration = Duration::from_secs(1);
 
 /// One client connection: PROXY header, TLS, then HTTP until it ends, the drain begins, or
 /// it carries no request for too long.
-async fn serve_connection(
-    shared: &Shared,
+async fn serve_connection<S: Site>(
+    shared: &Shared<S>,
     mut tcp: TcpStream,
     tcp_peer: SocketAddr,
     (h1_watcher, h2_watcher): (watch::Receiver<bool>, watch::Receiver<bool>),
 ) {
     let limits = &shared.limits;
     // The certificate is the one current when the connection came.
-    let gw = shared.live.get();
-    let _open = gw.metrics.connection_opened();
+    let metrics = shared.site.metrics();
+    let _open = metrics.connection_opened();
     // The PROXY header (if any) and the TLS handshake, together within the deadline.
     let deadline = tokio::time::Instant::now() + limits.header_timeout;
     let peer = if shared.listen.proxy_protocol {
         match proxy_peer(&mut tcp, tcp_peer, &shared.listen, deadline).await {
             Ok(peer) => peer,
             Err(outcome) => {
-                gw.metrics.observe_handshake(outcome);
+                metrics.observe_handshake(outcome);
                 return;
             }
         }
     } else {
         tcp_peer
     };
-    let acceptor = TlsAcceptor::from(gw.tls.clone());
+    let acceptor = TlsAcceptor::from(shared.site.tls());
     let tls = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => {
-            gw.metrics.observe_handshake(Handshake::Ok);
+            metrics.observe_handshake(Handshake::Ok);
             tls
         }
         Ok(Err(e)) => {
-            gw.metrics.observe_handshake(Handshake::Failed);
+            metrics.observe_handshake(Handshake::Failed);
             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
-            gw.metrics.observe_handshake(Handshake::TimedOut);
+            metrics.observe_handshake(Handshake::TimedOut);
             tracing::debug!(peer = %peer, "TLS handshake timed out");
             return;
         }
     };
-    drop(gw);
+    drop(metrics);
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let activity = Arc::new(Activity::new());
     let requests = activity.clone();
-    let live = shared.live.clone();
+    let site = shared.site.clone();
     let svc = service_fn(move |req| {
-        let live = live.clone();
         // In flight until the response body is done (or dropped).
         let in_flight = requests.begin();
+        let req = Inbound::wrap(req);
+        let answer = S::serve(site.clone(), peer, req);
+        let site = site.clone();
         async move {
-            let req = crate::http::body::Inbound::wrap(req);
-            let mut resp = crate::proxy::handle(live.get(), peer, req).await;
+            let mut resp = answer.await;
             let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-            if !h2 && !upgrade && live.draining() {
+            if !h2 && !upgrade && site.draining() {
                 resp.headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
@@ -304,13 +280,5 @@ async fn drain_tls(h1: Drain, h2: Drain, limits: &Limits) {
         _ = tokio::time::sleep_until(start + limits.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing the rest");
         }
-    }
-}
-
-/// Tells every connection to finish its in-flight requests and close, for at most `grace`.
-pub async fn drain(graceful: GracefulShutdown, grace: Duration) {
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::debug!("all connections drained"),
-        _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing the rest"),
     }
 }

@@ -223,7 +223,7 @@ impl Metrics {
             last_reload_ok.clone(),
         );
         let last_reload_success = Gauge::<i64>::default();
-        last_reload_success.set(unix_now());
+        last_reload_success.set(crate::clock::unix_now() as i64);
         registry.register_with_unit(
             "config_last_reload_success_timestamp",
             "When the configuration in use was loaded, unix time",
@@ -277,7 +277,8 @@ impl Metrics {
             .get_or_create(&ResultLabels { result: "ok" })
             .inc();
         self.last_reload_ok.set(1);
-        self.last_reload_success.set(unix_now());
+        self.last_reload_success
+            .set(crate::clock::unix_now() as i64);
     }
 
     /// A reload was refused; the running config stays.
@@ -408,13 +409,6 @@ fn route_labels(config: &Config) -> HashMap<String, Arc<str>> {
         .iter()
         .map(|r| (r.path.clone(), Arc::<str>::from(r.path.as_str())))
         .collect()
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// The notAfter (unix seconds) of the first certificate in a PEM file: the serving one.

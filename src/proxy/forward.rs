@@ -13,9 +13,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::http::body::{self, Body};
 use crate::config::{Route, UpstreamProtocol};
 use crate::error::GatewayError;
+use crate::http::body::{self, Body};
 
 /// How long an address that refused a connection is skipped by the balancer.
 const DOWN_FOR: Duration = Duration::from_secs(2);

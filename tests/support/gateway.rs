@@ -14,7 +14,7 @@ use super::client::{Client, Proto};
 
 pub struct TestGateway {
     /// The running gateway's state as started, for looking inside (caches, counters).
-    pub gw: std::sync::Arc<gateway::app::Gateway>,
+    pub gw: std::sync::Arc<gateway::app::App>,
     /// Where the current gateway lives (a reload swaps it).
     pub live: std::sync::Arc<gateway::app::Live>,
     pub https: SocketAddr,
@@ -130,9 +130,7 @@ impl TestGateway {
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, toml).unwrap();
         let config = gateway::config::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
-        let gw = gateway::app::Gateway::build(config.clone())
-            .await
-            .unwrap();
+        let gw = gateway::app::App::build(config.clone()).await.unwrap();
         let bound = gw.bind().await.unwrap();
         let gw = gw.clone();
         let (https, http, admin) = (bound.https_addr(), bound.http_addr(), bound.admin_addr());

@@ -135,7 +135,7 @@ async fn all_keys_verifier() -> Verifier {
 }
 
 fn now() -> u64 {
-    unix_now()
+    crate::clock::unix_now()
 }
 
 fn claims() -> Value {

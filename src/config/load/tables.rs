@@ -49,7 +49,7 @@ pub(super) fn listen(cx: &mut Cx<'_>, l: &Spanned<ListenFile>) -> Option<Listen>
         https: https?,
         http: http?,
         admin: admin?,
-        trusted_proxies: crate::http::client_addr::TrustedProxies::new(trusted_proxies?),
+        trusted_proxies: crate::config::TrustedProxies::new(trusted_proxies?),
         proxy_protocol: proxy_protocol.unwrap_or(false),
         redirect_port: redirect_port?,
     })

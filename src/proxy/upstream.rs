@@ -1,0 +1,66 @@
+//! The request as the upstream sees it: the normalised (and maybe stripped) path, the identity
+//! headers from the verified session only, `X-Forwarded-*`, `X-Request-Id`, the token and the
+//! auth center's device cookie removed (the token kept with `forward_token`), and the body
+//! bounded by the route's limit.
+
+use http::header::{HeaderValue, HOST};
+use http::Request;
+
+use super::pipeline::Exchange;
+use crate::auth::Authenticated;
+use crate::config::Route;
+use crate::error::GatewayError;
+use crate::http::body::{self, Body, Inbound};
+use crate::http::{client_addr, request_id};
+use crate::identity_headers;
+use crate::routing;
+
+/// Where the request goes and on whose behalf.
+pub(super) struct Target<'a> {
+    pub route: &'a Route,
+    /// The request's one valid host, as sent.
+    pub host: &'a str,
+    /// The normalised path.
+    pub path: &'a str,
+    pub who: Option<&'a Authenticated>,
+}
+
+pub(super) fn request(
+    x: &Exchange<'_>,
+    t: &Target<'_>,
+    req: Request<Inbound>,
+) -> Result<Request<Body>, GatewayError> {
+    let p = x.proxy;
+    let (mut parts, incoming) = req.into_parts();
+    let mut target = routing::upstream_path(t.route, t.path);
+    if let Some(q) = parts.uri.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    parts.uri = target
+        .parse()
+        .map_err(|_| GatewayError::BadPath(crate::http::path::PathError::InvalidEscape))?;
+    let h = &mut parts.headers;
+    if !t.route.forward_token {
+        crate::auth::bearer::strip_token(h, p.auth.cookie());
+    }
+    if p.auth_center.is_some() {
+        // The auth center's device cookie is `Path=/` (`__Host-` requires it), so browsers
+        // send it everywhere; it is the auth center's business, not a backend's.
+        crate::auth::bearer::strip_cookie(h, crate::auth_center::DEVICE_COOKIE);
+    }
+    if let Some(who) = t.who {
+        identity_headers::set(h, &p.identity, who)
+            .map_err(|_| GatewayError::InvalidToken("identity_not_a_header_value"))?;
+    }
+    let (peer, client) = (x.addrs.peer, x.addrs.client);
+    client_addr::set_forwarding_headers(h, peer, client, &p.trusted_proxies, t.host);
+    if let Ok(v) = HeaderValue::from_str(t.host) {
+        h.insert(HOST, v);
+    }
+    h.insert(request_id::HEADER.clone(), x.rid.header_value());
+    Ok(Request::from_parts(
+        parts,
+        body::bounded(incoming, p.body_idle_timeout(), t.route.max_body),
+    ))
+}
