@@ -1,4 +1,4 @@
-//! CONTRACT.md section 5 against a real `redis-server` and real TLS: the life of a session,
+//! docs/contract.md, "Auth-center endpoints" against a real `redis-server` and real TLS: the life of a session,
 //! refresh rotation (reuse, races, binding, use count), the session list and revocation,
 //! the login limit, cookies, forward-auth, the JWKS document, and sessions written into Redis
 //! by another service.
@@ -64,7 +64,7 @@ async fn the_whole_life_of_a_session() {
     assert_eq!(j["expires_in"], 900);
     let p1 = Pair::from(&r);
 
-    // CONTRACT.md section 4: the keys as another service would read them.
+    // docs/contract.md, "Session keys in Redis": the keys as another service would read them.
     let s = env.hgetall(&format!("gw:session:{}", p1.sid));
     assert_eq!(field(&s, "user_id"), Some("alice"));
     assert_eq!(field(&s, "roles"), Some("admin"));

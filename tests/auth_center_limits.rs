@@ -1,4 +1,4 @@
-//! CONTRACT.md section 7, the auth center's first rules, over real TLS against a real
+//! docs/contract.md, "The auth center", the auth center's first rules, over real TLS against a real
 //! `redis-server` (and the memory store where it applies): the login limit counted before the
 //! password check, generated user ids, case- and width-blind usernames, JSON-only bodies
 //! (415) and the Origin check for cookie-authenticated calls (403).

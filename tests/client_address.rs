@@ -1,4 +1,4 @@
-//! The network edge (CONTRACT.md section 7, "Forwarding headers and the client's address" and
+//! The network edge (docs/contract.md, "Forwarding headers and the client's address" and
 //! "Identity headers after a rename"; section 6's Host and idle-connection rows), over real
 //! TLS on HTTP/1.1 and HTTP/2: which forwarding headers the upstream sees from trusted and
 //! untrusted peers, the client address the login lockout and the access log key on, the PROXY

@@ -1,4 +1,4 @@
-//! Forward-auth (`/auth/verify`, CONTRACT.md section 7): which headers name the original
+//! Forward-auth (`/auth/verify`, docs/contract.md, "Forward-auth"): which headers name the original
 //! request, and the README's proxy examples against a real gateway. Both examples are taken
 //! from README.md itself and run in a real nginx and a real Traefik (installed by
 //! scripts/test.sh) between a client and a recording backend.

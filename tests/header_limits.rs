@@ -1,4 +1,4 @@
-//! CONTRACT.md section 6, request headers above `[limits]`: the gateway's own JSON 431 with
+//! docs/contract.md, "Details users rely on", request headers above `[limits]`: the gateway's own JSON 431 with
 //! `X-Request-Id` and `Cache-Control: no-store` on HTTP/1.1 and HTTP/2 (and from curl, which
 //! honours SETTINGS_MAX_HEADER_LIST_SIZE), counted in `/metrics` and the access log; the same
 //! answer on the plain listeners; beyond the backstop, the HTTP layer's bare refusal.

@@ -1,4 +1,4 @@
-//! CONTRACT.md section 6: an answer sent before the request body was read (401, 404, 405,
+//! docs/contract.md, "Details users rely on": an answer sent before the request body was read (401, 404, 405,
 //! 413) ends an HTTP/2 stream without an error, so that clients read the status. The real
 //! `curl` (whose 7.88 fails a stream reset while it still uploads) posts 2 MB bodies and must
 //! print the status with exit code 0; a raw h2 client checks how the stream ends: normally

@@ -1,4 +1,4 @@
-//! CONTRACT.md section 3, row by row, against a real upstream over real TLS, on HTTP/1.1 and
+//! docs/contract.md, "What a request gets", row by row, against a real upstream over real TLS, on HTTP/1.1 and
 //! HTTP/2. The session store here is the memory store; Redis faults are in redis_faults.rs.
 
 mod support;

@@ -1,5 +1,5 @@
 //! Sessions in a real Redis (started by the test on a free port): the key contract of
-//! CONTRACT.md section 4 as another service would write it, revocation on every instance,
+//! docs/contract.md, "Session keys in Redis" as another service would write it, revocation on every instance,
 //! and Redis faults (stopped, paused): 503 with Retry-After, never a pass, then recovery.
 //! These run with `session.cache = false`, the strict read-every-request mode; the cache's
 //! own guarantees are pinned in session_cache.rs.

@@ -1,5 +1,5 @@
 //! Refresh tokens bound to a device, the refresh grace, revocations applied locally at once,
-//! and short session lifetimes (CONTRACT.md section 7 "The auth center", section 6's
+//! and short session lifetimes (docs/contract.md, "The auth center", section 6's
 //! durations), end to end over real TLS, against a real `redis-server` and the memory store.
 
 mod support;

@@ -1,4 +1,4 @@
-//! Adversarial tests, SECURITY.md "Tokens" and "Identity headers": forged and malformed
+//! Adversarial tests, docs/security.md ("Why is the algorithm list pinned, and chosen by the key?", "How can a client never set an identity header?"): forged and malformed
 //! tokens (algorithm confusion, embedded keys, odd claim types, size limits, ambiguous
 //! token sources) and every way a client might set, keep or drop an identity header
 //! (spellings, positions, `Connection`, `Upgrade: h2c`). Real TLS, HTTP/1.1 and HTTP/2.
@@ -676,7 +676,7 @@ async fn claims_of_the_wrong_type_or_value_are_refused() {
     }
     assert_eq!(up.count(), 0, "a malformed claim set reached the upstream");
 
-    // Accepted forms (CONTRACT.md 2): aud as an array holding ours, roles as a string.
+    // Accepted forms (docs/contract.md, "Token claims"): aud as an array holding ours, roles as a string.
     let ok = [
         (
             "aud array",

@@ -1,4 +1,4 @@
-//! Adversarial tests, SECURITY.md "Paths and framing": path spellings a backend might read
+//! Adversarial tests, docs/security.md ("Why refuse `;`, `%2F` and friends in paths instead of passing them on?"): path spellings a backend might read
 //! differently, request-target forms, request smuggling and pipelining over one keep-alive
 //! connection, and the bounds (header count and bytes, HTTP/2 streams, streamed bodies).
 //! The upstream is a `Probe` that reads every body to its end, so "forwarded whole" is known.
@@ -173,7 +173,7 @@ async fn path_spellings_are_one_canonical_path_or_refused() {
 async fn unicode_lookalike_dots_are_refused() {
     // U+FF0E FULLWIDTH FULL STOP, U+2024 ONE DOT LEADER, U+FE52 SMALL FULL STOP: NFKC folds
     // them to '.', and backends that normalise (some Python, Java and IIS stacks) then read
-    // `..`. CONTRACT.md 6: a segment some backend would read as a dot segment is normalised
+    // `..`. docs/contract.md, "Details users rely on": a segment some backend would read as a dot segment is normalised
     // or refused, never forwarded as it came.
     let (gw, probe) = setup().await;
     let cases: &[(&str, Want)] = &[

@@ -1,4 +1,4 @@
-//! Adversarial tests, SECURITY.md "Sessions" and "Faults", against a real Redis: session
+//! Adversarial tests, docs/security.md ("Why 503, not 401, when Redis is down?") and docs/contract.md ("Session keys in Redis"), against a real Redis: session
 //! hashes written by another service that disagree with the token, carry garbage, or are of
 //! the wrong type, and the 503 semantics of optional routes when Redis is gone.
 

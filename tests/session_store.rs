@@ -1,5 +1,5 @@
 //! The session store against a real redis-server: the key layout other services rely on
-//! (CONTRACT.md section 4), sessions written by others, and the faults of SECURITY.md (Redis
+//! (docs/contract.md, "Session keys in Redis"), sessions written by others, and the faults of docs/security.md (Redis
 //! stopped or paused: an error within the timeout, then recovery without a restart).
 
 mod support;

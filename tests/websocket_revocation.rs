@@ -1,4 +1,4 @@
-//! Revocation ends open tunnels (CONTRACT.md section 7, "Keys"): a WebSocket whose session is
+//! Revocation ends open tunnels (docs/contract.md, "Revocation and open tunnels"): a WebSocket whose session is
 //! revoked by logout, kick, refresh reuse or another service's `DEL` straight in Redis is
 //! closed, with the session cache on (the invalidation push), off (the periodic re-check) and
 //! with the memory store; a tunnel of another session stays open. The waits below are

@@ -1,5 +1,5 @@
 //! Two checks that keep other sites' pages from driving the auth center through a visitor's
-//! browser (CONTRACT.md section 7). A cross-site page can make a browser send a form or
+//! browser (docs/contract.md, "The auth center"). A cross-site page can make a browser send a form or
 //! `text/plain` body without asking anyone (login CSRF), but never one declared
 //! `application/json`: so bodies must be declared JSON (415 otherwise). And a browser attaches
 //! the gateway's cookies by itself: so a call authenticated by a cookie that names another

@@ -1,4 +1,4 @@
-//! The auth center (CONTRACT.md section 5): where sessions begin and end. Login, refresh,
+//! The auth center (docs/contract.md, "Auth-center endpoints"): where sessions begin and end. Login, refresh,
 //! logout, the session list, registration, forward-auth for nginx/Traefik and the JWKS
 //! document, all under `auth.path` (the JWKS at `/.well-known/jwks.json`). Enabled by `[auth]`.
 //!

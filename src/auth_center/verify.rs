@@ -1,5 +1,5 @@
 //! `GET {auth.path}/verify`: forward-auth for nginx `auth_request` and Traefik ForwardAuth.
-//! The original request is named by one proxy's header set, never a mix (CONTRACT.md section 7):
+//! The original request is named by one proxy's header set, never a mix (docs/contract.md, "Forward-auth"):
 //!
 //! - nginx, when `X-Original-URI` is present: `X-Original-URI`, `X-Original-Method`,
 //!   `X-Original-Host`. `X-Forwarded-*` are then ignored: nginx passes a client's own headers

@@ -6,6 +6,7 @@
 //! `load/route.rs` the `[[route]]` tables.
 
 mod admin;
+mod auth;
 mod jwt;
 mod route;
 mod tables;
@@ -19,9 +20,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::document::{self, Document};
 use super::duration::{self, parse_duration};
 use super::error::Collector;
-use super::file::{self, Document};
 use super::places::Places;
 use super::{Config, ConfigError, ConfigErrors};
 
@@ -96,7 +97,7 @@ pub(super) fn load_str_with_env(
         base,
         env,
     };
-    let (doc, raw) = file::parse(src);
+    let (doc, raw) = document::parse(src);
     for e in raw {
         match e.span {
             Some(span) => cx.errs.at(span.start, e.key, e.message),
@@ -127,7 +128,7 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
     let session = tables::session(cx, doc.session.as_ref().map(Spanned::get_ref));
     let headers = tables::headers(cx, doc.headers.as_ref().map(Spanned::get_ref));
     let auth = match &doc.auth {
-        Some(a) => jwt::auth(cx, a, doc.jwt.as_ref().map(Spanned::get_ref)).map(Some),
+        Some(a) => auth::auth(cx, a, doc.jwt.as_ref().map(Spanned::get_ref)).map(Some),
         None => Some(None),
     };
     let limits = tables::limits(cx, doc.limits.as_ref().map(Spanned::get_ref));

@@ -4,6 +4,7 @@
 //! the route table is never empty.
 
 mod admin;
+mod document;
 mod duration;
 mod error;
 mod file;

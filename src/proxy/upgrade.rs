@@ -1,7 +1,7 @@
 //! Protocol upgrades (WebSocket): after the upstream answers 101, the two upgraded
 //! connections are spliced byte for byte until either side closes, or until the session that
 //! opened the tunnel is revoked ([`Watch`]): a tunnel outlives its token, so revocation must
-//! reach it (CONTRACT.md section 7, "Keys").
+//! reach it (docs/contract.md, "Revocation and open tunnels").
 
 mod watch;
 

@@ -1,5 +1,5 @@
 //! What the auth center keeps in the session store beside the sessions themselves
-//! (CONTRACT.md section 4): refresh-token records, user records and login-attempt counters,
+//! (docs/contract.md, "Session keys in Redis"): refresh-token records, user records and login-attempt counters,
 //! and the atomic operations everything rests on: refresh rotation, user creation, and
 //! counting a login attempt before its password is checked.
 //!

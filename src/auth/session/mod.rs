@@ -1,5 +1,5 @@
 //! Session stores: the server-side half of authentication. A token names a session id; the
-//! session record (CONTRACT.md section 4) says whether it is still live, whose it is and which
+//! session record (docs/contract.md, "Session keys in Redis") says whether it is still live, whose it is and which
 //! roles it carries. Two stores with the same semantics: Redis (shared by every replica and by
 //! other services that write the same keys) and memory (one instance, tests and demos).
 //!
@@ -224,7 +224,7 @@ impl NewSession {
         Ok(())
     }
 
-    /// The hash fields of CONTRACT.md section 4, in the order they are written. Absent options
+    /// The hash fields of docs/contract.md, "Session keys in Redis", in the order they are written. Absent options
     /// are not written; `refresh_count` starts at 0.
     fn fields(&self) -> Vec<(&'static str, String)> {
         let mut fields = vec![("user_id", self.user_id.clone())];

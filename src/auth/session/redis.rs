@@ -1,4 +1,4 @@
-//! The Redis session store: the keys of CONTRACT.md section 4, read and written so that a
+//! The Redis session store: the keys of docs/contract.md, "Session keys in Redis", read and written so that a
 //! session created or revoked by another service behaves exactly like one of ours. Writes that
 //! touch two keys are Lua scripts, so no reader ever sees half of them.
 

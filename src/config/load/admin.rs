@@ -5,7 +5,8 @@
 use toml::Spanned;
 
 use super::{quoted, Cx};
-use crate::config::file::{AdminFile, Document};
+use crate::config::document::Document;
+use crate::config::file::AdminFile;
 use crate::config::{Admin, AdminToken};
 
 pub(super) fn admin(cx: &mut Cx<'_>, a: &Spanned<AdminFile>, doc: &Document) -> Option<Admin> {

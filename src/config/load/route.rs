@@ -8,7 +8,8 @@ use http::Method;
 use toml::Spanned;
 
 use super::{opt, quoted, Cx};
-use crate::config::file::{ByteSize, Document, RouteFile, Upstream};
+use crate::config::document::Document;
+use crate::config::file::{ByteSize, RouteFile, Upstream};
 use crate::config::{AuthMode, Route, UpstreamProtocol};
 
 const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;

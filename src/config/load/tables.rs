@@ -8,9 +8,10 @@ use http::header::HeaderName;
 use toml::Spanned;
 
 use super::{days, opt, quoted, Cx};
+use crate::config::document::Document;
 use crate::config::file::{
-    DemoFile, Document, HeadersFile, LimitsFile, ListenFile, OtlpFile, ReloadFile, RuntimeFile,
-    SessionFile, TlsFile,
+    DemoFile, HeadersFile, LimitsFile, ListenFile, OtlpFile, ReloadFile, RuntimeFile, SessionFile,
+    TlsFile,
 };
 use crate::config::{
     Demo, Headers, Limits, Listen, Otlp, Reload, Runtime, Session, StoreKind, Tls, TlsVersion,
