@@ -37,8 +37,13 @@ pub enum GatewayError {
     InsufficientRole,
     #[error("request body too large")]
     BodyTooLarge,
-    #[error("upstream unavailable: {0}")]
-    UpstreamUnavailable(String),
+    /// The upstream refused, reset or broke the exchange; `source` says how (kept for the log,
+    /// never sent to the client).
+    #[error("upstream {upstream}: {source}")]
+    UpstreamUnavailable {
+        upstream: String,
+        source: crate::http::body::BoxError,
+    },
     #[error("upstream timed out")]
     UpstreamTimeout,
     #[error("internal error: {0}")]
@@ -88,7 +93,9 @@ impl GatewayError {
     /// denial by its reason.
     pub fn observe(&self, metrics: &crate::observe::metrics::Metrics, route: &std::sync::Arc<str>) {
         match self {
-            GatewayError::UpstreamUnavailable(_) => metrics.observe_upstream_error(route, "error"),
+            GatewayError::UpstreamUnavailable { .. } => {
+                metrics.observe_upstream_error(route, "error")
+            }
             GatewayError::UpstreamTimeout => metrics.observe_upstream_error(route, "timeout"),
             _ => metrics.observe_denial(self.reason()),
         }
@@ -106,7 +113,7 @@ impl GatewayError {
             GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::InsufficientRole => StatusCode::FORBIDDEN,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamUnavailable { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -135,7 +142,7 @@ impl GatewayError {
             GatewayError::StoreUnavailable(_) => "session_store_unavailable",
             GatewayError::InsufficientRole => "insufficient_scope",
             GatewayError::BodyTooLarge => "body_too_large",
-            GatewayError::UpstreamUnavailable(_) => "bad_gateway",
+            GatewayError::UpstreamUnavailable { .. } => "bad_gateway",
             GatewayError::UpstreamTimeout => "gateway_timeout",
             GatewayError::Internal(_) => "internal_error",
             GatewayError::BadRequest(_) => "bad_request",
@@ -164,7 +171,7 @@ impl GatewayError {
             GatewayError::StoreUnavailable(_) => "the session store is unavailable; retry shortly",
             GatewayError::InsufficientRole => "the token lacks a role this route requires",
             GatewayError::BodyTooLarge => "the request body is too large",
-            GatewayError::UpstreamUnavailable(_) => "the upstream service is unavailable",
+            GatewayError::UpstreamUnavailable { .. } => "the upstream service is unavailable",
             GatewayError::UpstreamTimeout => "the upstream service did not answer in time",
             GatewayError::Internal(_) => "internal error",
             GatewayError::BadRequest(_) => "the request body is not what this endpoint takes",
@@ -265,7 +272,10 @@ mod tests {
             (GatewayError::BodyTooLarge, 413, None),
             (GatewayError::HeadersTooLarge, 431, None),
             (
-                GatewayError::UpstreamUnavailable("refused".into()),
+                GatewayError::UpstreamUnavailable {
+                    upstream: "127.0.0.1:9".into(),
+                    source: "refused".into(),
+                },
                 502,
                 None,
             ),
@@ -312,7 +322,10 @@ mod tests {
 
     #[tokio::test]
     async fn body_never_carries_details() {
-        let err = GatewayError::UpstreamUnavailable("connect 10.0.0.1:9 secret".into());
+        let err = GatewayError::UpstreamUnavailable {
+            upstream: "10.0.0.1:9".into(),
+            source: "connect secret".into(),
+        };
         let body = body_json(err.into_response()).await.to_string();
         assert!(!body.contains("10.0.0.1"));
     }

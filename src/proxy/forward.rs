@@ -92,7 +92,10 @@ impl Forwarder {
         let order = self.order(&route.upstreams);
         let mut spare = retryable.then(|| clone_parts(&parts));
         let mut next = Some((parts, body));
-        let mut last_err = String::from("no upstream");
+        let mut last_err = GatewayError::UpstreamUnavailable {
+            upstream: route.path.clone(),
+            source: "no upstream address".into(),
+        };
         for (attempt, authority) in order.iter().enumerate() {
             let (parts, body) = match next.take() {
                 Some(p) => p,
@@ -114,18 +117,22 @@ impl Forwarder {
                     if let Some(too_large) = find_too_large(&e) {
                         return Err(too_large);
                     }
-                    last_err = format!("{authority}: {e}");
-                    if e.is_connect() {
+                    let connect = e.is_connect();
+                    last_err = GatewayError::UpstreamUnavailable {
+                        upstream: authority.to_string(),
+                        source: Box::new(e),
+                    };
+                    if connect {
                         self.mark_down(authority);
                         if retryable && attempt + 1 < order.len() {
                             continue;
                         }
                     }
-                    return Err(GatewayError::UpstreamUnavailable(last_err));
+                    return Err(last_err);
                 }
             }
         }
-        Err(GatewayError::UpstreamUnavailable(last_err))
+        Err(last_err)
     }
 
     /// Round-robin order starting at the next address, with addresses marked down moved to

@@ -103,9 +103,10 @@ impl Exchange<'_> {
                 client_upgrade,
                 hop_by_hop::upgrade_requested(resp.headers()),
             ) else {
-                return Err(GatewayError::UpstreamUnavailable(
-                    "upstream switched protocols without a WebSocket upgrade".into(),
-                ));
+                return Err(GatewayError::UpstreamUnavailable {
+                    upstream: route.path.clone(),
+                    source: "switched protocols without a WebSocket upgrade".into(),
+                });
             };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             let watch = super::upgrade::Watch::start(&p.auth, who.as_ref(), &route.roles);
