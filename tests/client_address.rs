@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -158,37 +156,10 @@ async fn the_lockout_counts_the_client_behind_a_trusted_proxy_only() {
     assert_eq!(counter(&redis, "gw:login-fail:addr:198.51.100.7"), None);
 }
 
-/// A `tracing` writer that keeps what it is given.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_access_log_names_the_resolved_client() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    // With a single registered dispatcher, tracing decides a callsite's interest by the
-    // default of whichever thread hits it first (another test's, with none): a second one
-    // makes it ask every registered dispatcher.
-    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
-    let capture = tracing::Dispatch::new(subscriber);
-    // The test runtime is single-threaded: the gateway's tasks log on this thread.
-    let _guard = tracing::dispatcher::set_default(&capture);
+    let capture = support::logs::capture();
+    let logs = &capture.logs;
     let up = Upstream::start().await;
     let gw = start("trusted_proxies = [\"127.0.0.0/8\"]", &up).await;
     let xff = [
@@ -196,7 +167,7 @@ async fn the_access_log_names_the_resolved_client() {
         ("X-Request-Id", "edge-log-1"),
     ];
     assert_eq!(get_public(&gw, Proto::H1, &xff).await, 200);
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let line = text
         .lines()
         .find(|l| l.contains("edge-log-1"))

@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -48,51 +46,10 @@ fn over_the_limit() -> Vec<(&'static str, Vec<(String, String)>)> {
     ]
 }
 
-/// A `tracing` writer that keeps what it is given.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// The access log line (JSON) with this request id.
-    fn access_line(&self, rid: &str) -> serde_json::Value {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        let line = text
-            .lines()
-            .filter(|l| l.contains(rid))
-            .find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                (v["target"] == "access").then_some(v)
-            })
-            .unwrap_or_else(|| panic!("no access log line for {rid} in {text}"));
-        line
-    }
-}
-
 #[tokio::test]
 async fn headers_over_the_limit_get_the_json_431_counted_and_logged() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    // As in tests/client_address.rs: a second dispatcher makes tracing ask each one, and the
-    // single-threaded test runtime runs the gateway's tasks on this thread.
-    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
-    let capture = tracing::Dispatch::new(subscriber);
-    let _guard = tracing::dispatcher::set_default(&capture);
+    let capture = support::logs::capture();
+    let logs = &capture.logs;
 
     let (gw, up) = setup().await;
     let metric = r#"gateway_requests_total{route="none",method="GET",status="431"}"#;

@@ -7,6 +7,7 @@ pub mod client;
 pub mod curl;
 pub mod forge;
 pub mod gateway;
+pub mod logs;
 pub mod probe;
 pub mod redis;
 pub mod upstream;
