@@ -272,3 +272,67 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
         stopping.await.unwrap();
     }
 }
+
+/// A client that never takes its answer (an HTTP/2 window of zero, or an HTTP/1.1 socket it
+/// does not read) cannot hold its connection, and the upstream connection behind it: closed
+/// within about `body_idle_timeout` (5 s in the test config), even with the answer started.
+#[tokio::test]
+async fn a_client_that_does_not_read_its_answer_is_closed() {
+    let up = Upstream::start().await;
+    let routes = route("/files", &up.url(), "auth = \"public\"");
+    let gw = TestGateway::start(MEMORY_SESSION, &routes).await;
+    let deadline = Duration::from_secs(20);
+
+    // HTTP/2, a zero window: no byte of the 8 MiB body can be sent.
+    let tls = gw.client(Proto::H2).tls().await;
+    let (client, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::get("https://localhost/files/big/8388608")
+        .body(())
+        .unwrap();
+    let (answer, _) = client.send_request(req, true).unwrap();
+    let started = Instant::now();
+    let resp = answer.await.expect("the head comes: it needs no window");
+    assert_eq!(resp.status(), 200);
+    let ended = tokio::time::timeout(deadline, conn).await;
+    assert!(
+        ended.is_ok(),
+        "HTTP/2 connection still open after {deadline:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "closed too early"
+    );
+
+    // HTTP/1.1: the request sent, nothing ever read.
+    let mut tls = gw.client(Proto::H1).tls().await;
+    tls.write_all(b"GET /files/big/67108864 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Closed by now, mid-body: reading finds what was buffered, then the end of the stream
+    // (or a reset), never the whole 64 MiB.
+    let mut sink = vec![0u8; 1 << 20];
+    let got = tokio::time::timeout(deadline, async {
+        let mut got = 0usize;
+        loop {
+            match tls.read(&mut sink).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await
+    .expect("HTTP/1.1 connection still open");
+    assert!(
+        got < 64 << 20,
+        "the whole body came ({got} bytes): nothing was cut"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(4));
+}

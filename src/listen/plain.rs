@@ -47,7 +47,7 @@ pub async fn serve<F, Fut>(
             let limits = limits.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let header_timeout = limits.header_timeout;
+                let (header_timeout, body_idle) = (limits.header_timeout, limits.body_idle_timeout);
                 // As on the TLS listener (`super::idle`): a connection that carries no request
                 // for `header_timeout`, before its first request or between two, is closed.
                 let activity = Arc::new(Activity::new());
@@ -80,6 +80,8 @@ pub async fn serve<F, Fut>(
                 tokio::select! {
                     _ = conn.as_mut() => {}
                     _ = activity.idle(header_timeout, header_timeout) => {}
+                // As on the TLS listener: a client that does not take its answers.
+                _ = activity.stalled(body_idle) => {}
                 }
             });
         },

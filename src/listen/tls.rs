@@ -143,6 +143,7 @@ async fn serve_connection<S: Site>(
         let site = site.clone();
         async move {
             let mut resp = answer.await;
+            in_flight.progressed();
             let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
             if !h2 && !upgrade && site.draining() {
                 resp.headers_mut()
@@ -150,7 +151,7 @@ async fn serve_connection<S: Site>(
             }
             let resp = resp.map(|b| {
                 b.map_frame(move |f| {
-                    let _held = &in_flight;
+                    in_flight.progressed();
                     f
                 })
                 .boxed_unsync()
@@ -180,6 +181,11 @@ async fn serve_connection<S: Site>(
             if let Err(e) = r {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
+            return;
+        }
+        _ = activity.stalled(limits.body_idle_timeout) => {
+            // A client that does not take its answers: closed, whatever else is in flight.
+            tracing::debug!(peer = %peer, "an answer made no progress within body_idle_timeout; closed");
             return;
         }
         _ = drain.wait_for(|stop| *stop) => false,
