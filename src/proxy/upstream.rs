@@ -5,6 +5,7 @@
 
 use http::header::{HeaderValue, HOST};
 use http::Request;
+use http_body_util::BodyExt;
 
 use super::pipeline::Exchange;
 use crate::auth::Authenticated;
@@ -41,6 +42,7 @@ pub(super) fn request(
         .parse()
         .map_err(|_| GatewayError::BadPath(crate::http::path::PathError::InvalidEscape))?;
     let h = &mut parts.headers;
+    join_cookies(h);
     if !t.route.forward_token {
         crate::auth::bearer::strip_token(h, p.auth.cookie());
     }
@@ -59,8 +61,44 @@ pub(super) fn request(
         h.insert(HOST, v);
     }
     h.insert(request_id::HEADER.clone(), x.rid.header_value());
-    Ok(Request::from_parts(
-        parts,
-        body::bounded(incoming, p.body_idle_timeout(), t.route.max_body),
-    ))
+    // Request trailers (HTTP/2, chunked HTTP/1.1) are headers too: they get the head's
+    // treatment, so an identity or a token cannot ride in them to an h2c backend.
+    let identity = p.identity.clone();
+    let cookie = (!t.route.forward_token).then(|| p.auth.cookie().map(str::to_owned));
+    let body = body::bounded(incoming, p.body_idle_timeout(), t.route.max_body)
+        .map_frame(move |frame| match frame.into_trailers() {
+            Ok(mut trailers) => {
+                crate::http::hop_by_hop::remove(&mut trailers);
+                identity_headers::strip_inbound(&mut trailers, &identity);
+                trailers.remove(http::header::COOKIE);
+                if let Some(cookie) = &cookie {
+                    crate::auth::bearer::strip_token(&mut trailers, cookie.as_deref());
+                }
+                http_body::Frame::trailers(trailers)
+            }
+            Err(frame) => frame,
+        })
+        .boxed_unsync();
+    Ok(Request::from_parts(parts, body))
+}
+
+/// An HTTP/2 client may send `Cookie` as several fields (RFC 9113 8.2.3); they are joined
+/// into one, with `"; "`, before the request goes on (to an HTTP/1.1 upstream that is a
+/// must, and a backend reading one `Cookie` line sees the whole jar).
+fn join_cookies(h: &mut http::HeaderMap) {
+    use http::header::{HeaderValue, COOKIE};
+    let mut crumbs = h.get_all(COOKIE).iter();
+    if crumbs.next().is_none() || crumbs.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for crumb in h.get_all(COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        h.insert(COOKIE, v);
+    }
 }
