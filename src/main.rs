@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use gateway::cli::{self, Cli, Command, ConfigArg};
+use gateway::cli::{self, Cli, Command};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 fn main() -> ExitCode {
@@ -20,7 +20,10 @@ fn main() -> ExitCode {
         }
     };
     gateway::observe::logs::init(cli.log_format);
-    match cli.command.unwrap_or(Command::Serve(ConfigArg::default())) {
+    match cli
+        .command
+        .unwrap_or(Command::Serve(cli::ServeArgs::default()))
+    {
         Command::Serve(arg) => serve(&arg, inherited),
         Command::Check(arg) => block_on(cli::check(&arg)),
         Command::Token(args) => block_on(cli::token(&args)),
@@ -42,11 +45,14 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(fut: F) -> ExitCode {
     }
 }
 
-fn serve(arg: &ConfigArg, inherited: gateway::app::restart::Inherited) -> ExitCode {
-    let mut config = match cli::load_config(arg) {
+fn serve(arg: &cli::ServeArgs, inherited: gateway::app::restart::Inherited) -> ExitCode {
+    let mut config = match cli::load_config(&arg.config) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if arg.no_demo {
+        config.demo = None;
+    }
     if let Err(e) = cli::ensure_dev_material(&mut config) {
         eprintln!("cannot write development keys: {e}");
         return ExitCode::from(2);

@@ -485,3 +485,22 @@ fn check_names_a_bad_admin_table_at_its_key() {
     let (code, err) = run(Some("a-long-enough-admin-token-0123456789abcdef"));
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn a_demo_address_in_use_is_a_start_error_that_names_no_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let toml = gateway::config::EMBEDDED_DEFAULT
+        .replace("127.0.0.1:8443", "127.0.0.1:0")
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9901", "127.0.0.1:0")
+        .replace("echo = \"127.0.0.1:9000\"", &format!("echo = \"{addr}\""));
+    std::fs::write(dir.path().join("gateway.toml"), toml).unwrap();
+    let (code, _, err) = gateway(dir.path(), &["serve", "--config", "gateway.toml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&addr.to_string()) && err.contains("--no-demo"),
+        "{err}"
+    );
+}

@@ -35,25 +35,23 @@ impl App {
             Some(a) => Some(bind(&mut inherited, "admin", a).await?),
             None => None,
         };
-        let demo = match &self.config.demo {
-            Some(d) => match bind(&mut inherited, "demo", d.echo).await {
-                Ok(l) => Some(l),
-                // The quick start's second instance on the same file: the demo upstream the
-                // first one serves answers for both, as their routes name the same address.
-                Err(StartError::Bind { source, .. })
-                    if source.kind() == std::io::ErrorKind::AddrInUse =>
-                {
-                    tracing::warn!(
-                        addr = %d.echo,
-                        "the demo upstream's address is in use (another instance's demo?): \
-                         not serving it here; routes to it reach whatever listens there"
-                    );
-                    None
-                }
-                Err(e) => return Err(e),
-            },
-            None => None,
-        };
+        let demo =
+            match &self.config.demo {
+                Some(d) => Some(bind(&mut inherited, "demo", d.echo).await.map_err(
+                    |e| match e {
+                        StartError::Bind { addr, source }
+                            if source.kind() == std::io::ErrorKind::AddrInUse =>
+                        {
+                            StartError::Other(format!(
+                                "cannot listen on {addr} for the demo upstream: {source} (another \
+                         instance's demo? start this one with --no-demo)"
+                            ))
+                        }
+                        e => e,
+                    },
+                )?),
+                None => None,
+            };
         inherited.close_rest();
         Ok(Bound {
             live: Live::new(self.clone()),

@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway (the default command).
-    Serve(ConfigArg),
+    Serve(ServeArgs),
     /// Validate the config and the files it names; print every error with file:line:col.
     Check(ConfigArg),
     /// Mint a signed access token with the configured signing key, and create its session.
@@ -70,6 +70,16 @@ pub struct UserAddArgs {
     /// Replace the user if it exists (a new password and roles; its user id is kept).
     #[arg(long)]
     pub replace: bool,
+}
+
+#[derive(Debug, clap::Args, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Do not start the built-in demo upstream (`[demo]`): for a second instance on the same
+    /// file, whose routes reach the first one's demo.
+    #[arg(long)]
+    pub no_demo: bool,
 }
 
 #[derive(Debug, clap::Args, Default)]
