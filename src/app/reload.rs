@@ -33,11 +33,25 @@ pub async fn reload(live: &Live, why: &str) -> Result<RestartOnly, ReloadError> 
     let old = live.get();
     *one_at_a_time = Some(Fingerprints::of(&old.config));
     tracing::info!(trigger = why, config = %old.config.source.display(), "reloading");
-    let loaded = if old.config.source == Path::new(config::EMBEDDED_SOURCE) {
-        config::load_str(config::EMBEDDED_DEFAULT, &old.config.source)
-    } else {
-        config::load(&old.config.source)
-    };
+    // Reading and checking the file is blocking work: off the runtime, so serving goes on.
+    let source = old.config.source.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        if source == Path::new(config::EMBEDDED_SOURCE) {
+            config::load_str(config::EMBEDDED_DEFAULT, &source)
+        } else {
+            config::load(&source)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(config::ConfigErrors(vec![config::ConfigError {
+            file: old.config.source.clone(),
+            line: 0,
+            col: 0,
+            key: String::new(),
+            reason: format!("the config could not be read: {e}"),
+        }]))
+    });
     let mut new = match loaded {
         Ok(c) => c,
         Err(errors) => {

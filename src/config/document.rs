@@ -168,6 +168,18 @@ fn table<T: DeserializeOwned>(
     let mut removed: Vec<String> = Vec::new();
     let mut only_unknown_keys = true;
     loop {
+        // Each round deserializes the table again: bounded, so a file with thousands of
+        // unknown keys costs a bounded number of rounds, not their square.
+        if removed.len() >= MAX_ERRORS_PER_TABLE {
+            errors.push(RawError {
+                span: Some(value.span()),
+                key: key.to_owned(),
+                message: format!(
+                    "more than {MAX_ERRORS_PER_TABLE} mistakes in this table; the rest are not listed"
+                ),
+            });
+            return None;
+        }
         match S::<T>::deserialize(ValueDeserializer::from(value.clone())) {
             Ok(v) => return only_unknown_keys.then_some(v),
             Err(e) => {
@@ -197,6 +209,9 @@ fn table<T: DeserializeOwned>(
         }
     }
 }
+
+/// How many mistakes of one table are listed before the rest are summed up in one line.
+const MAX_ERRORS_PER_TABLE: usize = 50;
 
 /// Takes out of `value` the deepest table entry whose key or value holds byte `pos`, and
 /// returns its key. Array items cannot be taken out alone: the entry holding the array goes.

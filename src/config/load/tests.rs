@@ -612,6 +612,17 @@ fn an_unknown_key_does_not_hide_a_bad_value_beside_it() {
 }
 
 #[test]
+fn thousands_of_unknown_keys_cost_a_bounded_number_of_rounds() {
+    let junk: String = (0..5000).map(|i| format!("junk{i} = 1\n")).collect();
+    let src = format!("{MIN}\n[session]\n{junk}");
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 51, "50 listed and one line for the rest");
+    assert!(errs
+        .iter()
+        .any(|e| e.reason.contains("more than 50 mistakes")));
+}
+
+#[test]
 fn a_required_key_of_the_wrong_type_is_one_error() {
     // Taking `https` out to go on must not add "missing field `https`".
     let src = with("https = \"127.0.0.1:8443\"", "https = 8443\nhttp2 = true");
