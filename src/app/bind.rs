@@ -35,23 +35,14 @@ impl App {
             Some(a) => Some(bind(&mut inherited, "admin", a).await?),
             None => None,
         };
-        let demo =
-            match &self.config.demo {
-                Some(d) => Some(bind(&mut inherited, "demo", d.echo).await.map_err(
-                    |e| match e {
-                        StartError::Bind { addr, source }
-                            if source.kind() == std::io::ErrorKind::AddrInUse =>
-                        {
-                            StartError::Other(format!(
-                                "cannot listen on {addr} for the demo upstream: {source} (another \
-                         instance's demo? start this one with --no-demo)"
-                            ))
-                        }
-                        e => e,
-                    },
-                )?),
-                None => None,
-            };
+        let demo = match &self.config.demo {
+            Some(d) => Some(
+                bind(&mut inherited, "demo", d.echo)
+                    .await
+                    .map_err(demo_in_use)?,
+            ),
+            None => None,
+        };
         inherited.close_rest();
         Ok(Bound {
             live: Live::new(self.clone()),
@@ -60,6 +51,20 @@ impl App {
             admin,
             demo,
         })
+    }
+}
+
+/// The demo address in use is most likely another instance's demo on the same file: say so,
+/// and how to start without it.
+fn demo_in_use(e: StartError) -> StartError {
+    match e {
+        StartError::Bind { addr, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
+            StartError::Other(format!(
+                "cannot listen on {addr} for the demo upstream: {source} (another instance's \
+                 demo? start this one with --no-demo)"
+            ))
+        }
+        e => e,
     }
 }
 

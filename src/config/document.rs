@@ -168,18 +168,6 @@ fn table<T: DeserializeOwned>(
     let mut removed: Vec<String> = Vec::new();
     let mut only_unknown_keys = true;
     loop {
-        // Each round deserializes the table again: bounded, so a file with thousands of
-        // unknown keys costs a bounded number of rounds, not their square.
-        if removed.len() >= MAX_ERRORS_PER_TABLE {
-            errors.push(RawError {
-                span: Some(value.span()),
-                key: key.to_owned(),
-                message: format!(
-                    "more than {MAX_ERRORS_PER_TABLE} mistakes in this table; the rest are not listed"
-                ),
-            });
-            return None;
-        }
         match S::<T>::deserialize(ValueDeserializer::from(value.clone())) {
             Ok(v) => return only_unknown_keys.then_some(v),
             Err(e) => {
@@ -188,6 +176,18 @@ fn table<T: DeserializeOwned>(
                     .iter()
                     .any(|k| message == format!("missing field `{k}`"))
                 {
+                    return None;
+                }
+                // Each round deserializes the table again: bounded, so a file with thousands
+                // of unknown keys costs a bounded number of rounds, not their square.
+                if removed.len() >= MAX_ERRORS_PER_TABLE {
+                    errors.push(RawError {
+                        span: Some(value.span()),
+                        key: key.to_owned(),
+                        message: format!(
+                            "more than {MAX_ERRORS_PER_TABLE} mistakes in this table; the rest are not listed"
+                        ),
+                    });
                     return None;
                 }
                 let span = e.span();
