@@ -194,10 +194,16 @@ async fn run(args: &Args) -> Result<bool, String> {
         .as_ref()
         .ok_or("the config has no [auth] table (auth.signing_key)")?;
     let signer = Signer::from_config(auth).map_err(|e| e.to_string())?;
-    let redis_url = args
-        .redis
-        .clone()
-        .unwrap_or_else(|| config.session.redis_url.clone());
+    let redis_url = match (&args.redis, &config.session.redis.nodes) {
+        (Some(url), _) => url.clone(),
+        (None, gateway::config::RedisNodes::Url(url)) => url.clone(),
+        (None, _) => {
+            return Err(
+                "the config names sentinels or a cluster: pass --redis with the master's URL"
+                    .into(),
+            )
+        }
+    };
     let client = redis::Client::open(redis_url.as_str()).map_err(|e| format!("redis: {e}"))?;
     let mut redis = client
         .get_multiplexed_async_connection()

@@ -325,9 +325,10 @@ async fn k8s_manifests_match_the_config_they_ship() {
     );
 
     // The Redis URL names the Redis Service.
-    let redis_host = config
-        .session
-        .redis_url
+    let gateway::config::RedisNodes::Url(redis_url) = &config.session.redis.nodes else {
+        panic!("the k8s config names one Redis node");
+    };
+    let redis_host = redis_url
         .trim_start_matches("redis://")
         .split([':', '/'])
         .next()
@@ -428,7 +429,9 @@ async fn compose_and_its_config_agree() {
         "compose sets no literal admin token"
     );
     // Redis: the URL names the service; the gateway waits for it.
-    assert!(config.session.redis_url.starts_with("redis://redis:"));
+    assert!(
+        matches!(&config.session.redis.nodes, gateway::config::RedisNodes::Url(u) if u.starts_with("redis://redis:"))
+    );
     assert!(services.contains_key("redis"));
     assert_eq!(
         gw["depends_on"]["redis"]["condition"], "service_healthy",
@@ -496,4 +499,65 @@ fn one_image_name_everywhere() {
         readme.contains(&format!("docker build -t {want} .")),
         "README names the build command that makes {want}"
     );
+}
+
+/// deploy/compose-sentinel.yaml over deploy/compose.yaml: the gateway's mounted config names
+/// the overlay's sentinels and the master they monitor, the overlay's master is compose's
+/// `redis`, and the config differs from deploy/gateway.toml only in `[session]`.
+#[test]
+fn the_sentinel_overlay_and_its_config_agree() {
+    let text = std::fs::read_to_string(root().join("deploy/compose-sentinel.yaml")).unwrap();
+    let overlay: Value = serde_norway::from_str(&text).unwrap();
+    let services = overlay["services"].as_object().unwrap();
+    let gw = &services["gateway"];
+    let mounted = gw["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(str_of)
+        .find_map(|v| v.strip_suffix(":/etc/gateway/gateway.toml:ro"))
+        .expect("the overlay mounts its own config")
+        .trim_start_matches("./");
+    let src = std::fs::read_to_string(root().join("deploy").join(mounted)).unwrap();
+    let config = gateway::config::load_str(&src, Path::new("/etc/gateway/gateway.toml"))
+        .unwrap_or_else(|e| panic!("deploy/{mounted} does not load:\n{e}"));
+    let gateway::config::RedisNodes::Sentinel { master, nodes } = &config.session.redis.nodes
+    else {
+        panic!("deploy/{mounted} uses redis_sentinel");
+    };
+    let sentinel_conf = str_of(&services["sentinel-1"]["command"][2]);
+    assert!(
+        sentinel_conf.contains(&format!("sentinel monitor {master} redis 6379 2")),
+        "the sentinels monitor compose's `redis` as {master}, quorum 2"
+    );
+    for node in nodes {
+        let host = node
+            .trim_start_matches("redis://")
+            .split(':')
+            .next()
+            .unwrap();
+        assert!(services.contains_key(host), "{node}: no such service");
+        assert!(
+            gw["depends_on"][host]["condition"] == "service_healthy",
+            "the gateway waits for {host}"
+        );
+    }
+    let replica: Vec<&str> = services["redis-replica"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(str_of)
+        .collect();
+    assert!(
+        replica
+            .windows(3)
+            .any(|w| w == ["--replicaof", "redis", "6379"]),
+        "{replica:?}"
+    );
+    // Only [session] differs from deploy/gateway.toml.
+    let base = std::fs::read_to_string(root().join("deploy/gateway.toml")).unwrap();
+    let base = gateway::config::load_str(&base, Path::new("/etc/gateway/gateway.toml")).unwrap();
+    assert_eq!(format!("{:?}", base.routes), format!("{:?}", config.routes));
+    assert_eq!(format!("{:?}", base.listen), format!("{:?}", config.listen));
+    assert_eq!(format!("{:?}", base.auth), format!("{:?}", config.auth));
 }

@@ -275,6 +275,9 @@ impl StartError {
             StartError::AuthCenter(crate::auth_center::SetupError::Key(e)) => {
                 e.in_config(places).to_string()
             }
+            StartError::Store(crate::auth::session::StoreError::Ca { file, reason }) => {
+                places.at_file(file, reason.clone()).to_string()
+            }
             _ => self.to_string(),
         }
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::session::{SessionRecord, StoreError};
+use super::session::{probe, SessionRecord, StoreError, Target};
 use crate::config;
 
 const SHARDS: usize = 16;
@@ -126,16 +126,7 @@ impl SessionCache {
     /// Starts the invalidation link in the background (the cache bypasses itself until it is
     /// up). Needs a tokio runtime.
     pub fn start(cfg: &config::Session) -> Result<SessionCache, StoreError> {
-        let info = redis::Client::open(cfg.redis_url.as_str())
-            .map_err(|e| StoreError::Invalid(format!("session.redis_url: {e}")))?
-            .get_connection_info()
-            .clone();
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(resp3))
-            .map_err(|e| StoreError::Invalid(format!("session.redis_url: {e}")))?;
+        let target = Arc::new(Target::new(&cfg.redis, ProtocolVersion::RESP3)?);
         let inner = Arc::new(Inner {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             live: AtomicBool::new(false),
@@ -147,7 +138,7 @@ impl SessionCache {
             next_tunnel: AtomicU64::new(1),
             flushed: watch::Sender::new(0),
         });
-        tokio::spawn(run_link(Arc::downgrade(&inner), client, cfg.timeout));
+        tokio::spawn(run_link(Arc::downgrade(&inner), target, cfg.timeout));
         Ok(SessionCache { inner })
     }
 
@@ -353,13 +344,13 @@ fn evict(shard: &mut HashMap<String, Slot>) {
 }
 
 /// Keeps the invalidation link up for as long as the cache exists.
-async fn run_link(weak: Weak<Inner>, client: redis::Client, timeout: Duration) {
+async fn run_link(weak: Weak<Inner>, target: Arc<Target>, timeout: Duration) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let prefix = inner.key_prefix.clone();
         drop(inner);
-        match connect(&client, &prefix, timeout).await {
+        match connect(&target, &prefix, timeout).await {
             Ok((con, rx)) => {
                 backoff = Duration::from_millis(50);
                 let Some(inner) = weak.upgrade() else { return };
@@ -367,7 +358,7 @@ async fn run_link(weak: Weak<Inner>, client: redis::Client, timeout: Duration) {
                 inner.live.store(true, Ordering::Release);
                 drop(inner);
                 tracing::debug!("session cache: invalidation link up");
-                serve_link(&weak, con, rx, timeout).await;
+                serve_link(&weak, con, rx, timeout, target.follows_master()).await;
                 if let Some(inner) = weak.upgrade() {
                     inner.live.store(false, Ordering::Release);
                     inner.flush();
@@ -384,7 +375,7 @@ async fn run_link(weak: Weak<Inner>, client: redis::Client, timeout: Duration) {
 }
 
 async fn connect(
-    client: &redis::Client,
+    target: &Target,
     prefix: &str,
     timeout: Duration,
 ) -> Result<
@@ -400,9 +391,15 @@ async fn connect(
         .set_connection_timeout(Some(deadline))
         .set_response_timeout(Some(deadline))
         .set_push_sender(tx);
-    let mut con = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
+    let attempt = async {
+        let client = target.client().await?;
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    };
+    let mut con = tokio::time::timeout(deadline * 2, attempt)
+        .await
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
     redis::cmd("CLIENT")
         .arg("TRACKING")
         .arg("ON")
@@ -414,12 +411,15 @@ async fn connect(
     Ok((con, rx))
 }
 
-/// Applies invalidations until the link drops or stops answering the heartbeat.
+/// Applies invalidations until the link drops, stops answering the heartbeat, or (behind
+/// Sentinel) its node stops being the master: the cache is emptied and the link is made
+/// again on the new master.
 async fn serve_link(
     weak: &Weak<Inner>,
-    mut con: redis::aio::MultiplexedConnection,
+    con: redis::aio::MultiplexedConnection,
     mut rx: mpsc::UnboundedReceiver<PushInfo>,
     timeout: Duration,
+    follows_master: bool,
 ) {
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -439,9 +439,8 @@ async fn serve_link(
                     return;
                 }
                 let deadline = timeout.max(Duration::from_millis(250)).min(HEARTBEAT * 2);
-                let ping_cmd = redis::cmd("PING");
-                let ping = ping_cmd.query_async::<()>(&mut con);
-                if !matches!(tokio::time::timeout(deadline, ping).await, Ok(Ok(()))) {
+                let probe = probe(con.clone(), follows_master);
+                if !matches!(tokio::time::timeout(deadline, probe).await, Ok(Ok(()))) {
                     return;
                 }
             }

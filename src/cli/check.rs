@@ -25,6 +25,15 @@ pub async fn check(arg: &ConfigArg) -> ExitCode {
             errors.push(places.at_file(e.file(), e.to_string()));
         }
     }
+    if config.session.store == crate::config::StoreKind::Redis {
+        if let Some(ca) = &config.session.redis.ca {
+            if let Err(crate::auth::session::StoreError::Ca { file, reason }) =
+                crate::auth::session::read_ca(ca)
+            {
+                errors.push(places.at_file(&file, reason));
+            }
+        }
+    }
     let dev_keys_pending = config.tls.self_signed_if_missing && signing_files_missing(&config);
     if !dev_keys_pending {
         if let Err(e) = crate::auth::jwt::Verifier::new(&config.jwt).await {

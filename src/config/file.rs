@@ -110,6 +110,14 @@ pub(super) struct SessionFile {
     #[serde(default)]
     pub redis_url: Option<S<String>>,
     #[serde(default)]
+    pub redis_sentinel: Option<S<RedisSentinelFile>>,
+    #[serde(default)]
+    pub redis_cluster: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub redis_password_env: Option<S<String>>,
+    #[serde(default)]
+    pub redis_ca: Option<S<String>>,
+    #[serde(default)]
     pub key_prefix: Option<S<String>>,
     #[serde(default)]
     pub timeout: Option<S<String>>,
@@ -117,6 +125,14 @@ pub(super) struct SessionFile {
     pub max_concurrent: Option<S<i64>>,
     #[serde(default)]
     pub cache: Option<S<bool>>,
+}
+
+/// `redis_sentinel = { master = "mymaster", nodes = ["redis://10.0.0.1:26379"] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct RedisSentinelFile {
+    pub master: S<String>,
+    pub nodes: S<Vec<S<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

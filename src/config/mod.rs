@@ -155,7 +155,7 @@ pub enum StoreKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub store: StoreKind,
-    pub redis_url: String,
+    pub redis: Redis,
     pub key_prefix: String,
     /// Deadline for one store call, queueing included (default 500ms, at most 5s).
     pub timeout: Duration,
@@ -164,6 +164,60 @@ pub struct Session {
     /// Redis only: keep sessions in a local cache kept coherent by Redis invalidation pushes
     /// (RESP3 client tracking). Default true.
     pub cache: bool,
+}
+
+/// Where the Redis session store is and how to reach it (docs/contract.md, "Redis as it is
+/// deployed").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redis {
+    pub nodes: RedisNodes,
+    /// `redis_password_env`'s value: the data nodes' password (overrides the URL's).
+    pub password: Option<RedisPassword>,
+    /// `redis_ca`: PEM certificates that verify `rediss://` nodes instead of the system's roots.
+    pub ca: Option<PathBuf>,
+}
+
+/// Exactly one of `redis_url`, `redis_sentinel`, `redis_cluster`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisNodes {
+    /// One node: `redis://`, `rediss://` (TLS) or a Unix socket.
+    Url(String),
+    /// The master that the sentinels name `master`.
+    Sentinel { master: String, nodes: Vec<String> },
+    /// Cluster seed nodes.
+    Cluster(Vec<String>),
+}
+
+impl Redis {
+    /// A single node at `url`, no password or CA of its own (tests, tools).
+    pub fn url(url: impl Into<String>) -> Redis {
+        Redis {
+            nodes: RedisNodes::Url(url.into()),
+            password: None,
+            ca: None,
+        }
+    }
+
+    /// Whether the nodes are reached over TLS (`rediss://`).
+    pub fn tls(&self) -> bool {
+        let tls = |u: &String| u.starts_with("rediss://");
+        match &self.nodes {
+            RedisNodes::Url(u) => tls(u),
+            RedisNodes::Sentinel { nodes, .. } | RedisNodes::Cluster(nodes) => {
+                nodes.iter().any(tls)
+            }
+        }
+    }
+}
+
+/// A password read from the environment: compared, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisPassword(pub String);
+
+impl std::fmt::Debug for RedisPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisPassword(<redacted>)")
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -18,11 +18,74 @@ pub struct RedisServer {
     port: u16,
     dir: TempDir,
     paused: bool,
+    opts: Opts,
+}
+
+/// How a server is run besides the defaults: TLS only, a password, a replica of another, or a
+/// sentinel.
+#[derive(Clone, Default)]
+pub struct Opts {
+    /// Only a TLS port (`--port 0 --tls-port`), with this CA's server certificate.
+    pub tls: Option<TestCa>,
+    /// `--requirepass` (and `--masterauth` for a replica).
+    pub password: Option<String>,
+    /// `--replicaof 127.0.0.1 <port>`.
+    pub replica_of: Option<u16>,
+    /// A sentinel monitoring `(master name, master port)`: `redis-server sentinel.conf --sentinel`.
+    pub sentinel_of: Option<(String, u16)>,
+}
+
+/// A certificate authority made in the test, and a server certificate it signed for
+/// 127.0.0.1 and localhost, as PEM files in a temp directory.
+#[derive(Clone)]
+pub struct TestCa {
+    dir: std::sync::Arc<TempDir>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = tempfile::tempdir().expect("temp dir for a test CA");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "gateway test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("server.pem"), leaf.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), leaf_key.serialize_pem()).unwrap();
+        TestCa {
+            dir: std::sync::Arc::new(dir),
+        }
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("server.pem")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("server.key")
+    }
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers PING.
     pub fn start() -> RedisServer {
+        Self::start_with(Opts::default())
+    }
+
+    /// Starts a server run with `opts` on a free port and waits until it answers PING.
+    pub fn start_with(opts: Opts) -> RedisServer {
         // Another process may grab the port between our probe and redis-server's bind: try a
         // few ports before giving up.
         for _ in 0..5 {
@@ -31,6 +94,7 @@ impl RedisServer {
                 port: free_port(),
                 dir: tempfile::tempdir().expect("temp dir for redis-server"),
                 paused: false,
+                opts: opts.clone(),
             };
             if server.spawn_and_wait().is_ok() {
                 return server;
@@ -45,12 +109,33 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.opts.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
-    /// A client for test setup and inspection (sync API).
+    /// A client for test setup and inspection (sync API), with the server's CA and password.
     pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url()).expect("valid redis url")
+        use redis::IntoConnectionInfo;
+        let mut info = self.url().into_connection_info().expect("valid redis url");
+        if let Some(p) = &self.opts.password {
+            let settings = info.redis_settings().clone().set_password(p);
+            info = info.set_redis_settings(settings);
+        }
+        match &self.opts.tls {
+            None => redis::Client::open(info),
+            Some(ca) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(ca.ca()).unwrap()),
+                },
+            ),
+        }
+        .expect("valid redis client")
     }
 
     /// A sync connection for test setup and inspection.
@@ -95,9 +180,46 @@ impl RedisServer {
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), String> {
-        let child = Command::new("redis-server")
-            .arg("--port")
-            .arg(self.port.to_string())
+        let mut cmd = Command::new("redis-server");
+        if let Some((name, master)) = &self.opts.sentinel_of {
+            // Fast failure detection and failover, for tests.
+            let conf = self.dir.path().join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "sentinel monitor {name} 127.0.0.1 {master} 1\n\
+                     sentinel down-after-milliseconds {name} 1000\n\
+                     sentinel failover-timeout {name} 10000\n\
+                     sentinel parallel-syncs {name} 1\n"
+                ),
+            )
+            .map_err(|e| format!("write sentinel.conf: {e}"))?;
+            cmd.arg(&conf).arg("--sentinel");
+        }
+        match &self.opts.tls {
+            None => {
+                cmd.arg("--port").arg(self.port.to_string());
+            }
+            Some(ca) => {
+                cmd.args(["--port", "0", "--tls-port"])
+                    .arg(self.port.to_string())
+                    .arg("--tls-cert-file")
+                    .arg(ca.cert())
+                    .arg("--tls-key-file")
+                    .arg(ca.key())
+                    .arg("--tls-ca-cert-file")
+                    .arg(ca.ca())
+                    .args(["--tls-auth-clients", "no", "--tls-replication", "yes"]);
+            }
+        }
+        if let Some(p) = &self.opts.password {
+            cmd.arg("--requirepass").arg(p).arg("--masterauth").arg(p);
+        }
+        if let Some(master) = self.opts.replica_of {
+            cmd.args(["--replicaof", "127.0.0.1"])
+                .arg(master.to_string());
+        }
+        let child = cmd
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--protected-mode", "yes"])
             .arg("--dir")
@@ -128,6 +250,11 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The log so far (for a test's own assertions).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     fn answers_ping(&self) -> bool {

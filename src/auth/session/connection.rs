@@ -9,14 +9,21 @@
 //!
 //! Callers never wait for the supervisor longer than their own deadline: [`Link::run`] puts the
 //! permit, the wait for a connection and the command under one `tokio::time::timeout`.
+//!
+//! Behind Sentinel the node changes: every connection is made to the master the sentinels
+//! name at that moment, the heartbeat asks `ROLE` instead of PING, and a node that stopped
+//! being a master (or answers READONLY) is left at once, so a failover is followed without a
+//! restart and no write lands on a demoted node.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Role, ServerErrorKind};
 use tokio::sync::{mpsc, watch, Semaphore};
 
+use super::target::Target;
 use super::StoreError;
 
 /// First delay between failed connection attempts; doubles up to [`MAX_BACKOFF`].
@@ -62,7 +69,7 @@ impl Link {
     /// Starts the supervisor in the current Tokio runtime and returns at once; fails only
     /// when called outside a Tokio runtime.
     pub(super) fn start(
-        client: Client,
+        target: Arc<Target>,
         timeout: Duration,
         max_concurrent: usize,
     ) -> Result<Link, StoreError> {
@@ -83,8 +90,9 @@ impl Link {
         // Reports beyond this are dropped: one pending report is enough to act.
         let (report_tx, report_rx) = mpsc::channel(16);
         let supervisor = Supervisor {
-            client,
+            target,
             config,
+            connect_timeout,
             probe_timeout,
             state: state_tx,
             reports: report_rx,
@@ -178,14 +186,20 @@ impl Link {
     }
 }
 
-/// Whether the error says the connection (not the command) failed.
+/// Whether the error says the connection (not the command) failed, or that its node is no
+/// longer the one to write to (READONLY: a master demoted by a failover).
 fn is_connection_error(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_unrecoverable_error()
+        || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
 }
 
 struct Supervisor {
-    client: Client,
+    target: Arc<Target>,
     config: AsyncConnectionConfig,
+    /// For finding the node (asking the sentinels) and connecting to it, together.
+    connect_timeout: Duration,
     probe_timeout: Duration,
     state: watch::Sender<State>,
     reports: mpsc::Receiver<Report>,
@@ -206,11 +220,18 @@ impl Supervisor {
         let mut backoff = MIN_BACKOFF;
         let mut was_down = false;
         loop {
-            let attempt = self
-                .client
-                .get_multiplexed_async_connection_with_config(&self.config);
+            let (target, config) = (&self.target, &self.config);
+            let attempt = async move {
+                let client = target.client().await?;
+                client
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await
+            };
+            let attempt = tokio::time::timeout(self.connect_timeout * 2, attempt);
             let result = tokio::select! {
-                result = attempt => result,
+                result = attempt => result.unwrap_or_else(|_| {
+                    Err(RedisError::from((ErrorKind::Io, "connect timed out")))
+                }),
                 () = self.state.closed() => return,
             };
             match result {
@@ -272,16 +293,15 @@ impl Supervisor {
             if !must_probe {
                 continue;
             }
-            let mut probe_conn = conn.clone();
-            let ping_cmd = redis::cmd("PING");
-            let ping = ping_cmd.query_async::<()>(&mut probe_conn);
-            match tokio::time::timeout(self.probe_timeout, ping).await {
+            let follows_master = self.target.follows_master();
+            match tokio::time::timeout(self.probe_timeout, probe(conn.clone(), follows_master))
+                .await
+            {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) if !is_connection_error(&e) => {}
-                Ok(Err(e)) => return Watch::Lost(format!("PING failed: {e}")),
+                Ok(Err(reason)) => return Watch::Lost(reason),
                 Err(_) => {
                     return Watch::Lost(format!(
-                        "no answer to PING within {:?}",
+                        "no answer to the probe within {:?}",
                         self.probe_timeout
                     ))
                 }
@@ -297,13 +317,47 @@ impl Supervisor {
     }
 }
 
+/// PING; or, when the node may change under us, `ROLE`. `Err` says why the connection must
+/// be replaced: it failed, or its node is no longer the master. A command error on a live
+/// connection is not a reason.
+pub(crate) async fn probe(
+    mut conn: MultiplexedConnection,
+    follows_master: bool,
+) -> Result<(), String> {
+    let failed = |e: RedisError| {
+        if is_connection_error(&e) {
+            Err(format!("probe failed: {e}"))
+        } else {
+            Ok(())
+        }
+    };
+    if !follows_master {
+        return redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .or_else(failed);
+    }
+    match redis::cmd("ROLE").query_async::<Role>(&mut conn).await {
+        Ok(Role::Primary { .. }) => Ok(()),
+        Ok(_) => Err("the node is no longer the master".into()),
+        Err(e) => failed(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Redis;
 
-    fn refused_client() -> Client {
+    fn refused_client() -> Arc<Target> {
         // Port 1 on loopback: nothing listens there, the connection is refused at once.
-        Client::open("redis://127.0.0.1:1/0").unwrap()
+        Arc::new(
+            Target::new(
+                &Redis::url("redis://127.0.0.1:1/0"),
+                redis::ProtocolVersion::RESP2,
+            )
+            .unwrap(),
+        )
     }
 
     #[tokio::test]

@@ -12,12 +12,15 @@ mod connection;
 mod memory;
 mod memory_center;
 mod redis;
+mod target;
 
 use std::time::Duration;
 
 pub use self::center::{Admission, Binding, RefreshOutcome, Rotation, UserRecord};
+pub(crate) use self::connection::probe;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
+pub(crate) use self::target::{read_ca, Target};
 
 use crate::config::{self, StoreKind};
 
@@ -34,6 +37,12 @@ pub enum StoreError {
     /// a role containing a comma). Not a fault of the store: a bug or a configuration error.
     #[error("invalid session store request: {0}")]
     Invalid(String),
+    /// `session.redis_ca` cannot be read or holds no certificate.
+    #[error("session.redis_ca: {reason}")]
+    Ca {
+        file: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 impl StoreError {
@@ -42,7 +51,7 @@ impl StoreError {
         match self {
             StoreError::Timeout => "timeout",
             StoreError::Unavailable(_) => "unavailable",
-            StoreError::Invalid(_) => "invalid",
+            StoreError::Invalid(_) | StoreError::Ca { .. } => "invalid",
         }
     }
 }

@@ -1,14 +1,23 @@
 //! The Redis session store: the keys of docs/contract.md, "Session keys in Redis", read and written so that a
 //! session created or revoked by another service behaves exactly like one of ours. Writes that
 //! touch two keys are Lua scripts, so no reader ever sees half of them.
+//!
+//! Revocations (logout, kick, sign out everywhere, refresh rotation and reuse) run on a
+//! connection of their own and are confirmed by a replica (`WAIT 1`) where the master has one,
+//! so an answer of "revoked" survives a failover; `WAIT` holds its connection, so it never
+//! stalls the requests on the shared one.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{Client, FromRedisValue, RedisError, Script, ScriptInvocation};
+use redis::{
+    ErrorKind, FromRedisValue, ProtocolVersion, RedisError, Role, Script, ScriptInvocation,
+};
 
 use super::connection::Link;
+use super::target::Target;
 use super::{ttl_millis, NewSession, SessionRecord, StoreError};
 use crate::config;
 
@@ -45,6 +54,10 @@ return existed
 /// Sessions in Redis, over one shared self-healing connection.
 pub struct RedisStore {
     pub(super) link: Link,
+    /// Revocations, each followed by `WAIT` on the same connection.
+    durable: Link,
+    /// How long a revocation waits for a replica's acknowledgement.
+    wait: Duration,
     prefix: String,
     create: Script,
     create_if_absent: Script,
@@ -62,12 +75,15 @@ impl fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// Starts connecting in the background and returns at once; see [`Link`]. Fails only on a
-    /// `redis_url` that does not parse, or outside a Tokio runtime.
+    /// node URL that does not parse, a `redis_ca` that cannot be read, or outside a Tokio
+    /// runtime.
     pub fn connect(cfg: &config::Session) -> Result<RedisStore, StoreError> {
-        let client = Client::open(cfg.redis_url.as_str())
-            .map_err(|e| StoreError::Invalid(format!("session.redis_url: {e}")))?;
+        let target = Arc::new(Target::new(&cfg.redis, ProtocolVersion::RESP2)?);
         Ok(RedisStore {
-            link: Link::start(client, cfg.timeout, cfg.max_concurrent)?,
+            link: Link::start(target.clone(), cfg.timeout, cfg.max_concurrent)?,
+            durable: Link::start(target, cfg.timeout, cfg.max_concurrent)?,
+            // Half the store timeout: the answer still comes within the caller's deadline.
+            wait: (cfg.timeout / 2).max(Duration::from_millis(1)),
             prefix: cfg.key_prefix.clone(),
             create: Script::new(CREATE_LUA),
             create_if_absent: Script::new(&format!("{IF_ABSENT_LUA}{CREATE_LUA}")),
@@ -150,7 +166,7 @@ impl RedisStore {
             .arg(&self.prefix)
             .arg(sid);
         // Retrying a delete is safe; only its "existed" answer could turn false.
-        self.run_script_inner::<i64>(&invocation, true)
+        self.run_revocation::<i64>(&invocation, true)
             .await
             .map(|n| n > 0)
     }
@@ -207,6 +223,68 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// Runs a revoking script on the durable connection, then has a replica confirm it: the
+    /// answer is `Ok` only once the master has it and, where the master has replicas, one of
+    /// them does too. Unconfirmed within the wait: [`StoreError::Unavailable`] (a 503; the
+    /// client may retry, and the revocation is in effect on the master meanwhile).
+    pub(super) async fn run_revocation<T>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        idempotent: bool,
+    ) -> Result<T, StoreError>
+    where
+        T: FromRedisValue,
+    {
+        let wait = self.wait;
+        self.durable
+            .run(idempotent, move |mut c| async move {
+                let value = invocation.invoke_async(&mut c).await?;
+                confirm_on_replica(&mut c, wait).await?;
+                Ok(value)
+            })
+            .await
+    }
+}
+
+/// `WAIT 1` after this connection's writes, when the node has replicas (`ROLE` says). `WAIT`
+/// covers every write this connection made before it, so it must follow the write on the
+/// same connection.
+async fn confirm_on_replica(
+    c: &mut MultiplexedConnection,
+    wait: Duration,
+) -> Result<(), RedisError> {
+    let replicas = match redis::cmd("ROLE").query_async::<Role>(c).await? {
+        Role::Primary { replicas, .. } => replicas.len(),
+        // Not a master (a failover under way): the write itself fails READONLY there, so
+        // this is only reached by a node that changed role in between.
+        _ => {
+            return Err(RedisError::from((
+                ErrorKind::Client,
+                "the node stopped being the master",
+            )))
+        }
+    };
+    if replicas == 0 {
+        return Ok(());
+    }
+    let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(wait_ms)
+        .query_async(c)
+        .await?;
+    if acked >= 1 {
+        Ok(())
+    } else {
+        Err(RedisError::from((
+            ErrorKind::Client,
+            "not confirmed by a replica in time",
+            format!("{replicas} replica(s), none acknowledged within {wait_ms} ms"),
+        )))
+    }
+}
+
 /// SMEMBERS, then every hash in one pipeline, then SREM of the sids whose hash is gone (or
 /// now belongs to someone else). Sids that are not UTF-8 are skipped, not pruned.
 async fn list_sessions(
@@ -254,7 +332,7 @@ mod tests {
     fn cfg(url: &str) -> config::Session {
         config::Session {
             store: StoreKind::Redis,
-            redis_url: url.into(),
+            redis: config::Redis::url(url),
             key_prefix: "gw:".into(),
             timeout: Duration::from_millis(200),
             max_concurrent: 4,

@@ -14,7 +14,8 @@ use crate::config::file::{
     TlsFile,
 };
 use crate::config::{
-    Demo, Headers, Limits, Listen, Otlp, Reload, Runtime, Session, StoreKind, Tls, TlsVersion,
+    Demo, Headers, Limits, Listen, Otlp, Redis, RedisNodes, RedisPassword, Reload, Runtime,
+    Session, StoreKind, Tls, TlsVersion,
 };
 
 pub(super) fn listen(cx: &mut Cx<'_>, l: &Spanned<ListenFile>) -> Option<Listen> {
@@ -214,38 +215,7 @@ pub(super) fn session(cx: &mut Cx<'_>, s: Option<&SessionFile>) -> Option<Sessio
         &[("redis", StoreKind::Redis), ("memory", StoreKind::Memory)],
         StoreKind::Redis,
     );
-    let redis_url = match &s.redis_url {
-        None => Some("redis://127.0.0.1:6379/0".to_owned()),
-        Some(v) => {
-            const SCHEMES: [&str; 3] = ["redis://", "unix://", "redis+unix://"];
-            let u = v.get_ref();
-            if u.starts_with("rediss://") {
-                // Refused rather than failing at the first connection: this build's Redis
-                // client has no TLS.
-                cx.err(
-                    v,
-                    "session.redis_url",
-                    "rediss:// (TLS to Redis) is not supported by this build yet; use redis:// on a private network or unix://",
-                );
-                None
-            } else if SCHEMES
-                .iter()
-                .any(|p| u.starts_with(p) && u.len() > p.len())
-            {
-                Some(u.clone())
-            } else {
-                cx.err(
-                    v,
-                    "session.redis_url",
-                    format!(
-                        "expected a URL starting with redis:// or unix://, like \"redis://127.0.0.1:6379/0\", got {}",
-                        quoted(u)
-                    ),
-                );
-                None
-            }
-        }
-    };
+    let redis = redis(cx, s);
     let key_prefix = match &s.key_prefix {
         None => Some("gw:".to_owned()),
         Some(v)
@@ -278,12 +248,172 @@ pub(super) fn session(cx: &mut Cx<'_>, s: Option<&SessionFile>) -> Option<Sessio
     );
     Some(Session {
         store: store?,
-        redis_url: redis_url?,
+        redis: redis?,
         key_prefix: key_prefix?,
         timeout: timeout?,
         max_concurrent: max_concurrent?,
         cache: s.cache.as_ref().is_none_or(|c| *c.get_ref()),
     })
+}
+
+/// `redis_url`, `redis_sentinel` or `redis_cluster` (one of them), the password's variable and
+/// the CA.
+fn redis(cx: &mut Cx<'_>, s: &SessionFile) -> Option<Redis> {
+    let given = [
+        s.redis_url
+            .as_ref()
+            .map(|v| (v.span(), "session.redis_url")),
+        s.redis_sentinel
+            .as_ref()
+            .map(|v| (v.span(), "session.redis_sentinel")),
+        s.redis_cluster
+            .as_ref()
+            .map(|v| (v.span(), "session.redis_cluster")),
+    ];
+    let given: Vec<_> = given.into_iter().flatten().collect();
+    if let [(_, first), rest @ ..] = given.as_slice() {
+        for (span, key) in rest {
+            cx.errs.at(
+                span.start,
+                *key,
+                format!("set exactly one of redis_url, redis_sentinel and redis_cluster ({first} is set too)"),
+            );
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+    }
+    let nodes = if let Some(v) = &s.redis_sentinel {
+        cx.place(v, "session.redis_sentinel", None);
+        let f = v.get_ref();
+        let master = cx.nonempty(
+            &f.master,
+            "session.redis_sentinel.master",
+            "the master's name",
+        );
+        let nodes = node_list(cx, &f.nodes, "session.redis_sentinel.nodes");
+        RedisNodes::Sentinel {
+            master: master?,
+            nodes: nodes?,
+        }
+    } else if let Some(v) = &s.redis_cluster {
+        let nodes = node_list(cx, v, "session.redis_cluster")?;
+        cx.err(
+            v,
+            "session.redis_cluster",
+            "Redis Cluster is not supported by this build yet; use redis_url (one node) or redis_sentinel",
+        );
+        let _ = nodes;
+        return None;
+    } else {
+        match &s.redis_url {
+            None => RedisNodes::Url("redis://127.0.0.1:6379/0".to_owned()),
+            Some(v) => RedisNodes::Url(redis_node(cx, v, "session.redis_url", true)?),
+        }
+    };
+    let password = match &s.redis_password_env {
+        None => Some(None),
+        Some(v) => cx
+            .secret_env(v, "session.redis_password_env")
+            .and_then(|bytes| match String::from_utf8(bytes) {
+                Ok(p) => Some(Some(RedisPassword(p))),
+                Err(_) => {
+                    cx.err(
+                        v,
+                        "session.redis_password_env",
+                        "the password must be UTF-8 text",
+                    );
+                    None
+                }
+            }),
+    };
+    let mut redis = Redis {
+        nodes,
+        password: password?,
+        ca: None,
+    };
+    if let Some(v) = &s.redis_ca {
+        let path = cx.path(v, "session.redis_ca")?;
+        if !redis.tls() {
+            cx.err(
+                v,
+                "session.redis_ca",
+                "redis_ca verifies rediss:// (TLS) nodes, and none is configured: use rediss:// or remove redis_ca",
+            );
+            return None;
+        }
+        redis.ca = Some(path);
+    }
+    Some(redis)
+}
+
+/// A list of node URLs (sentinels, cluster seeds): not empty, every one `redis://` or
+/// `rediss://`, all of the same kind.
+fn node_list(cx: &mut Cx<'_>, v: &Spanned<Vec<Spanned<String>>>, key: &str) -> Option<Vec<String>> {
+    if v.get_ref().is_empty() {
+        cx.err(
+            v,
+            key,
+            "expected at least one node URL, like \"redis://10.0.0.1:26379\"",
+        );
+        return None;
+    }
+    let nodes: Vec<Option<String>> = v
+        .get_ref()
+        .iter()
+        .enumerate()
+        .map(|(i, n)| redis_node(cx, n, &format!("{key}[{i}]"), false))
+        .collect();
+    let nodes: Vec<String> = nodes.into_iter().collect::<Option<_>>()?;
+    let tls = nodes.iter().filter(|n| n.starts_with("rediss://")).count();
+    if tls != 0 && tls != nodes.len() {
+        cx.err(
+            v,
+            key,
+            "mixes redis:// and rediss:// nodes: use rediss:// (TLS) for all of them or for none",
+        );
+        return None;
+    }
+    Some(nodes)
+}
+
+/// One node's URL: `redis://` or `rediss://` (and a Unix socket where `unix` allows), one
+/// that the Redis client parses, and never one that turns certificate checks off.
+fn redis_node(cx: &mut Cx<'_>, v: &Spanned<String>, key: &str, unix: bool) -> Option<String> {
+    use redis::IntoConnectionInfo;
+    let u = v.get_ref();
+    let schemes: &[&str] = if unix {
+        &["redis://", "rediss://", "unix://", "redis+unix://"]
+    } else {
+        &["redis://", "rediss://"]
+    };
+    if !schemes
+        .iter()
+        .any(|p| u.starts_with(p) && u.len() > p.len())
+    {
+        let expected = if unix {
+            "a URL starting with redis://, rediss:// (TLS) or unix://, like \"redis://127.0.0.1:6379/0\""
+        } else {
+            "a URL starting with redis:// or rediss:// (TLS), like \"redis://10.0.0.1:26379\""
+        };
+        cx.err(v, key, format!("expected {expected}, got {}", quoted(u)));
+        return None;
+    }
+    if u.contains('#') {
+        // redis-rs reads `#insecure` as "accept any certificate": a certificate that does not
+        // verify must fail the connection, never be let through.
+        cx.err(
+            v,
+            key,
+            "a URL fragment (#insecure turns certificate checks off) is not allowed: to trust a private CA, set session.redis_ca",
+        );
+        return None;
+    }
+    if let Err(e) = u.as_str().into_connection_info() {
+        cx.err(v, key, format!("not a Redis URL: {e}"));
+        return None;
+    }
+    Some(u.clone())
 }
 
 /// Headers an identity header must never be: hop-by-hop, framing, routing and credential

@@ -340,7 +340,10 @@ fn defaults() {
     assert_eq!(c.jwt.jwks_url, None);
     assert_eq!(c.jwt.jwks_refresh, Duration::from_secs(300));
     assert_eq!(c.session.store, StoreKind::Redis);
-    assert_eq!(c.session.redis_url, "redis://127.0.0.1:6379/0");
+    assert_eq!(
+        c.session.redis,
+        crate::config::Redis::url("redis://127.0.0.1:6379/0")
+    );
     assert_eq!(c.session.key_prefix, "gw:");
     assert_eq!(c.session.timeout, Duration::from_millis(500));
     assert_eq!(c.session.max_concurrent, 256);
@@ -1083,10 +1086,10 @@ fn session_rules() {
         "redis://",
     );
     one(
-        &s("redis_url = \"rediss://r:6380\""),
+        &s("redis_url = \"rediss://r:6380#insecure\""),
         "\"rediss://r",
         "session.redis_url",
-        "not supported by this build",
+        "#insecure turns certificate checks off",
     );
     one(
         &s("timeout = \"6s\""),
@@ -1117,6 +1120,86 @@ fn session_rules() {
     ));
     assert_eq!(c.session.store, StoreKind::Memory);
     assert_eq!(c.session.key_prefix, "");
+}
+
+#[test]
+fn redis_deployments() {
+    use crate::config::{Redis, RedisNodes, RedisPassword};
+    let s = |body: &str| format!("{MIN}\n[session]\n{body}\n");
+    // TLS with a private CA and a password from the environment.
+    let c = load_env(
+        &s("redis_url = \"rediss://r:6380/0\"\nredis_password_env = \"RP\"\nredis_ca = \"ca.pem\""),
+        &[("RP", "s3cret")],
+    )
+    .unwrap();
+    assert_eq!(
+        c.session.redis,
+        Redis {
+            nodes: RedisNodes::Url("rediss://r:6380/0".into()),
+            password: Some(RedisPassword("s3cret".into())),
+            ca: Some(Path::new(SOURCE).parent().unwrap().join("ca.pem")),
+        }
+    );
+    assert!(!format!("{:?}", c.session.redis).contains("s3cret"));
+    // Sentinel.
+    let c = ok(&s(
+        "redis_sentinel = { master = \"mymaster\", nodes = [\"redis://a:26379\", \"redis://b:26379\"] }",
+    ));
+    assert_eq!(
+        c.session.redis.nodes,
+        RedisNodes::Sentinel {
+            master: "mymaster".into(),
+            nodes: vec!["redis://a:26379".into(), "redis://b:26379".into()],
+        }
+    );
+    one(
+        &s("redis_url = \"redis://a:6379\"\nredis_sentinel = { master = \"m\", nodes = [\"redis://b:26379\"] }"),
+        "redis_sentinel = |{",
+        "session.redis_sentinel",
+        "set exactly one of redis_url, redis_sentinel and redis_cluster",
+    );
+    one(
+        &s("redis_sentinel = { master = \"m\", nodes = [] }"),
+        "nodes = |[]",
+        "session.redis_sentinel.nodes",
+        "at least one node URL",
+    );
+    one(
+        &s("redis_sentinel = { master = \"m\", nodes = [\"redis://a:26379\", \"rediss://b:26379\"] }"),
+        "nodes = |[",
+        "session.redis_sentinel.nodes",
+        "mixes redis:// and rediss://",
+    );
+    one(
+        &s("redis_sentinel = { master = \"m\", nodes = [\"unix:///s\"] }"),
+        "\"unix",
+        "session.redis_sentinel.nodes[0]",
+        "redis:// or rediss://",
+    );
+    one(
+        &s("redis_sentinel = { master = \"\", nodes = [\"redis://a:26379\"] }"),
+        "master = |\"\"",
+        "session.redis_sentinel.master",
+        "the master's name",
+    );
+    one(
+        &s("redis_cluster = [\"redis://a:7000\"]"),
+        "redis_cluster = |[",
+        "session.redis_cluster",
+        "not supported by this build yet",
+    );
+    one(
+        &s("redis_url = \"redis://r:6379\"\nredis_ca = \"ca.pem\""),
+        "\"ca.pem",
+        "session.redis_ca",
+        "use rediss://",
+    );
+    one(
+        &s("redis_password_env = \"NOT_SET_ANYWHERE_42\""),
+        "\"NOT_SET",
+        "session.redis_password_env",
+        "is not set",
+    );
 }
 
 #[test]

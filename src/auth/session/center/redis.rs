@@ -215,8 +215,9 @@ impl RedisStore {
             .arg(grace_ms)
             .arg(r.sealed_successor)
             .arg(r.device);
-        // Never retried: the first attempt may have rotated already.
-        let answer: Vec<String> = self.run_script(&inv).await?;
+        // Never retried: the first attempt may have rotated already. A revocation (the old
+        // token is spent; on reuse, the whole session goes), so a replica confirms it.
+        let answer: Vec<String> = self.run_revocation(&inv, false).await?;
         parse_rotation(&answer)
     }
 
@@ -225,7 +226,7 @@ impl RedisStore {
         inv.key(self.user_sessions_key(user_id))
             .arg(self.prefix())
             .arg(user_id);
-        self.run_script_inner(&inv, true).await
+        self.run_revocation(&inv, true).await
     }
 
     pub(super) async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
