@@ -73,6 +73,8 @@ struct Inner {
     epoch: AtomicU64,
     next_ticket: AtomicU64,
     key_prefix: String,
+    /// Session keys carry their id as a hash tag (a cluster).
+    cluster: bool,
     stats: CacheStats,
     /// Open tunnels by session id, woken by every invalidation of their session.
     tunnels: Mutex<HashMap<String, Vec<Waker>>>,
@@ -133,6 +135,7 @@ impl SessionCache {
             epoch: AtomicU64::new(0),
             next_ticket: AtomicU64::new(1),
             key_prefix: format!("{}session:", cfg.key_prefix),
+            cluster: target.is_cluster(),
             stats: CacheStats::default(),
             tunnels: Mutex::new(HashMap::new()),
             next_tunnel: AtomicU64::new(1),
@@ -261,11 +264,20 @@ impl Inner {
     }
 
     fn invalidate_key(&self, key: &[u8]) {
-        let Some(sid) = key
+        let Some(tail) = key
             .strip_prefix(self.key_prefix.as_bytes())
             .and_then(|s| std::str::from_utf8(s).ok())
         else {
             return;
+        };
+        // On a cluster the id is the key's hash tag: `{P}session:{<sid>}`.
+        let sid = if self.cluster {
+            match tail.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+                Some(sid) => sid,
+                None => return,
+            }
+        } else {
+            tail
         };
         self.stats.invalidations.fetch_add(1, Ordering::Relaxed);
         lock(self.shard(sid)).remove(sid);
@@ -351,14 +363,14 @@ async fn run_link(weak: Weak<Inner>, target: Arc<Target>, timeout: Duration) {
         let prefix = inner.key_prefix.clone();
         drop(inner);
         match connect(&target, &prefix, timeout).await {
-            Ok((con, rx)) => {
+            Ok((links, rx)) => {
                 backoff = Duration::from_millis(50);
                 let Some(inner) = weak.upgrade() else { return };
                 inner.flush();
                 inner.live.store(true, Ordering::Release);
                 drop(inner);
-                tracing::debug!("session cache: invalidation link up");
-                serve_link(&weak, con, rx, timeout, target.follows_master()).await;
+                tracing::debug!(nodes = links.len(), "session cache: invalidation link up");
+                serve_link(&weak, &target, links, rx, timeout).await;
                 if let Some(inner) = weak.upgrade() {
                     inner.live.store(false, Ordering::Release);
                     inner.flush();
@@ -374,17 +386,15 @@ async fn run_link(weak: Weak<Inner>, target: Arc<Target>, timeout: Duration) {
     }
 }
 
+/// One tracking connection per master (one, unless on a cluster), all pushing into one
+/// channel: in BCAST mode a master tells only of the keys it holds.
+type Links = Vec<(String, redis::aio::MultiplexedConnection)>;
+
 async fn connect(
     target: &Target,
     prefix: &str,
     timeout: Duration,
-) -> Result<
-    (
-        redis::aio::MultiplexedConnection,
-        mpsc::UnboundedReceiver<PushInfo>,
-    ),
-    redis::RedisError,
-> {
+) -> Result<(Links, mpsc::UnboundedReceiver<PushInfo>), redis::RedisError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let deadline = timeout.max(Duration::from_millis(500));
     let config = AsyncConnectionConfig::new()
@@ -392,37 +402,44 @@ async fn connect(
         .set_response_timeout(Some(deadline))
         .set_push_sender(tx);
     let attempt = async {
-        let client = target.client().await?;
-        client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
+        let mut links = Vec::new();
+        for (addr, client) in target.masters().await? {
+            let mut con = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
+            redis::cmd("CLIENT")
+                .arg("TRACKING")
+                .arg("ON")
+                .arg("BCAST")
+                .arg("PREFIX")
+                .arg(prefix)
+                .query_async::<()>(&mut con)
+                .await?;
+            links.push((addr, con));
+        }
+        Ok::<_, redis::RedisError>(links)
     };
-    let mut con = tokio::time::timeout(deadline * 2, attempt)
+    let links = tokio::time::timeout(deadline * 2, attempt)
         .await
         .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
-    redis::cmd("CLIENT")
-        .arg("TRACKING")
-        .arg("ON")
-        .arg("BCAST")
-        .arg("PREFIX")
-        .arg(prefix)
-        .query_async::<()>(&mut con)
-        .await?;
-    Ok((con, rx))
+    Ok((links, rx))
 }
 
-/// Applies invalidations until the link drops, stops answering the heartbeat, or (behind
-/// Sentinel) its node stops being the master: the cache is emptied and the link is made
-/// again on the new master.
+/// Applies invalidations until a link drops, stops answering the heartbeat, (behind
+/// Sentinel) its node stops being the master, or (on a cluster) the masters change: the
+/// cache is emptied and the links are made again to the masters of now.
 async fn serve_link(
     weak: &Weak<Inner>,
-    con: redis::aio::MultiplexedConnection,
+    target: &Target,
+    links: Links,
     mut rx: mpsc::UnboundedReceiver<PushInfo>,
     timeout: Duration,
-    follows_master: bool,
 ) {
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let follows_master = target.follows_master();
+    let masters: Vec<&str> = links.iter().map(|(a, _)| a.as_str()).collect();
+    let mut ticks: u32 = 0;
     loop {
         tokio::select! {
             push = rx.recv() => {
@@ -439,9 +456,32 @@ async fn serve_link(
                     return;
                 }
                 let deadline = timeout.max(Duration::from_millis(250)).min(HEARTBEAT * 2);
-                let probe = probe(con.clone(), follows_master);
-                if !matches!(tokio::time::timeout(deadline, probe).await, Ok(Ok(()))) {
-                    return;
+                let probes = links.iter().map(|(_, con)| probe(con.clone(), follows_master));
+                let all = futures_util::future::join_all(probes);
+                match tokio::time::timeout(deadline, all).await {
+                    Ok(results) if results.iter().all(Result::is_ok) => {}
+                    _ => return,
+                }
+                ticks = ticks.wrapping_add(1);
+                // A cluster's masters are compared every 4th beat (2 s): a failover or a
+                // resharding that moves a master makes new links.
+                if target.is_cluster() && ticks.is_multiple_of(4) {
+                    let mut con = links[0].1.clone();
+                    let mut cmd = redis::cmd("CLUSTER");
+                    cmd.arg("SLOTS");
+                    let slots = cmd.query_async::<Value>(&mut con);
+                    let now = match tokio::time::timeout(deadline, slots).await {
+                        Ok(Ok(v)) => target.master_addrs(&v),
+                        _ => return,
+                    };
+                    if !now.is_ok_and(|mut now| {
+                        let mut was = masters.clone();
+                        now.sort_unstable();
+                        was.sort_unstable();
+                        now == was
+                    }) {
+                        return;
+                    }
                 }
             }
         }
@@ -477,6 +517,7 @@ mod tests {
             epoch: AtomicU64::new(0),
             next_ticket: AtomicU64::new(1),
             key_prefix: "gw:session:".into(),
+            cluster: false,
             stats: CacheStats::default(),
             tunnels: Mutex::new(HashMap::new()),
             next_tunnel: AtomicU64::new(1),

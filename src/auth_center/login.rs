@@ -78,7 +78,7 @@ pub(super) async fn login(
     attempt.take_back(store).await?;
 
     let sid = tokens::new_session_id();
-    let (refresh, refresh_hash) = tokens::new_refresh_token();
+    let (refresh, refresh_hash) = tokens::new_refresh_token(Some(&sid));
     let new = NewSession {
         sid: sid.clone(),
         user_id: user.user_id.clone(),

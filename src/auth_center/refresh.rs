@@ -56,7 +56,8 @@ pub(super) async fn refresh(
     }
     let ip = client_ip(peer);
     let old_hash = tokens::refresh_hash(&presented);
-    let (refresh, new_hash) = tokens::new_refresh_token();
+    let named_sid = tokens::refresh_sid(&presented);
+    let (refresh, new_hash) = tokens::new_refresh_token(named_sid);
     let grace = center.cfg.refresh_grace;
     let sealed = if grace.is_zero() {
         String::new()
@@ -70,6 +71,7 @@ pub(super) async fn refresh(
         BindRefresh::Ip => Binding::Ip(&ip),
     };
     let rotation = Rotation {
+        sid: named_sid,
         old_hash: &old_hash,
         new_hash: &new_hash,
         binding,

@@ -1,5 +1,5 @@
-//! Tokens the auth center hands out: opaque refresh tokens (32 random bytes, base64url; only
-//! their SHA-256 is stored), session ids, generated device ids, access tokens minted with the
+//! Tokens the auth center hands out: opaque refresh tokens (their session's id, then 32 random
+//! bytes, base64url; only their SHA-256 is stored), session ids, generated device ids, access tokens minted with the
 //! configured key, and the answer that carries a pair (`Cache-Control: no-store`, cookies when
 //! enabled). Also the sealing of a successor refresh token for the refresh grace.
 
@@ -19,11 +19,45 @@ use crate::http::body::Body;
 /// Longest refresh token looked at; ours are 43 characters.
 const MAX_REFRESH_TOKEN: usize = 128;
 
-/// A new refresh token and the hash it is stored under.
-pub(super) fn new_refresh_token() -> (String, String) {
-    let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+/// Characters of the random part of a refresh token (32 bytes, base64url).
+const RANDOM_PART: usize = 43;
+/// Characters of one of our session ids (16 bytes, base64url).
+const SESSION_ID: usize = 22;
+
+/// A new refresh token of session `sid` and the hash it is stored under: the session id (when
+/// it is one of ours) followed by 32 random bytes. The id is not secret (access tokens carry
+/// it too); it lets a cluster store the token in its session's slot. Only the random part
+/// makes the token unguessable, and the whole token is hashed.
+pub(super) fn new_refresh_token(sid: Option<&str>) -> (String, String) {
+    let prefix = sid.filter(|s| is_session_id(s)).unwrap_or("");
+    let token = format!(
+        "{prefix}{}",
+        URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+    );
     let hash = refresh_hash(&token);
     (token, hash)
+}
+
+/// The session id a refresh token names, if it names one (tokens issued before ids were
+/// part of them do not).
+pub(super) fn refresh_sid(token: &str) -> Option<&str> {
+    (token.len() == SESSION_ID + RANDOM_PART)
+        .then(|| token.get(..SESSION_ID))
+        .flatten()
+        .filter(|s| is_session_id(s))
+}
+
+fn is_session_id(s: &str) -> bool {
+    s.len() == SESSION_ID
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The random part of a refresh token (all of a token without a session id).
+fn random_part(token: &str) -> &str {
+    token
+        .get(token.len().saturating_sub(RANDOM_PART)..)
+        .unwrap_or(token)
 }
 
 /// The store key part for a refresh token: lower-case hex SHA-256. Tokens are looked up by
@@ -52,7 +86,8 @@ pub(super) fn plausible_refresh_token(token: &str) -> bool {
 /// is useless without the token it was rotated from. The key is used once (each token rotates
 /// once), so XOR with it is a one-time pad. `None` for a token that is not 32 bytes.
 pub(super) fn seal(old: &str, successor: &str) -> Option<String> {
-    let plain = URL_SAFE_NO_PAD.decode(successor).ok()?;
+    // The session id part is the same for the whole chain: only the random part is sealed.
+    let plain = URL_SAFE_NO_PAD.decode(random_part(successor)).ok()?;
     let key = seal_key(old);
     if plain.len() != key.len() {
         return None;
@@ -69,7 +104,8 @@ pub(super) fn unseal(old: &str, sealed: &str) -> Option<String> {
         return None;
     }
     let plain: Vec<u8> = bytes.iter().zip(key.iter()).map(|(b, k)| b ^ k).collect();
-    Some(URL_SAFE_NO_PAD.encode(plain))
+    let prefix = refresh_sid(old).unwrap_or("");
+    Some(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(plain)))
 }
 
 /// A key of its own domain, so it is never the hash the store keys the token by.
@@ -159,10 +195,11 @@ mod tests {
 
     #[test]
     fn refresh_tokens_are_random_and_hashed() {
-        let (t1, h1) = new_refresh_token();
-        let (t2, _) = new_refresh_token();
+        let (t1, h1) = new_refresh_token(None);
+        let (t2, _) = new_refresh_token(None);
         assert_ne!(t1, t2);
         assert_eq!(t1.len(), 43);
+        assert_eq!(refresh_sid(&t1), None);
         assert!(plausible_refresh_token(&t1));
         assert_eq!(h1, refresh_hash(&t1));
         assert_eq!(h1.len(), 64);
@@ -189,13 +226,39 @@ mod tests {
     }
 
     #[test]
+    fn refresh_tokens_name_their_session() {
+        let sid = new_session_id();
+        let (t, h) = new_refresh_token(Some(&sid));
+        assert_eq!(t.len(), 22 + 43);
+        assert!(t.starts_with(&sid));
+        assert!(plausible_refresh_token(&t));
+        assert_eq!(refresh_sid(&t), Some(sid.as_str()));
+        assert_eq!(h, refresh_hash(&t), "the whole token is hashed");
+        // An id that is not one of ours is not put in a token.
+        let (t, _) = new_refresh_token(Some("ext-session-1"));
+        assert_eq!(t.len(), 43);
+        assert_eq!(refresh_sid(&"x".repeat(64)), None);
+        assert_eq!(
+            refresh_sid(&format!("{}!{}", "a".repeat(21), "b".repeat(43))),
+            None
+        );
+    }
+
+    #[test]
     fn a_sealed_successor_opens_only_with_its_predecessor() {
-        let (old, old_hash) = new_refresh_token();
-        let (next, _) = new_refresh_token();
+        let sid = new_session_id();
+        for prefix in [None, Some(sid.as_str())] {
+            let (old, _) = new_refresh_token(prefix);
+            let (next, _) = new_refresh_token(prefix);
+            let sealed = seal(&old, &next).unwrap();
+            assert_ne!(sealed, next);
+            assert!(!sealed.contains(&next[next.len() - 43..]));
+            assert_eq!(unseal(&old, &sealed).as_deref(), Some(next.as_str()));
+        }
+        let (old, old_hash) = new_refresh_token(None);
+        let (next, _) = new_refresh_token(None);
         let sealed = seal(&old, &next).unwrap();
-        assert_ne!(sealed, next);
-        assert_eq!(unseal(&old, &sealed).as_deref(), Some(next.as_str()));
-        let (other, _) = new_refresh_token();
+        let (other, _) = new_refresh_token(None);
         assert_ne!(unseal(&other, &sealed).as_deref(), Some(next.as_str()));
         // What the store keys the old token by does not open it either.
         assert_ne!(unseal(&old_hash, &sealed).as_deref(), Some(next.as_str()));

@@ -33,6 +33,8 @@ pub struct Opts {
     pub replica_of: Option<u16>,
     /// A sentinel monitoring `(master name, master port)`: `redis-server sentinel.conf --sentinel`.
     pub sentinel_of: Option<(String, u16)>,
+    /// A cluster node (`--cluster-enabled yes`); [`RedisCluster`] joins them.
+    pub cluster: bool,
 }
 
 /// A certificate authority made in the test, and a server certificate it signed for
@@ -215,6 +217,14 @@ impl RedisServer {
         if let Some(p) = &self.opts.password {
             cmd.arg("--requirepass").arg(p).arg("--masterauth").arg(p);
         }
+        if self.opts.cluster {
+            cmd.args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .arg("--cluster-config-file")
+                .arg(self.dir.path().join("nodes.conf"));
+            if self.opts.tls.is_some() {
+                cmd.args(["--tls-cluster", "yes"]);
+            }
+        }
         if let Some(master) = self.opts.replica_of {
             cmd.args(["--replicaof", "127.0.0.1"])
                 .arg(master.to_string());
@@ -305,4 +315,89 @@ impl Drop for RedisServer {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").port()
+}
+
+/// A Redis Cluster of `masters` nodes (no replicas), made with `redis-cli --cluster create`,
+/// each node a [`RedisServer`] of its own.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    opts: Opts,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize, opts: Opts) -> RedisCluster {
+        let opts = Opts {
+            cluster: true,
+            ..opts
+        };
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| RedisServer::start_with(opts.clone()))
+            .collect();
+        let mut cli = Command::new("redis-cli");
+        if let Some(ca) = &opts.tls {
+            cli.arg("--tls").arg("--cacert").arg(ca.ca());
+        }
+        if let Some(p) = &opts.password {
+            cli.arg("-a").arg(p).arg("--no-auth-warning");
+        }
+        cli.args(["--cluster", "create"]);
+        for n in &nodes {
+            cli.arg(format!("127.0.0.1:{}", n.port()));
+        }
+        let out = cli
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster { nodes, opts };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !cluster.nodes.iter().all(|n| {
+            let mut c = n.connection();
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query(&mut c)
+                .unwrap_or_default();
+            info.contains("cluster_state:ok")
+        }) {
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// The seed URLs, for `session.redis_cluster`.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// A cluster connection for test setup and inspection (sync API).
+    pub fn connection(&self) -> redis::cluster::ClusterConnection {
+        let mut b = redis::cluster::ClusterClientBuilder::new(self.urls());
+        if let Some(p) = &self.opts.password {
+            b = b.password(p.clone());
+        }
+        if let Some(ca) = &self.opts.tls {
+            b = b.tls(redis::TlsMode::Secure).certs(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(ca.ca()).unwrap()),
+            });
+        }
+        b.build()
+            .unwrap()
+            .get_connection()
+            .expect("connect to the test cluster")
+    }
+
+    /// How many keys each node holds.
+    pub fn keys_per_node(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .map(|n| redis::cmd("DBSIZE").query(&mut n.connection()).unwrap())
+            .collect()
+    }
 }

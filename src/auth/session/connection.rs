@@ -19,8 +19,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Role, ServerErrorKind};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{
+    AsyncConnectionConfig, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, Role,
+    ServerErrorKind, Value,
+};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::target::Target;
@@ -33,6 +38,62 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How often an idle live connection is probed, to find a dead one before a request does.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
+/// One live connection: to a node (alone or named by the sentinels), or to a cluster (which
+/// routes each command to its key's master and follows its own topology changes).
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Node(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Runs a keyless command (`ROLE`, `WAIT`) on the node that holds `key`: the same node
+    /// and connection that the key's writes went to.
+    pub(crate) async fn query_at_key<T: FromRedisValue>(
+        &mut self,
+        cmd: &Cmd,
+        key: &str,
+    ) -> Result<T, RedisError> {
+        match self {
+            Conn::Node(c) => cmd.query_async(c).await,
+            Conn::Cluster(c) => {
+                let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let value = c.route_command(cmd.clone(), routing).await?;
+                T::from_redis_value(value).map_err(RedisError::from)
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Node(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Node(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// What the callers see of the supervisor.
 #[derive(Clone)]
 enum State {
@@ -40,10 +101,7 @@ enum State {
     Connecting,
     /// `generation` identifies this connection in reports, so a late report about an old
     /// connection cannot tear down its replacement.
-    Up {
-        generation: u64,
-        conn: MultiplexedConnection,
-    },
+    Up { generation: u64, conn: Conn },
     /// The last attempt failed; the next one is pending. Callers fail at once.
     Down { error: String },
 }
@@ -115,7 +173,7 @@ impl Link {
     /// the first attempt may have been applied.
     pub(super) async fn run<T, F, Fut>(&self, idempotent: bool, op: F) -> Result<T, StoreError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let mut in_use = None;
@@ -151,10 +209,7 @@ impl Link {
 
     /// A live connection other than generation `not`: waits while the supervisor connects,
     /// fails at once while Redis is known to be down.
-    async fn connection(
-        &self,
-        not: Option<u64>,
-    ) -> Result<(u64, MultiplexedConnection), StoreError> {
+    async fn connection(&self, not: Option<u64>) -> Result<(u64, Conn), StoreError> {
         let mut state = self.state.clone();
         let ready = state
             .wait_for(|s| match s {
@@ -221,12 +276,7 @@ impl Supervisor {
         let mut was_down = false;
         loop {
             let (target, config) = (&self.target, &self.config);
-            let attempt = async move {
-                let client = target.client().await?;
-                client
-                    .get_multiplexed_async_connection_with_config(config)
-                    .await
-            };
+            let attempt = target.connect(config);
             let attempt = tokio::time::timeout(self.connect_timeout * 2, attempt);
             let result = tokio::select! {
                 result = attempt => result.unwrap_or_else(|_| {
@@ -273,7 +323,7 @@ impl Supervisor {
     }
 
     /// Waits for reports about the live connection and probes it, until it is lost.
-    async fn watch(&mut self, conn: MultiplexedConnection) -> Watch {
+    async fn watch(&mut self, conn: Conn) -> Watch {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await; // the first tick is immediate
@@ -321,7 +371,7 @@ impl Supervisor {
 /// be replaced: it failed, or its node is no longer the master. A command error on a live
 /// connection is not a reason.
 pub(crate) async fn probe(
-    mut conn: MultiplexedConnection,
+    mut conn: impl ConnectionLike,
     follows_master: bool,
 ) -> Result<(), String> {
     let failed = |e: RedisError| {

@@ -292,6 +292,7 @@ mod tests {
 
     fn rot<'a>(old: &'a str, new: &'a str, binding: Binding<'a>) -> Rotation<'a> {
         Rotation {
+            sid: None,
             old_hash: old,
             new_hash: new,
             binding,

@@ -8,6 +8,7 @@
 //! never a pass and never a 401.
 
 mod center;
+mod cluster;
 mod connection;
 mod memory;
 mod memory_center;

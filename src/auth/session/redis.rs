@@ -11,12 +11,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::{
     ErrorKind, FromRedisValue, ProtocolVersion, RedisError, Role, Script, ScriptInvocation,
 };
 
-use super::connection::Link;
+use super::connection::{Conn, Link};
 use super::target::Target;
 use super::{ttl_millis, NewSession, SessionRecord, StoreError};
 use crate::config;
@@ -59,6 +58,8 @@ pub struct RedisStore {
     /// How long a revocation waits for a replica's acknowledgement.
     wait: Duration,
     prefix: String,
+    /// Keys follow the cluster layout (`cluster.rs`).
+    pub(super) cluster: bool,
     create: Script,
     create_if_absent: Script,
     delete: Script,
@@ -80,6 +81,7 @@ impl RedisStore {
     pub fn connect(cfg: &config::Session) -> Result<RedisStore, StoreError> {
         let target = Arc::new(Target::new(&cfg.redis, ProtocolVersion::RESP2)?);
         Ok(RedisStore {
+            cluster: target.is_cluster(),
             link: Link::start(target.clone(), cfg.timeout, cfg.max_concurrent)?,
             durable: Link::start(target, cfg.timeout, cfg.max_concurrent)?,
             // Half the store timeout: the answer still comes within the caller's deadline.
@@ -96,14 +98,37 @@ impl RedisStore {
         &self.prefix
     }
 
-    /// `{P}session:{sid}`.
+    /// `{P}session:{sid}`; on a cluster `{P}session:{<sid>}` (the id as its hash tag).
     pub fn session_key(&self, sid: &str) -> String {
-        format!("{}session:{sid}", self.prefix)
+        if self.cluster {
+            format!("{}session:{}", self.prefix, super::cluster::tag(sid))
+        } else {
+            format!("{}session:{sid}", self.prefix)
+        }
     }
 
-    /// `{P}user-sessions:{user_id}`.
+    /// `{P}user-sessions:{user_id}`; on a cluster `{P}user-sessions:{<user_id>}`.
     pub fn user_sessions_key(&self, user_id: &str) -> String {
-        format!("{}user-sessions:{user_id}", self.prefix)
+        if self.cluster {
+            format!(
+                "{}user-sessions:{}",
+                self.prefix,
+                super::cluster::tag(user_id)
+            )
+        } else {
+            format!("{}user-sessions:{user_id}", self.prefix)
+        }
+    }
+
+    /// One command on the shared connection, retried once on a fresh connection (for
+    /// commands that are safe to repeat).
+    pub(super) async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        self.link
+            .run(
+                true,
+                move |mut c| async move { cmd.query_async(&mut c).await },
+            )
+            .await
     }
 
     pub async fn get(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -141,6 +166,9 @@ impl RedisStore {
 
     pub async fn create(&self, new: &NewSession, ttl: Duration) -> Result<(), StoreError> {
         new.validate(ttl)?;
+        if self.cluster {
+            return self.cluster_create(new, ttl, false).await.map(|_| ());
+        }
         let invocation = self.session_invocation(&self.create, new, ttl);
         // Idempotent: running it twice leaves the same keys.
         self.run_script_inner::<()>(&invocation, true).await
@@ -152,6 +180,9 @@ impl RedisStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         new.validate(ttl)?;
+        if self.cluster {
+            return self.cluster_create(new, ttl, true).await;
+        }
         let invocation = self.session_invocation(&self.create_if_absent, new, ttl);
         // Not retried: after a lost answer, a second run would find our own session and say 0.
         self.run_script_inner::<i64>(&invocation, false)
@@ -160,13 +191,14 @@ impl RedisStore {
     }
 
     pub async fn delete(&self, sid: &str) -> Result<bool, StoreError> {
+        if self.cluster {
+            return self.cluster_delete(sid).await;
+        }
+        let key = self.session_key(sid);
         let mut invocation = self.delete.prepare_invoke();
-        invocation
-            .key(self.session_key(sid))
-            .arg(&self.prefix)
-            .arg(sid);
+        invocation.key(&key).arg(&self.prefix).arg(sid);
         // Retrying a delete is safe; only its "existed" answer could turn false.
-        self.run_revocation::<i64>(&invocation, true)
+        self.run_revocation::<i64>(&invocation, &key, true)
             .await
             .map(|n| n > 0)
     }
@@ -176,11 +208,11 @@ impl RedisStore {
         user_id: &str,
     ) -> Result<Vec<(String, SessionRecord)>, StoreError> {
         let set_key = self.user_sessions_key(user_id);
-        let (set_key, prefix) = (&set_key, &self.prefix);
+        let set_key = &set_key;
         let mut sessions = self
             .link
             .run(true, move |mut c| async move {
-                list_sessions(&mut c, prefix, set_key, user_id).await
+                list_sessions(&mut c, self, set_key, user_id).await
             })
             .await?;
         sessions.sort_by(|a, b| (a.1.created_at, &a.0).cmp(&(b.1.created_at, &b.0)));
@@ -228,9 +260,11 @@ impl RedisStore {
     /// answer is `Ok` only once the master has it and, where the master has replicas, one of
     /// them does too. Unconfirmed within the wait: [`StoreError::Unavailable`] (a 503; the
     /// client may retry, and the revocation is in effect on the master meanwhile).
+    /// `key` is one of the script's keys: the replica asked is its node's.
     pub(super) async fn run_revocation<T>(
         &self,
         invocation: &ScriptInvocation<'_>,
+        key: &str,
         idempotent: bool,
     ) -> Result<T, StoreError>
     where
@@ -240,7 +274,7 @@ impl RedisStore {
         self.durable
             .run(idempotent, move |mut c| async move {
                 let value = invocation.invoke_async(&mut c).await?;
-                confirm_on_replica(&mut c, wait).await?;
+                confirm_on_replica(&mut c, key, wait).await?;
                 Ok(value)
             })
             .await
@@ -250,11 +284,8 @@ impl RedisStore {
 /// `WAIT 1` after this connection's writes, when the node has replicas (`ROLE` says). `WAIT`
 /// covers every write this connection made before it, so it must follow the write on the
 /// same connection.
-async fn confirm_on_replica(
-    c: &mut MultiplexedConnection,
-    wait: Duration,
-) -> Result<(), RedisError> {
-    let replicas = match redis::cmd("ROLE").query_async::<Role>(c).await? {
+async fn confirm_on_replica(c: &mut Conn, key: &str, wait: Duration) -> Result<(), RedisError> {
+    let replicas = match c.query_at_key::<Role>(&redis::cmd("ROLE"), key).await? {
         Role::Primary { replicas, .. } => replicas.len(),
         // Not a master (a failover under way): the write itself fails READONLY there, so
         // this is only reached by a node that changed role in between.
@@ -269,11 +300,9 @@ async fn confirm_on_replica(
         return Ok(());
     }
     let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(wait_ms)
-        .query_async(c)
-        .await?;
+    let mut wait_cmd = redis::cmd("WAIT");
+    wait_cmd.arg(1).arg(wait_ms);
+    let acked: i64 = c.query_at_key(&wait_cmd, key).await?;
     if acked >= 1 {
         Ok(())
     } else {
@@ -285,11 +314,12 @@ async fn confirm_on_replica(
     }
 }
 
-/// SMEMBERS, then every hash in one pipeline, then SREM of the sids whose hash is gone (or
-/// now belongs to someone else). Sids that are not UTF-8 are skipped, not pruned.
+/// SMEMBERS, then every hash (in one pipeline on a node; one by one on a cluster, where they
+/// live on other slots than the set), then SREM of the sids whose hash is gone (or now
+/// belongs to someone else). Sids that are not UTF-8 are skipped, not pruned.
 async fn list_sessions(
-    c: &mut MultiplexedConnection,
-    prefix: &str,
+    c: &mut Conn,
+    store: &RedisStore,
     set_key: &str,
     user_id: &str,
 ) -> Result<Vec<(String, SessionRecord)>, RedisError> {
@@ -301,11 +331,24 @@ async fn list_sessions(
     if sids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
-    for sid in &sids {
-        pipe.cmd("HGETALL").arg(format!("{prefix}session:{sid}"));
-    }
-    let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = pipe.query_async(c).await?;
+    let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = if store.cluster {
+        let mut hashes = Vec::with_capacity(sids.len());
+        for sid in &sids {
+            hashes.push(
+                redis::cmd("HGETALL")
+                    .arg(store.session_key(sid))
+                    .query_async(c)
+                    .await?,
+            );
+        }
+        hashes
+    } else {
+        let mut pipe = redis::pipe();
+        for sid in &sids {
+            pipe.cmd("HGETALL").arg(store.session_key(sid));
+        }
+        pipe.query_async(c).await?
+    };
     let mut live = Vec::new();
     let mut gone = Vec::new();
     for (sid, fields) in sids.into_iter().zip(hashes) {

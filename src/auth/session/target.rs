@@ -1,28 +1,64 @@
-//! Where the store's connections go: one configured node, or whichever node the sentinels name
-//! master right now. Both come with the same TLS (a private CA when `redis_ca` is set, the
-//! system's roots otherwise; a certificate that does not verify fails the connection) and the
-//! password from `redis_password_env`.
+//! Where the store's connections go: one configured node, whichever node the sentinels name
+//! master right now, or a cluster. All come with the same TLS (a private CA when `redis_ca`
+//! is set, the system's roots otherwise; a certificate that does not verify fails the
+//! connection) and the password from `redis_password_env`.
 
 use std::path::Path;
 
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{Client, IntoConnectionInfo, ProtocolVersion, RedisResult, TlsCertificates, TlsMode};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionInfo, ErrorKind, IntoConnectionInfo, ProtocolVersion,
+    RedisError, RedisResult, TlsCertificates, TlsMode, Value,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Mutex;
 
+use super::connection::Conn;
 use super::StoreError;
 use crate::config::{self, RedisNodes};
 
-/// The node (or the sentinels that name it) a connection is made to.
+/// The node (or the sentinels that name it, or the cluster) a connection is made to.
 pub(crate) struct Target {
     kind: Kind,
 }
 
 enum Kind {
-    Node(Client),
+    Node(Box<Client>),
     /// Asked anew for every connection, so a failover is followed without a restart.
-    Sentinel(Mutex<SentinelClient>),
+    Sentinel(Box<Mutex<SentinelClient>>),
+    Cluster(Box<Cluster>),
+}
+
+/// A cluster's client, and what a connection to one of its masters needs (the session
+/// cache's invalidation links go to every master).
+struct Cluster {
+    client: ClusterClient,
+    seeds: Vec<ConnectionInfo>,
+    node: NodeSettings,
+}
+
+/// How a single-node connection is made: protocol, password, CA.
+#[derive(Clone)]
+struct NodeSettings {
+    protocol: ProtocolVersion,
+    password: Option<String>,
+    certs: Option<TlsCertificates>,
+}
+
+impl NodeSettings {
+    fn client(&self, info: ConnectionInfo) -> RedisResult<Client> {
+        let mut settings = info.redis_settings().clone().set_protocol(self.protocol);
+        if let Some(p) = &self.password {
+            settings = settings.set_password(p);
+        }
+        let info = info.set_redis_settings(settings);
+        match &self.certs {
+            Some(certs) => Client::build_with_tls(info, certs.clone()),
+            None => Client::open(info),
+        }
+    }
 }
 
 impl Target {
@@ -41,21 +77,17 @@ impl Target {
             None => None,
         };
         let password = cfg.password.as_ref().map(|p| p.0.as_str());
+        let node = NodeSettings {
+            protocol,
+            password: password.map(str::to_owned),
+            certs: certs.clone(),
+        };
         let kind = match &cfg.nodes {
             RedisNodes::Url(url) => {
                 let invalid =
                     |e: redis::RedisError| StoreError::Invalid(format!("session.redis_url: {e}"));
                 let info = url.as_str().into_connection_info().map_err(invalid)?;
-                let mut settings = info.redis_settings().clone().set_protocol(protocol);
-                if let Some(p) = password {
-                    settings = settings.set_password(p);
-                }
-                let info = info.set_redis_settings(settings);
-                let client = match certs {
-                    Some(certs) => Client::build_with_tls(info, certs),
-                    None => Client::open(info),
-                };
-                Kind::Node(client.map_err(invalid)?)
+                Kind::Node(Box::new(node.client(info).map_err(invalid)?))
             }
             RedisNodes::Sentinel { master, nodes } => {
                 let invalid = |e: redis::RedisError| {
@@ -92,24 +124,93 @@ impl Target {
                             .set_client_to_sentinel_certificates(certs);
                     }
                 }
-                Kind::Sentinel(Mutex::new(b.build().map_err(invalid)?))
+                Kind::Sentinel(Box::new(Mutex::new(b.build().map_err(invalid)?)))
             }
-            RedisNodes::Cluster(_) => {
-                return Err(StoreError::Invalid(
-                    "session.redis_cluster: Redis Cluster is not supported by this build yet"
-                        .into(),
-                ))
+            RedisNodes::Cluster(nodes) => {
+                let invalid = |e: redis::RedisError| {
+                    StoreError::Invalid(format!("session.redis_cluster: {e}"))
+                };
+                let seeds = nodes
+                    .iter()
+                    .map(|n| n.as_str().into_connection_info())
+                    .collect::<RedisResult<Vec<_>>>()
+                    .map_err(invalid)?;
+                let mut b = ClusterClientBuilder::new(seeds.clone()).use_protocol(protocol);
+                if let Some(p) = password {
+                    b = b.password(p);
+                }
+                if cfg.tls() {
+                    b = b.tls(TlsMode::Secure);
+                    if let Some(certs) = certs {
+                        b = b.certs(certs);
+                    }
+                }
+                Kind::Cluster(Box::new(Cluster {
+                    client: b.build().map_err(invalid)?,
+                    seeds,
+                    node,
+                }))
             }
         };
         Ok(Target { kind })
+    }
+
+    /// Whether keys must follow the cluster layout (hash tags; no script touches two slots).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.kind, Kind::Cluster(_))
+    }
+
+    /// A new connection for the store: to the node, to the master the sentinels name, or to
+    /// the cluster. `config`'s timeouts apply to a node's connection; a cluster's answers
+    /// are bounded by the caller's deadline (and a probe's).
+    pub(crate) async fn connect(&self, config: &AsyncConnectionConfig) -> RedisResult<Conn> {
+        match &self.kind {
+            Kind::Cluster(c) => c.client.get_async_connection().await.map(Conn::Cluster),
+            _ => {
+                let client = self.client().await?;
+                client
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await
+                    .map(Conn::Node)
+            }
+        }
+    }
+
+    /// Clients for every master of the cluster, as `CLUSTER SLOTS` names them now (asked of
+    /// the first seed that answers); for a node or Sentinel, the one client of
+    /// [`client`](Self::client).
+    pub(crate) async fn masters(&self) -> RedisResult<Vec<(String, Client)>> {
+        let Kind::Cluster(c) = &self.kind else {
+            return Ok(vec![(String::new(), self.client().await?)]);
+        };
+        let (seeds, node) = (&c.seeds, &c.node);
+        let mut last = RedisError::from((ErrorKind::Io, "no cluster seed answered"));
+        for seed in seeds {
+            let slots = async {
+                let mut c = node
+                    .client(seed.clone())?
+                    .get_multiplexed_async_connection()
+                    .await?;
+                redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async::<Value>(&mut c)
+                    .await
+            };
+            match slots.await {
+                Ok(v) => return master_clients(&v, seed, node),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// A client for the node to use now: the configured one, or the master the sentinels
     /// name (checked with `ROLE` to really be a master).
     pub(crate) async fn client(&self) -> RedisResult<Client> {
         match &self.kind {
-            Kind::Node(c) => Ok(c.clone()),
+            Kind::Node(c) => Ok((**c).clone()),
             Kind::Sentinel(s) => s.lock().await.async_get_client().await,
+            Kind::Cluster(c) => c.node.client(c.seeds[0].clone()),
         }
     }
 
@@ -118,6 +219,71 @@ impl Target {
     pub(crate) fn follows_master(&self) -> bool {
         matches!(self.kind, Kind::Sentinel(_))
     }
+}
+
+impl Target {
+    /// The masters a `CLUSTER SLOTS` answer names, as `host:port`.
+    pub(crate) fn master_addrs(&self, slots: &Value) -> RedisResult<Vec<String>> {
+        let Kind::Cluster(c) = &self.kind else {
+            return Ok(Vec::new());
+        };
+        Ok(master_clients(slots, &c.seeds[0], &c.node)?
+            .into_iter()
+            .map(|(a, _)| a)
+            .collect())
+    }
+}
+
+/// The distinct masters of a `CLUSTER SLOTS` answer (`[[start, end, [host, port, id], ...],
+/// ...]`), each as `host:port` and a client made like `seed`'s (scheme, password, CA).
+fn master_clients(
+    slots: &Value,
+    seed: &ConnectionInfo,
+    node: &NodeSettings,
+) -> RedisResult<Vec<(String, Client)>> {
+    let bad = || RedisError::from((ErrorKind::Parse, "unexpected CLUSTER SLOTS answer"));
+    let Value::Array(ranges) = slots else {
+        return Err(bad());
+    };
+    let tls = matches!(seed.addr(), redis::ConnectionAddr::TcpTls { .. });
+    let mut masters: Vec<(String, Client)> = Vec::new();
+    for range in ranges {
+        let Value::Array(fields) = range else {
+            return Err(bad());
+        };
+        let Some(Value::Array(master)) = fields.get(2) else {
+            return Err(bad());
+        };
+        let host = match master.first() {
+            Some(Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
+            Some(Value::SimpleString(h)) => h.clone(),
+            _ => return Err(bad()),
+        };
+        let Some(Value::Int(port)) = master.get(1) else {
+            return Err(bad());
+        };
+        // A node that does not know its own address answers an empty host: the seed's.
+        let host = if host.is_empty() {
+            match seed.addr() {
+                redis::ConnectionAddr::Tcp(h, _)
+                | redis::ConnectionAddr::TcpTls { host: h, .. } => h.clone(),
+                _ => return Err(bad()),
+            }
+        } else {
+            host
+        };
+        let addr = format!("{host}:{port}");
+        if masters.iter().any(|(a, _)| *a == addr) {
+            continue;
+        }
+        let scheme = if tls { "rediss" } else { "redis" };
+        let info = format!("{scheme}://{addr}").into_connection_info()?;
+        masters.push((addr, node.client(info)?));
+    }
+    if masters.is_empty() {
+        return Err(bad());
+    }
+    Ok(masters)
 }
 
 /// `redis_ca`'s certificates, as PEM; at least one, and every block parses.

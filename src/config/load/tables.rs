@@ -297,14 +297,8 @@ fn redis(cx: &mut Cx<'_>, s: &SessionFile) -> Option<Redis> {
             nodes: nodes?,
         }
     } else if let Some(v) = &s.redis_cluster {
-        let nodes = node_list(cx, v, "session.redis_cluster")?;
-        cx.err(
-            v,
-            "session.redis_cluster",
-            "Redis Cluster is not supported by this build yet; use redis_url (one node) or redis_sentinel",
-        );
-        let _ = nodes;
-        return None;
+        cx.place(v, "session.redis_cluster", None);
+        RedisNodes::Cluster(node_list(cx, v, "session.redis_cluster")?)
     } else {
         match &s.redis_url {
             None => RedisNodes::Url("redis://127.0.0.1:6379/0".to_owned()),

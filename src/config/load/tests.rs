@@ -1182,11 +1182,19 @@ fn redis_deployments() {
         "session.redis_sentinel.master",
         "the master's name",
     );
+    let c = ok(&s(
+        "redis_cluster = [\"rediss://a:7000\", \"rediss://b:7000\"]",
+    ));
+    assert_eq!(
+        c.session.redis.nodes,
+        RedisNodes::Cluster(vec!["rediss://a:7000".into(), "rediss://b:7000".into()])
+    );
+    assert!(c.session.redis.tls());
     one(
-        &s("redis_cluster = [\"redis://a:7000\"]"),
-        "redis_cluster = |[",
+        &s("redis_cluster = []"),
+        "redis_cluster = |[]",
         "session.redis_cluster",
-        "not supported by this build yet",
+        "at least one node URL",
     );
     one(
         &s("redis_url = \"redis://r:6379\"\nredis_ca = \"ca.pem\""),

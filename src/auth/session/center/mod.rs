@@ -84,6 +84,9 @@ pub enum Binding<'a> {
 /// One refresh: the presented token's hash, the hash of its replacement, the rules.
 #[derive(Debug, Clone)]
 pub struct Rotation<'a> {
+    /// The session the presented token names (its first part), if it names one: on a
+    /// cluster, its keys' hash tag. The store's record stays the authority.
+    pub sid: Option<&'a str>,
     pub old_hash: &'a str,
     pub new_hash: &'a str,
     pub binding: Binding<'a>,

@@ -151,20 +151,45 @@ return 1
 // Built once: a Script hashes its source, and EVALSHA needs that hash on every call.
 static BEGIN: LazyLock<Script> = LazyLock::new(|| Script::new(BEGIN_LUA));
 static ROTATE: LazyLock<Script> = LazyLock::new(|| Script::new(ROTATE_LUA));
+/// [`ROTATE_LUA`] on a cluster: the session key is `KEYS[4]` (the token's sid, `ARGV[9]`, as
+/// its tag, and it must be the record's), and the user's set, on another slot, is left to be
+/// pruned when read.
+static ROTATE_CLUSTER: LazyLock<Script> = LazyLock::new(|| {
+    let single = "local skey = ARGV[1] .. 'session:' .. sid\n";
+    let srem = "  if user then redis.call('SREM', ARGV[1] .. 'user-sessions:' .. user, sid) end\n";
+    assert!(ROTATE_LUA.contains(single) && ROTATE_LUA.contains(srem));
+    Script::new(
+        &ROTATE_LUA
+            .replace(
+                single,
+                "if sid ~= ARGV[9] then return {'unknown'} end\nlocal skey = KEYS[4]\n",
+            )
+            .replace(srem, ""),
+    )
+});
 static DELETE_ALL: LazyLock<Script> = LazyLock::new(|| Script::new(DELETE_ALL_LUA));
 static PUT_USER: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_USER_LUA));
 static ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(ATTEMPT_LUA));
 static UNCOUNT: LazyLock<Script> = LazyLock::new(|| Script::new(UNCOUNT_LUA));
 
 impl RedisStore {
-    /// `{P}refresh:{hash}`.
-    pub fn refresh_key(&self, hash: &str) -> String {
-        format!("{}refresh:{hash}", self.prefix())
+    /// `{P}refresh:{hash}`; on a cluster `{P}refresh:{<sid>}:{hash}`, in its session's slot.
+    pub fn refresh_key(&self, sid: &str, hash: &str) -> String {
+        if self.cluster {
+            format!("{}refresh:{{{sid}}}:{hash}", self.prefix())
+        } else {
+            format!("{}refresh:{hash}", self.prefix())
+        }
     }
 
-    /// `{P}refresh-grace:{hash}`: what a used token's grace needs, for the grace only.
-    pub fn refresh_grace_key(&self, hash: &str) -> String {
-        format!("{}refresh-grace:{hash}", self.prefix())
+    /// `{P}refresh-grace:{hash}` (on a cluster `{P}refresh-grace:{<sid>}:{hash}`): what a used
+    /// token's grace needs, for the grace only.
+    pub fn refresh_grace_key(&self, sid: &str, hash: &str) -> String {
+        if self.cluster {
+            format!("{}refresh-grace:{{{sid}}}:{hash}", self.prefix())
+        } else {
+            format!("{}refresh-grace:{hash}", self.prefix())
+        }
     }
 
     /// `{P}user:{name}`.
@@ -179,10 +204,14 @@ impl RedisStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         new.validate(ttl)?;
+        let refresh_key = self.refresh_key(&new.sid, refresh_hash);
+        if self.cluster {
+            return self.cluster_begin(new, &refresh_key, ttl).await;
+        }
         let mut inv = BEGIN.prepare_invoke();
         inv.key(self.session_key(&new.sid))
             .key(self.user_sessions_key(&new.user_id))
-            .key(self.refresh_key(refresh_hash))
+            .key(refresh_key)
             .arg(ttl_millis(ttl))
             .arg(&new.sid);
         for (name, value) in new.fields() {
@@ -198,35 +227,53 @@ impl RedisStore {
             Binding::Device(d) => ("device", d),
             Binding::Ip(ip) => ("ip", ip),
         };
-        let mut inv = ROTATE.prepare_invoke();
+        // On a cluster the token must name its session (its keys' tag); one that does not
+        // was never issued there.
+        let sid = match (self.cluster, r.sid) {
+            (true, None) => return Ok(RefreshOutcome::Unknown),
+            (_, sid) => sid.unwrap_or_default(),
+        };
+        let script: &Script = if self.cluster {
+            &ROTATE_CLUSTER
+        } else {
+            &ROTATE
+        };
+        let mut inv = script.prepare_invoke();
         let grace_ms = if r.grace.is_zero() {
             0
         } else {
             ttl_millis(r.grace)
         };
-        inv.key(self.refresh_key(r.old_hash))
-            .key(self.refresh_key(r.new_hash))
-            .key(self.refresh_grace_key(r.old_hash))
-            .arg(self.prefix())
+        let old_key = self.refresh_key(sid, r.old_hash);
+        inv.key(&old_key)
+            .key(self.refresh_key(sid, r.new_hash))
+            .key(self.refresh_grace_key(sid, r.old_hash));
+        if self.cluster {
+            inv.key(self.session_key(sid));
+        }
+        inv.arg(self.prefix())
             .arg(mode)
             .arg(presented)
             .arg(r.max_uses)
             .arg(ttl_millis(r.fallback_ttl))
             .arg(grace_ms)
             .arg(r.sealed_successor)
-            .arg(r.device);
+            .arg(r.device)
+            .arg(sid);
         // Never retried: the first attempt may have rotated already. A revocation (the old
         // token is spent; on reuse, the whole session goes), so a replica confirms it.
-        let answer: Vec<String> = self.run_revocation(&inv, false).await?;
+        let answer: Vec<String> = self.run_revocation(&inv, &old_key, false).await?;
         parse_rotation(&answer)
     }
 
     pub(super) async fn delete_for_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        if self.cluster {
+            return self.cluster_delete_for_user(user_id).await;
+        }
+        let set = self.user_sessions_key(user_id);
         let mut inv = DELETE_ALL.prepare_invoke();
-        inv.key(self.user_sessions_key(user_id))
-            .arg(self.prefix())
-            .arg(user_id);
-        self.run_revocation(&inv, true).await
+        inv.key(&set).arg(self.prefix()).arg(user_id);
+        self.run_revocation(&inv, &set, true).await
     }
 
     pub(super) async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -268,15 +315,26 @@ impl RedisStore {
         if counters.is_empty() {
             return Ok(Admission::Counted);
         }
-        let mut inv = ATTEMPT.prepare_invoke();
-        for (name, _) in counters {
-            inv.key(format!("{}{name}", self.prefix()));
-        }
-        inv.arg(ttl_millis(window));
-        for (_, limit) in counters {
-            inv.arg(*limit);
-        }
-        let wait: i64 = self.run_script(&inv).await?;
+        let wait = if self.cluster {
+            // Each counter is on a slot of its own: each is checked and counted atomically,
+            // and one at its limit takes back the ones counted before it, so no counter ever
+            // lets more than its limit through and a refused attempt counts nowhere.
+            let mut counted = Vec::new();
+            let mut wait = -1;
+            for counter in counters {
+                wait = self.attempt(std::slice::from_ref(counter), window).await?;
+                if wait >= 0 {
+                    break;
+                }
+                counted.push(counter.0.clone());
+            }
+            if wait >= 0 {
+                self.uncount_attempt(&counted).await?;
+            }
+            wait
+        } else {
+            self.attempt(counters, window).await?
+        };
         Ok(match u64::try_from(wait) {
             Ok(ms) => Admission::Locked {
                 resets_in: Duration::from_millis(ms),
@@ -285,16 +343,39 @@ impl RedisStore {
         })
     }
 
-    pub(super) async fn uncount_attempt(&self, names: &[String]) -> Result<(), StoreError> {
-        if names.is_empty() {
-            return Ok(());
-        }
-        let mut inv = UNCOUNT.prepare_invoke();
-        for name in names {
+    /// [`ATTEMPT_LUA`] over `counters`: -1 when counted, else ms until one resets.
+    async fn attempt(
+        &self,
+        counters: &[(String, u64)],
+        window: Duration,
+    ) -> Result<i64, StoreError> {
+        let mut inv = ATTEMPT.prepare_invoke();
+        for (name, _) in counters {
             inv.key(format!("{}{name}", self.prefix()));
         }
-        // Not retried: taking back twice would forgive a failure.
-        self.run_script::<i64>(&inv).await.map(|_| ())
+        inv.arg(ttl_millis(window));
+        for (_, limit) in counters {
+            inv.arg(*limit);
+        }
+        self.run_script(&inv).await
+    }
+
+    pub(super) async fn uncount_attempt(&self, names: &[String]) -> Result<(), StoreError> {
+        // On a cluster, each counter on its own slot.
+        let groups: Vec<&[String]> = if self.cluster {
+            names.chunks(1).collect()
+        } else {
+            vec![names]
+        };
+        for group in groups.into_iter().filter(|g| !g.is_empty()) {
+            let mut inv = UNCOUNT.prepare_invoke();
+            for name in group {
+                inv.key(format!("{}{name}", self.prefix()));
+            }
+            // Not retried: taking back twice would forgive a failure.
+            self.run_script::<i64>(&inv).await?;
+        }
+        Ok(())
     }
 }
 
