@@ -369,7 +369,23 @@ async fn sentinel_follows_a_killed_master_without_a_restart() {
         cache_hits(&other) > hits,
         "the cache serves again on the new master"
     );
-    assert_eq!(gw.delete_session("after").await, 204);
+    // Behind Sentinel a revocation needs a replica's confirmation, and the new master has
+    // none yet (its old master is dead): 503, the client may retry...
+    assert_eq!(gw.delete_session("after").await, 503);
+    // ... and once a replica of the new master is up, the retry is confirmed (the session is
+    // gone already: the first attempt took effect on the master, so "no such session").
+    let new_replica = RedisServer::start_with(Opts {
+        replica_of: Some(replica.port()),
+        ..Opts::default()
+    });
+    wait_for_sync(&replica, &new_replica);
+    assert_eq!(gw.delete_session("after").await, 404);
+    let mut nr = new_replica.client().get_connection().unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg("gw:session:after")
+        .query(&mut nr)
+        .unwrap();
+    assert_eq!(exists, 0);
     assert_eq!(
         other
             .client(Proto::H1)
@@ -381,4 +397,136 @@ async fn sentinel_follows_a_killed_master_without_a_restart() {
     let mut r = replica.client().get_connection().unwrap();
     let role: redis::Role = redis::cmd("ROLE").query(&mut r).unwrap();
     assert!(matches!(role, redis::Role::Primary { .. }), "{role:?}");
+}
+
+/// The master lists no replica (`ROLE`) once it has dropped the replica's link: a master that
+/// had one must not confirm a revocation alone, since a failover may promote that replica.
+#[tokio::test]
+async fn a_master_whose_replica_link_dropped_does_not_confirm_alone() {
+    let master = RedisServer::start();
+    let mut replica = RedisServer::start_with(Opts {
+        replica_of: Some(master.port()),
+        ..Opts::default()
+    });
+    wait_for_sync(&master, &replica);
+    let up = Upstream::start().await;
+    let lines = format!("redis_url = \"{}\"", master.url());
+    let gw = TestGateway::start(&session(&lines, false), &routes(&up)).await;
+    for sid in ["v1", "v2"] {
+        gw.create_session(sid, "alice", None).await;
+    }
+    wait_for_sync(&master, &replica);
+    assert_eq!(gw.delete_session("v1").await, 204, "a replica was seen");
+    replica.pause();
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query(&mut master.client().get_connection().unwrap())
+        .unwrap();
+    assert_eq!(gw.delete_session("v2").await, 503);
+    replica.resume();
+}
+
+/// A refresh that a replica cannot confirm answers 503, though the master has rotated: the
+/// retry the 503 asks for (same token, same device) gets the same successor, not a reuse.
+#[tokio::test]
+async fn an_unconfirmed_refresh_can_be_retried() {
+    let master = RedisServer::start();
+    let mut replica = RedisServer::start_with(Opts {
+        replica_of: Some(master.port()),
+        ..Opts::default()
+    });
+    wait_for_sync(&master, &replica);
+    let up = Upstream::start().await;
+    support::auth::add_user(&master, "bob", PASSWORD, &[]);
+    let gw = support::auth::start(
+        &session(&format!("redis_url = \"{}\"", master.url()), true),
+        "",
+        &up,
+    )
+    .await;
+    let c = gw.client(Proto::H1);
+    let p = support::auth::login_ok(&c, "bob", PASSWORD, Some("dev1")).await;
+    wait_for_sync(&master, &replica);
+    replica.pause();
+    let r = support::auth::refresh(&c, &p.refresh, Some("dev1")).await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    replica.resume();
+    wait_for_sync(&master, &replica);
+    let r = support::auth::refresh(&c, &p.refresh, Some("dev1")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let next = support::auth::Pair::from(&r);
+    assert_eq!(c.get("/api/x", Some(&next.access)).await.status, 200);
+    // The successor works, and the spent token from another device is still reuse.
+    let r = support::auth::refresh(&c, &next.refresh, Some("dev1")).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+/// Split brain: the sentinels name a new master, the old one (cut off from them) still says
+/// "master". An instance connected to the old one leaves it for the sentinels' master.
+#[tokio::test]
+async fn an_instance_on_a_master_the_sentinels_abandoned_moves() {
+    let master = RedisServer::start();
+    let replica = RedisServer::start_with(Opts {
+        replica_of: Some(master.port()),
+        ..Opts::default()
+    });
+    wait_for_sync(&master, &replica);
+    let sentinel = RedisServer::start_with(Opts {
+        sentinel_of: Some(("gwmaster".into(), master.port())),
+        ..Opts::default()
+    });
+    let up = Upstream::start().await;
+    let lines = format!(
+        "redis_sentinel = {{ master = \"gwmaster\", nodes = [\"redis://127.0.0.1:{}\"] }}",
+        sentinel.port()
+    );
+    let a = TestGateway::start(&session(&lines, true), &routes(&up)).await;
+    a.create_session("s1", "alice", None).await;
+    wait_for_sync(&master, &replica);
+    let t1 = a.token("alice", "s1", &[]);
+    assert_eq!(
+        a.client(Proto::H1).get("/api/x", Some(&t1)).await.status,
+        200
+    );
+    // As the sentinels see a partition: the replica is promoted and named; the old master
+    // is never told.
+    let mut r = replica.client().get_connection().unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut r)
+        .unwrap();
+    let mut s = sentinel.client().get_connection().unwrap();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("REMOVE")
+        .arg("gwmaster")
+        .query(&mut s)
+        .unwrap();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("MONITOR")
+        .arg("gwmaster")
+        .arg("127.0.0.1")
+        .arg(replica.port())
+        .arg(1)
+        .query(&mut s)
+        .unwrap();
+    // Revoked on the master the sentinels name: instance A follows within its heartbeats.
+    let _: i64 = redis::cmd("DEL")
+        .arg("gw:session:s1")
+        .query(&mut r)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = a.client(Proto::H1).get("/api/x", Some(&t1)).await.status;
+        if status == 401 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {status} from the abandoned master"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -78,7 +78,11 @@ impl App {
                 let store = Arc::new(SessionStore::connect(&config.session).await?);
                 let sessions = match config.session.store {
                     StoreKind::Redis if config.session.cache => {
-                        Some(SessionCache::start(&config.session)?)
+                        let moves = match &*store {
+                            SessionStore::Redis(r) => Some(r.moves()),
+                            SessionStore::Memory(_) => None,
+                        };
+                        Some(SessionCache::start(&config.session, moves)?)
                     }
                     StoreKind::Redis | StoreKind::Memory => None,
                 };

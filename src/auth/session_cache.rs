@@ -127,7 +127,13 @@ impl crate::observe::metrics::CacheView for SessionCache {
 impl SessionCache {
     /// Starts the invalidation link in the background (the cache bypasses itself until it is
     /// up). Needs a tokio runtime.
-    pub fn start(cfg: &config::Session) -> Result<SessionCache, StoreError> {
+    /// `store_moves` changes when the store's reading connection is replaced: the cache is
+    /// emptied then too, so no entry read from a node the links do not track outlives it
+    /// (behind Sentinel the store and the links each follow the master in their own time).
+    pub fn start(
+        cfg: &config::Session,
+        store_moves: Option<watch::Receiver<u64>>,
+    ) -> Result<SessionCache, StoreError> {
         let target = Arc::new(Target::new(&cfg.redis, ProtocolVersion::RESP3)?);
         let inner = Arc::new(Inner {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -142,6 +148,15 @@ impl SessionCache {
             flushed: watch::Sender::new(0),
         });
         tokio::spawn(run_link(Arc::downgrade(&inner), target, cfg.timeout));
+        if let Some(mut moves) = store_moves {
+            let weak = Arc::downgrade(&inner);
+            tokio::spawn(async move {
+                while moves.changed().await.is_ok() {
+                    let Some(inner) = weak.upgrade() else { return };
+                    inner.flush();
+                }
+            });
+        }
         Ok(SessionCache { inner })
     }
 
@@ -463,6 +478,11 @@ async fn serve_link(
                     _ => return,
                 }
                 ticks = ticks.wrapping_add(1);
+                // Behind Sentinel, every 4th beat (2 s): a master cut off from the sentinels
+                // still says "master", so the sentinels are asked which one is.
+                if ticks.is_multiple_of(4) && target.check_named(&links[0].0, deadline).await.is_err() {
+                    return;
+                }
                 // A cluster's masters are compared every 4th beat (2 s): a failover or a
                 // resharding that moves a master makes new links.
                 if target.is_cluster() && ticks.is_multiple_of(4) {

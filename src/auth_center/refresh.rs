@@ -59,12 +59,10 @@ pub(super) async fn refresh(
     let named_sid = tokens::refresh_sid(&presented);
     let (refresh, new_hash) = tokens::new_refresh_token(named_sid);
     let grace = center.cfg.refresh_grace;
-    let sealed = if grace.is_zero() {
-        String::new()
-    } else {
-        tokens::seal(&presented, &refresh)
-            .ok_or_else(|| GatewayError::Internal("seal: not a refresh token".into()))?
-    };
+    // Sealed even without a grace: a rotation that a replica does not confirm keeps it for
+    // the client's retry (see the store's rotation).
+    let sealed = tokens::seal(&presented, &refresh)
+        .ok_or_else(|| GatewayError::Internal("seal: not a refresh token".into()))?;
     let binding = match center.cfg.bind_refresh {
         BindRefresh::None => Binding::None,
         BindRefresh::Device => Binding::Device(&device_id),

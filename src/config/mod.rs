@@ -177,8 +177,9 @@ pub struct Redis {
     pub ca: Option<PathBuf>,
 }
 
-/// Exactly one of `redis_url`, `redis_sentinel`, `redis_cluster`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Exactly one of `redis_url`, `redis_sentinel`, `redis_cluster`. Its `Debug` hides a
+/// password in a URL's userinfo.
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisNodes {
     /// One node: `redis://`, `rediss://` (TLS) or a Unix socket.
     Url(String),
@@ -186,6 +187,28 @@ pub enum RedisNodes {
     Sentinel { master: String, nodes: Vec<String> },
     /// Cluster seed nodes.
     Cluster(Vec<String>),
+}
+
+impl std::fmt::Debug for RedisNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `scheme://user:password@host` -> `scheme://<userinfo>@host`.
+        let hide = |u: &String| match (u.find("://"), u.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}<userinfo>{}", &u[..s + 3], &u[at..]),
+            _ => u.clone(),
+        };
+        match self {
+            RedisNodes::Url(u) => f.debug_tuple("Url").field(&hide(u)).finish(),
+            RedisNodes::Sentinel { master, nodes } => f
+                .debug_struct("Sentinel")
+                .field("master", master)
+                .field("nodes", &nodes.iter().map(hide).collect::<Vec<_>>())
+                .finish(),
+            RedisNodes::Cluster(nodes) => f
+                .debug_tuple("Cluster")
+                .field(&nodes.iter().map(hide).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
 }
 
 impl Redis {

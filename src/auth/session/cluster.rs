@@ -116,7 +116,7 @@ impl RedisStore {
         let key = self.session_key(sid);
         let mut inv = DELETE.prepare_invoke();
         inv.key(&key);
-        let (existed, user): (i64, String) = self.run_revocation(&inv, &key, true).await?;
+        let (existed, user): (i64, String) = self.run_revocation(&inv, &key, true, None).await?;
         if !user.is_empty() {
             let mut cmd = redis::cmd("SREM");
             cmd.arg(self.user_sessions_key(&user)).arg(sid);
@@ -139,7 +139,7 @@ impl RedisStore {
             let key = self.session_key(sid);
             let mut inv = DELETE_OWNED.prepare_invoke();
             inv.key(&key).arg(user_id);
-            deleted += self.run_revocation::<u64>(&inv, &key, true).await?;
+            deleted += self.run_revocation::<u64>(&inv, &key, true, None).await?;
         }
         let mut del = redis::cmd("DEL");
         del.arg(&set);

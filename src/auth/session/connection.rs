@@ -118,6 +118,8 @@ enum Report {
 /// The handle the store uses: a shared connection, a concurrency cap and a deadline.
 pub(super) struct Link {
     state: watch::Receiver<State>,
+    /// The generation of the connection in use, for those that must know when it changes.
+    generations: watch::Receiver<u64>,
     reports: mpsc::Sender<Report>,
     permits: Semaphore,
     timeout: Duration,
@@ -145,6 +147,7 @@ impl Link {
             // read and dropped by the connection, keeping the pipeline in order.
             .set_response_timeout(None);
         let (state_tx, state_rx) = watch::channel(State::Connecting);
+        let (generation_tx, generations) = watch::channel(0);
         // Reports beyond this are dropped: one pending report is enough to act.
         let (report_tx, report_rx) = mpsc::channel(16);
         let supervisor = Supervisor {
@@ -153,12 +156,14 @@ impl Link {
             connect_timeout,
             probe_timeout,
             state: state_tx,
+            generations: generation_tx,
             reports: report_rx,
             generation: 0,
         };
         runtime.spawn(supervisor.run());
         Ok(Link {
             state: state_rx,
+            generations,
             reports: report_tx,
             // A semaphore with no permits would turn every call into a timeout.
             permits: Semaphore::new(max_concurrent.max(1)),
@@ -205,6 +210,12 @@ impl Link {
                 Err(StoreError::Timeout)
             }
         }
+    }
+
+    /// Changes whenever a new connection replaces the last (behind Sentinel: possibly to
+    /// another node).
+    pub(super) fn generations(&self) -> watch::Receiver<u64> {
+        self.generations.clone()
     }
 
     /// A live connection other than generation `not`: waits while the supervisor connects,
@@ -257,6 +268,7 @@ struct Supervisor {
     connect_timeout: Duration,
     probe_timeout: Duration,
     state: watch::Sender<State>,
+    generations: watch::Sender<u64>,
     reports: mpsc::Receiver<Report>,
     generation: u64,
 }
@@ -285,7 +297,7 @@ impl Supervisor {
                 () = self.state.closed() => return,
             };
             match result {
-                Ok(conn) => {
+                Ok((conn, addr)) => {
                     self.generation += 1;
                     backoff = MIN_BACKOFF;
                     if was_down {
@@ -296,7 +308,8 @@ impl Supervisor {
                         generation: self.generation,
                         conn: conn.clone(),
                     });
-                    match self.watch(conn).await {
+                    self.generations.send_replace(self.generation);
+                    match self.watch(conn, &addr).await {
                         Watch::Closed => return,
                         Watch::Lost(reason) => {
                             tracing::warn!(%reason, "session store: Redis connection lost");
@@ -323,7 +336,7 @@ impl Supervisor {
     }
 
     /// Waits for reports about the live connection and probes it, until it is lost.
-    async fn watch(&mut self, conn: Conn) -> Watch {
+    async fn watch(&mut self, conn: Conn, addr: &str) -> Watch {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await; // the first tick is immediate
@@ -355,6 +368,10 @@ impl Supervisor {
                         self.probe_timeout
                     ))
                 }
+            }
+            // A master cut off from the sentinels still says "master": ask them too.
+            if let Err(reason) = self.target.check_named(addr, self.probe_timeout).await {
+                return Watch::Lost(reason);
             }
             // The connection answers: what was reported while we probed is settled.
             while let Ok(report) = self.reports.try_recv() {

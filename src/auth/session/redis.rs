@@ -8,6 +8,7 @@
 //! stalls the requests on the shared one.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +61,10 @@ pub struct RedisStore {
     prefix: String,
     /// Keys follow the cluster layout (`cluster.rs`).
     pub(super) cluster: bool,
+    /// Behind Sentinel: every revocation needs a replica's confirmation.
+    sentinel: bool,
+    /// A replica has been seen: see [`Confirm`].
+    replicas_seen: AtomicBool,
     create: Script,
     create_if_absent: Script,
     delete: Script,
@@ -82,6 +87,8 @@ impl RedisStore {
         let target = Arc::new(Target::new(&cfg.redis, ProtocolVersion::RESP2)?);
         Ok(RedisStore {
             cluster: target.is_cluster(),
+            sentinel: target.follows_master(),
+            replicas_seen: AtomicBool::new(false),
             link: Link::start(target.clone(), cfg.timeout, cfg.max_concurrent)?,
             durable: Link::start(target, cfg.timeout, cfg.max_concurrent)?,
             // Half the store timeout: the answer still comes within the caller's deadline.
@@ -91,6 +98,12 @@ impl RedisStore {
             create_if_absent: Script::new(&format!("{IF_ABSENT_LUA}{CREATE_LUA}")),
             delete: Script::new(DELETE_LUA),
         })
+    }
+
+    /// Changes whenever the connection that reads sessions is replaced (behind Sentinel,
+    /// possibly by one to another node): a cache filled from it must be emptied then.
+    pub fn moves(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.link.generations()
     }
 
     /// `session.key_prefix`, for callers that build keys of their own (the auth center).
@@ -198,7 +211,7 @@ impl RedisStore {
         let mut invocation = self.delete.prepare_invoke();
         invocation.key(&key).arg(&self.prefix).arg(sid);
         // Retrying a delete is safe; only its "existed" answer could turn false.
-        self.run_revocation::<i64>(&invocation, &key, true)
+        self.run_revocation::<i64>(&invocation, &key, true, None)
             .await
             .map(|n| n > 0)
     }
@@ -257,60 +270,95 @@ impl RedisStore {
 
 impl RedisStore {
     /// Runs a revoking script on the durable connection, then has a replica confirm it: the
-    /// answer is `Ok` only once the master has it and, where the master has replicas, one of
-    /// them does too. Unconfirmed within the wait: [`StoreError::Unavailable`] (a 503; the
-    /// client may retry, and the revocation is in effect on the master meanwhile).
+    /// answer is `Ok` only once the master has it and, where replicas exist, one of them does
+    /// too. Unconfirmed within the wait: [`StoreError::Unavailable`] (a 503; the client may
+    /// retry, and the revocation is in effect on the master meanwhile); `on_unconfirmed`
+    /// then runs on the same connection first (a rotation keeps its successor for the retry).
     /// `key` is one of the script's keys: the replica asked is its node's.
     pub(super) async fn run_revocation<T>(
         &self,
         invocation: &ScriptInvocation<'_>,
         key: &str,
         idempotent: bool,
+        on_unconfirmed: Option<&ScriptInvocation<'_>>,
     ) -> Result<T, StoreError>
     where
         T: FromRedisValue,
     {
-        let wait = self.wait;
+        let confirm = Confirm {
+            wait: self.wait,
+            always: self.sentinel,
+            seen: &self.replicas_seen,
+        };
+        let confirm = &confirm;
         self.durable
             .run(idempotent, move |mut c| async move {
                 let value = invocation.invoke_async(&mut c).await?;
-                confirm_on_replica(&mut c, key, wait).await?;
+                if let Err(e) = confirm.on_replica(&mut c, key).await {
+                    if let Some(follow_up) = on_unconfirmed {
+                        // Best effort: the error below is the answer either way.
+                        let _ = follow_up.invoke_async::<()>(&mut c).await;
+                    }
+                    return Err(e);
+                }
                 Ok(value)
             })
             .await
     }
 }
 
-/// `WAIT 1` after this connection's writes, when the node has replicas (`ROLE` says). `WAIT`
-/// covers every write this connection made before it, so it must follow the write on the
-/// same connection.
-async fn confirm_on_replica(c: &mut Conn, key: &str, wait: Duration) -> Result<(), RedisError> {
-    let replicas = match c.query_at_key::<Role>(&redis::cmd("ROLE"), key).await? {
-        Role::Primary { replicas, .. } => replicas.len(),
-        // Not a master (a failover under way): the write itself fails READONLY there, so
-        // this is only reached by a node that changed role in between.
-        _ => {
+/// When a revocation must be confirmed by a replica, and for how long to wait.
+struct Confirm<'a> {
+    wait: Duration,
+    /// Behind Sentinel a replica is always expected: a failover promotes one.
+    always: bool,
+    /// Set once any master this store wrote to had a replica: from then on a master without
+    /// one (its replica's link dropped, or a master cut off from the others) is not enough.
+    seen: &'a AtomicBool,
+}
+
+impl Confirm<'_> {
+    /// `WAIT 1` after this connection's writes (`WAIT` covers every write the connection made
+    /// before it, so it must follow the write on the same connection), when replicas are
+    /// connected (`ROLE` says) or expected.
+    async fn on_replica(&self, c: &mut Conn, key: &str) -> Result<(), RedisError> {
+        let replicas = match c.query_at_key::<Role>(&redis::cmd("ROLE"), key).await? {
+            Role::Primary { replicas, .. } => replicas.len(),
+            // Not a master (a failover under way): the write itself fails READONLY there, so
+            // this is only reached by a node that changed role in between.
+            _ => {
+                return Err(RedisError::from((
+                    ErrorKind::Client,
+                    "the node stopped being the master",
+                )))
+            }
+        };
+        if replicas > 0 {
+            self.seen.store(true, Ordering::Relaxed);
+        } else if self.always || self.seen.load(Ordering::Relaxed) {
             return Err(RedisError::from((
                 ErrorKind::Client,
-                "the node stopped being the master",
+                "not confirmed by a replica",
+                "the master has no replica connected".to_owned(),
+            )));
+        } else {
+            return Ok(());
+        }
+        let wait_ms = u64::try_from(self.wait.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut wait_cmd = redis::cmd("WAIT");
+        wait_cmd.arg(1).arg(wait_ms);
+        let acked: i64 = c.query_at_key(&wait_cmd, key).await?;
+        if acked >= 1 {
+            Ok(())
+        } else {
+            Err(RedisError::from((
+                ErrorKind::Client,
+                "not confirmed by a replica in time",
+                format!("{replicas} replica(s), none acknowledged within {wait_ms} ms"),
             )))
         }
-    };
-    if replicas == 0 {
-        return Ok(());
-    }
-    let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-    let mut wait_cmd = redis::cmd("WAIT");
-    wait_cmd.arg(1).arg(wait_ms);
-    let acked: i64 = c.query_at_key(&wait_cmd, key).await?;
-    if acked >= 1 {
-        Ok(())
-    } else {
-        Err(RedisError::from((
-            ErrorKind::Client,
-            "not confirmed by a replica in time",
-            format!("{replicas} replica(s), none acknowledged within {wait_ms} ms"),
-        )))
     }
 }
 

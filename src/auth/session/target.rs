@@ -27,8 +27,14 @@ pub(crate) struct Target {
 enum Kind {
     Node(Box<Client>),
     /// Asked anew for every connection, so a failover is followed without a restart.
-    Sentinel(Box<Mutex<SentinelClient>>),
+    Sentinel(Box<Sentinel>),
     Cluster(Box<Cluster>),
+}
+
+/// The sentinels' client and the master's name.
+struct Sentinel {
+    client: Mutex<SentinelClient>,
+    master: String,
 }
 
 /// A cluster's client, and what a connection to one of its masters needs (the session
@@ -124,7 +130,10 @@ impl Target {
                             .set_client_to_sentinel_certificates(certs);
                     }
                 }
-                Kind::Sentinel(Box::new(Mutex::new(b.build().map_err(invalid)?)))
+                Kind::Sentinel(Box::new(Sentinel {
+                    client: Mutex::new(b.build().map_err(invalid)?),
+                    master: master.clone(),
+                }))
             }
             RedisNodes::Cluster(nodes) => {
                 let invalid = |e: redis::RedisError| {
@@ -163,17 +172,69 @@ impl Target {
     /// A new connection for the store: to the node, to the master the sentinels name, or to
     /// the cluster. `config`'s timeouts apply to a node's connection; a cluster's answers
     /// are bounded by the caller's deadline (and a probe's).
-    pub(crate) async fn connect(&self, config: &AsyncConnectionConfig) -> RedisResult<Conn> {
+    /// With the connection comes its node's `host:port` (empty for a cluster).
+    pub(crate) async fn connect(
+        &self,
+        config: &AsyncConnectionConfig,
+    ) -> RedisResult<(Conn, String)> {
         match &self.kind {
-            Kind::Cluster(c) => c.client.get_async_connection().await.map(Conn::Cluster),
+            Kind::Cluster(c) => c
+                .client
+                .get_async_connection()
+                .await
+                .map(|conn| (Conn::Cluster(conn), String::new())),
             _ => {
                 let client = self.client().await?;
+                let addr = addr_of(&client);
                 client
                     .get_multiplexed_async_connection_with_config(config)
                     .await
-                    .map(Conn::Node)
+                    .map(|conn| (Conn::Node(conn), addr))
             }
         }
+    }
+
+    /// Behind Sentinel, `Err` when the sentinels name a master other than `addr` (a failover
+    /// this node did not hear of: it was cut off, and still calls itself master). Silence of
+    /// the sentinels within `within` concludes nothing.
+    pub(crate) async fn check_named(
+        &self,
+        addr: &str,
+        within: std::time::Duration,
+    ) -> Result<(), String> {
+        if !self.follows_master() {
+            return Ok(());
+        }
+        match tokio::time::timeout(within, self.named_master()).await {
+            Ok(Some(named)) if named != addr => {
+                Err(format!("the sentinels name {named} master, not {addr}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Behind Sentinel, the master the sentinels name now (`host:port`), asked of the first
+    /// sentinel that answers; `None` elsewhere, or when no sentinel answers (nothing is
+    /// concluded from silence: the connection's own `ROLE` still counts).
+    pub(crate) async fn named_master(&self) -> Option<String> {
+        let Kind::Sentinel(s) = &self.kind else {
+            return None;
+        };
+        let client = s
+            .client
+            .lock()
+            .await
+            .async_get_sentinel_client()
+            .await
+            .ok()?;
+        let mut con = client.get_multiplexed_async_connection().await.ok()?;
+        let (host, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(&s.master)
+            .query_async(&mut con)
+            .await
+            .ok()?;
+        Some(format!("{host}:{port}"))
     }
 
     /// Clients for every master of the cluster, as `CLUSTER SLOTS` names them now (asked of
@@ -181,7 +242,8 @@ impl Target {
     /// [`client`](Self::client).
     pub(crate) async fn masters(&self) -> RedisResult<Vec<(String, Client)>> {
         let Kind::Cluster(c) = &self.kind else {
-            return Ok(vec![(String::new(), self.client().await?)]);
+            let client = self.client().await?;
+            return Ok(vec![(addr_of(&client), client)]);
         };
         let (seeds, node) = (&c.seeds, &c.node);
         let mut last = RedisError::from((ErrorKind::Io, "no cluster seed answered"));
@@ -209,7 +271,7 @@ impl Target {
     pub(crate) async fn client(&self) -> RedisResult<Client> {
         match &self.kind {
             Kind::Node(c) => Ok((**c).clone()),
-            Kind::Sentinel(s) => s.lock().await.async_get_client().await,
+            Kind::Sentinel(s) => s.client.lock().await.async_get_client().await,
             Kind::Cluster(c) => c.node.client(c.seeds[0].clone()),
         }
     }
@@ -231,6 +293,15 @@ impl Target {
             .into_iter()
             .map(|(a, _)| a)
             .collect())
+    }
+}
+
+/// A client's node as `host:port` (empty for a Unix socket).
+fn addr_of(client: &Client) -> String {
+    match client.get_connection_info().addr() {
+        redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port}"),
+        _ => String::new(),
     }
 }
 

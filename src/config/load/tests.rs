@@ -1141,6 +1141,12 @@ fn redis_deployments() {
         }
     );
     assert!(!format!("{:?}", c.session.redis).contains("s3cret"));
+    let c = ok(&s("redis_url = \"rediss://app:hunter2@r:6380/0\""));
+    let shown = format!("{:?}", c.session.redis);
+    assert!(
+        !shown.contains("hunter2") && shown.contains("rediss://<userinfo>@r:6380/0"),
+        "{shown}"
+    );
     // Sentinel.
     let c = ok(&s(
         "redis_sentinel = { master = \"mymaster\", nodes = [\"redis://a:26379\", \"redis://b:26379\"] }",

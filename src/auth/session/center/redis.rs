@@ -148,9 +148,26 @@ end
 return 1
 ";
 
+/// After a rotation that a replica did not confirm: `KEYS[1]` the presented token's grace
+/// record, `KEYS[2]` its successor's record; `ARGV[1]` the sealed successor, `ARGV[2]` the
+/// device id sent, `ARGV[3]` ms to keep it. Written only when the rotation happened (the
+/// successor is live) and no grace record exists: then the retry the 503 asked for, with the
+/// same token from the same device, is answered like a replay within the grace.
+const KEEP_FOR_RETRY_LUA: &str = r"
+if redis.call('HGET', KEYS[2], 'state') == 'live' and redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'next', ARGV[1], 'next_key', KEYS[2], 'device', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+";
+
+/// How long a rotation answered 503 (unconfirmed) keeps its successor for the retry.
+const RETRY_WINDOW: Duration = Duration::from_secs(60);
+
 // Built once: a Script hashes its source, and EVALSHA needs that hash on every call.
 static BEGIN: LazyLock<Script> = LazyLock::new(|| Script::new(BEGIN_LUA));
 static ROTATE: LazyLock<Script> = LazyLock::new(|| Script::new(ROTATE_LUA));
+static KEEP_FOR_RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(KEEP_FOR_RETRY_LUA));
 /// [`ROTATE_LUA`] on a cluster: the session key is `KEYS[4]` (the token's sid, `ARGV[9]`, as
 /// its tag, and it must be the record's), and the user's set, on another slot, is left to be
 /// pruned when read.
@@ -262,7 +279,20 @@ impl RedisStore {
             .arg(sid);
         // Never retried: the first attempt may have rotated already. A revocation (the old
         // token is spent; on reuse, the whole session goes), so a replica confirms it.
-        let answer: Vec<String> = self.run_revocation(&inv, &old_key, false).await?;
+        // Unconfirmed, the answer is a 503 and the client is told to retry, but the rotation
+        // stands on the master: the successor is kept (sealed, as for the grace) so that the
+        // same token from the same device gets it instead of counting as reuse.
+        let new_key = self.refresh_key(sid, r.new_hash);
+        let grace_key = self.refresh_grace_key(sid, r.old_hash);
+        let mut keep = KEEP_FOR_RETRY.prepare_invoke();
+        keep.key(&grace_key)
+            .key(&new_key)
+            .arg(r.sealed_successor)
+            .arg(r.device)
+            .arg(ttl_millis(RETRY_WINDOW));
+        let answer: Vec<String> = self
+            .run_revocation(&inv, &old_key, false, Some(&keep))
+            .await?;
         parse_rotation(&answer)
     }
 
@@ -273,7 +303,7 @@ impl RedisStore {
         let set = self.user_sessions_key(user_id);
         let mut inv = DELETE_ALL.prepare_invoke();
         inv.key(&set).arg(self.prefix()).arg(user_id);
-        self.run_revocation(&inv, &set, true).await
+        self.run_revocation(&inv, &set, true, None).await
     }
 
     pub(super) async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
