@@ -87,10 +87,47 @@ make_keys() {
   export BENCH_HS_SECRET
 }
 
-start_redis() { # PORT
-  start redis "$LOAD_CPU" redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$WORK"
-  wait_port "$1"
+start_redis() { # PORT [NAME [EXTRA ARGS...]]
+  local port=$1 name=${2:-redis}
+  shift; shift || true
+  mkdir -p "$WORK/$name"
+  start "$name" "$LOAD_CPU" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$WORK/$name" "$@"
+  wait_port "$port"
+}
+
+# start_redis_deployment MODE PORT...: `node` (one Redis on the first port), `sentinel` (a
+# master, a replica and a sentinel on the three ports) or `cluster` (three masters). Sets
+# SESSION_REDIS, the [session] line that names it.
+start_redis_deployment() {
+  local mode=$1; shift
+  case $mode in
+    node)
+      start_redis "$1"
+      SESSION_REDIS="redis_url = \"redis://127.0.0.1:$1/0\"" ;;
+    sentinel)
+      start_redis "$1" redis-master
+      start_redis "$2" redis-replica --replicaof 127.0.0.1 "$1"
+      printf 'sentinel monitor gwmaster 127.0.0.1 %s 1\nsentinel down-after-milliseconds gwmaster 1000\n' \
+        "$1" > "$WORK/sentinel.conf"
+      start sentinel "$LOAD_CPU" redis-server "$WORK/sentinel.conf" --sentinel --port "$3" \
+        --bind 127.0.0.1
+      wait_port "$3"
+      SESSION_REDIS="redis_sentinel = { master = \"gwmaster\", nodes = [\"redis://127.0.0.1:$3\"] }" ;;
+    cluster)
+      local p nodes=() urls=()
+      for p in "$@"; do
+        start_redis "$p" "redis-$p" --cluster-enabled yes --cluster-config-file "$WORK/redis-$p/nodes.conf"
+        nodes+=("127.0.0.1:$p"); urls+=("\"redis://127.0.0.1:$p\"")
+      done
+      redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+      for p in "$@"; do
+        until redis-cli -p "$p" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+      done
+      SESSION_REDIS="redis_cluster = [$(IFS=,; echo "${urls[*]}")]" ;;
+    *) log "unknown Redis deployment $mode"; return 1 ;;
+  esac
+  export SESSION_REDIS
 }
 
 start_upstream() { # PORT: nginx answering 200 "ok"
@@ -223,7 +260,7 @@ audience = "api"
 keys = $keys
 [session]
 store = "redis"
-redis_url = "redis://127.0.0.1:$redis/0"
+${SESSION_REDIS:-redis_url = "redis://127.0.0.1:$redis/0"}
 cache = $cache
 [auth]
 $auth

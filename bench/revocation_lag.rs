@@ -1,5 +1,7 @@
 //! Revocation lag between two gateway instances on one Redis: how long after another service
 //! `DEL`s a session key (or changes its `roles` field) the other instance first refuses it.
+//! The config's Redis may be one node, Sentinel (the master is asked of the sentinels) or a
+//! cluster (keys in the cluster layout, `{P}session:{<sid>}`).
 //!
 //! For each of N rounds: write a session hash straight into Redis (HSET + EXPIRE, as another
 //! service would), warm both instances with the token (so each has the session cached), then
@@ -194,21 +196,9 @@ async fn run(args: &Args) -> Result<bool, String> {
         .as_ref()
         .ok_or("the config has no [auth] table (auth.signing_key)")?;
     let signer = Signer::from_config(auth).map_err(|e| e.to_string())?;
-    let redis_url = match (&args.redis, &config.session.redis.nodes) {
-        (Some(url), _) => url.clone(),
-        (None, gateway::config::RedisNodes::Url(url)) => url.clone(),
-        (None, _) => {
-            return Err(
-                "the config names sentinels or a cluster: pass --redis with the master's URL"
-                    .into(),
-            )
-        }
-    };
-    let client = redis::Client::open(redis_url.as_str()).map_err(|e| format!("redis: {e}"))?;
-    let mut redis = client
-        .get_multiplexed_async_connection()
+    let (mut redis, cluster) = connect_redis(args.redis.as_deref(), &config.session.redis.nodes)
         .await
-        .map_err(|e| format!("redis {redis_url}: {e}"))?;
+        .map_err(|e| format!("redis: {e}"))?;
 
     let tls = common::client_config(common::Trust::Roots(&args.cert), &[b"h2"], true)?;
     let connector = TlsConnector::from(std::sync::Arc::new(tls));
@@ -235,7 +225,11 @@ async fn run(args: &Args) -> Result<bool, String> {
             break;
         }
         let sid = format!("lag-{nonce:08x}-{i}");
-        let key = format!("{}session:{sid}", config.session.key_prefix);
+        let key = if cluster {
+            format!("{}session:{{{sid}}}", config.session.key_prefix)
+        } else {
+            format!("{}session:{sid}", config.session.key_prefix)
+        };
         let roles: Vec<String> = Vec::new();
         let token = signer
             .mint(&MintClaims {
@@ -252,21 +246,26 @@ async fn run(args: &Args) -> Result<bool, String> {
             .map_err(|e| e.to_string())?;
 
         // Another service writes the session.
-        let mut write = redis::pipe();
+        let mut write = redis::cmd("HSET");
         write
-            .atomic()
-            .hset(&key, "user_id", "lag-user")
-            .ignore()
-            .hset(&key, "created_at", unix_now())
-            .ignore();
+            .arg(&key)
+            .arg("user_id")
+            .arg("lag-user")
+            .arg("created_at")
+            .arg(unix_now());
         if let Some(r) = args.mode.roles_before() {
-            write.hset(&key, "roles", r).ignore();
+            write.arg("roles").arg(r);
         }
-        write.expire(&key, 300).ignore();
         write
             .query_async::<()>(&mut redis)
             .await
             .map_err(|e| format!("redis HSET: {e}"))?;
+        redis::cmd("EXPIRE")
+            .arg(&key)
+            .arg(300)
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(|e| format!("redis EXPIRE: {e}"))?;
 
         // Warm both instances: the session is read once and then cached.
         let mut rtt = Duration::ZERO;
@@ -429,4 +428,70 @@ mod tests {
         assert_eq!(args.max_time, Duration::from_secs(300));
         assert!(Args::try_parse_from(["revocation_lag", "--mode", "nope"]).is_err());
     }
+}
+
+/// The Redis the sessions are written to: one node, the master the sentinels name, or a
+/// cluster (then `true`: keys take the cluster layout).
+enum BenchRedis {
+    Node(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for BenchRedis {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            BenchRedis::Node(c) => c.req_packed_command(cmd),
+            BenchRedis::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            BenchRedis::Node(c) => c.req_packed_commands(cmd, offset, count),
+            BenchRedis::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            BenchRedis::Node(c) => c.get_db(),
+            BenchRedis::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+async fn connect_redis(
+    url: Option<&str>,
+    nodes: &gateway::config::RedisNodes,
+) -> Result<(BenchRedis, bool), redis::RedisError> {
+    use gateway::config::RedisNodes;
+    let client = match (url, nodes) {
+        (Some(url), _) => redis::Client::open(url)?,
+        (None, RedisNodes::Url(url)) => redis::Client::open(url.as_str())?,
+        (None, RedisNodes::Sentinel { master, nodes }) => {
+            let mut s = redis::sentinel::SentinelClient::build(
+                nodes.clone(),
+                master.clone(),
+                None,
+                redis::sentinel::SentinelServerType::Master,
+            )?;
+            s.async_get_client().await?
+        }
+        (None, RedisNodes::Cluster(nodes)) => {
+            let c = redis::cluster::ClusterClient::new(nodes.clone())?;
+            return Ok((BenchRedis::Cluster(c.get_async_connection().await?), true));
+        }
+    };
+    Ok((
+        BenchRedis::Node(client.get_multiplexed_async_connection().await?),
+        false,
+    ))
 }

@@ -7,6 +7,8 @@
 #
 #   bash bench/revocation_lag.sh
 #   COUNT=200 MODES=delete bash bench/revocation_lag.sh
+#   REDIS_MODE=sentinel bash bench/revocation_lag.sh   # a master, a replica and a sentinel
+#   REDIS_MODE=cluster bash bench/revocation_lag.sh    # three masters
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -14,12 +16,13 @@ source bench/lib.sh
 COUNT=${COUNT:-1000}
 MODES=${MODES:-delete grant revoke}
 MAX_TIME=${MAX_TIME:-5m}
+REDIS_MODE=${REDIS_MODE:-node}
 
 install_missing
 build
 UP=$(free_port); REDIS=$(free_port); A=$(free_port); B=$(free_port)
 make_keys
-start_redis "$REDIS"
+start_redis_deployment "$REDIS_MODE" "$REDIS" "$(free_port)" "$(free_port)"
 start_upstream "$UP"
 gateway_config "$WORK/a.toml" "$A" "$UP" "$REDIS" EdDSA 1 true
 gateway_config "$WORK/b.toml" "$B" "$UP" "$REDIS" EdDSA 1 true
@@ -28,7 +31,7 @@ start_gateway gw-a "$WORK/a.toml" "$A"
 start_gateway gw-b "$WORK/b.toml" "$B"
 sleep 1 # the invalidation links come up
 
-echo "## Revocation lag, $(date -u +%Y-%m-%dT%H:%MZ): $COUNT rounds per mode, instances A and B on CPU $PROXY_CPU"
+echo "## Revocation lag, $(date -u +%Y-%m-%dT%H:%MZ): Redis $REDIS_MODE, $COUNT rounds per mode, instances A and B on CPU $PROXY_CPU"
 versions
 status=0
 for mode in $MODES; do

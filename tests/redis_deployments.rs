@@ -530,3 +530,52 @@ async fn an_instance_on_a_master_the_sentinels_abandoned_moves() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Sentinel over TLS: the sentinels (with a password of their own, in their URLs), the master
+/// they name and its replica all on `rediss://` with the test CA and `requirepass`.
+#[tokio::test]
+async fn sentinel_over_tls_with_passwords() {
+    let ca = TestCa::new();
+    let master = RedisServer::start_with(tls_opts(&ca));
+    let replica = RedisServer::start_with(Opts {
+        replica_of: Some(master.port()),
+        ..tls_opts(&ca)
+    });
+    wait_for_sync(&master, &replica);
+    let sentinel = RedisServer::start_with(Opts {
+        sentinel_of: Some(("gwmaster".into(), master.port())),
+        ..tls_opts(&ca)
+    });
+    let up = Upstream::start().await;
+    let env = password_env("GW_TEST_REDIS_PW_SENTINEL_TLS");
+    let lines = format!(
+        "redis_sentinel = {{ master = \"gwmaster\", nodes = [\"rediss://:{}@127.0.0.1:{}\"] }}\nredis_password_env = \"{env}\"\nredis_ca = \"{}\"",
+        PASSWORD.replace(' ', "%20"),
+        sentinel.port(),
+        toml_path(&ca.ca())
+    );
+    let gw = TestGateway::start(&session(&lines, true), &routes(&up)).await;
+    wait_cache_live(&gw).await;
+    gw.create_session("t1", "alice", None).await;
+    let token = gw.token("alice", "t1", &[]);
+    assert_eq!(
+        gw.client(Proto::H1)
+            .get("/api/x", Some(&token))
+            .await
+            .status,
+        200
+    );
+    wait_for_sync(&master, &replica);
+    assert_eq!(
+        gw.delete_session("t1").await,
+        204,
+        "confirmed by the TLS replica"
+    );
+    assert_eq!(
+        gw.client(Proto::H1)
+            .get("/api/x", Some(&token))
+            .await
+            .status,
+        401
+    );
+}

@@ -98,8 +98,13 @@ impl RedisServer {
                 paused: false,
                 opts: opts.clone(),
             };
-            if server.spawn_and_wait().is_ok() {
-                return server;
+            match server.spawn_and_wait() {
+                Ok(()) => return server,
+                Err(e) => eprintln!(
+                    "redis-server on port {}: {e}\n{}",
+                    server.port,
+                    server.log()
+                ),
             }
             server.kill();
         }
@@ -192,7 +197,11 @@ impl RedisServer {
                     "sentinel monitor {name} 127.0.0.1 {master} 1\n\
                      sentinel down-after-milliseconds {name} 1000\n\
                      sentinel failover-timeout {name} 10000\n\
-                     sentinel parallel-syncs {name} 1\n"
+                     sentinel parallel-syncs {name} 1\n{}",
+                    match &self.opts.password {
+                        Some(p) => format!("sentinel auth-pass {name} {p:?}\n"),
+                        None => String::new(),
+                    }
                 ),
             )
             .map_err(|e| format!("write sentinel.conf: {e}"))?;
