@@ -24,20 +24,9 @@ fn session(cluster: &RedisCluster, extra: &str) -> String {
     )
 }
 
-/// Writes `{P}user:{name}` as `gateway user add` does, through the cluster.
+/// Writes `{P}user:{name}` through the cluster.
 fn add_user(cluster: &RedisCluster, name: &str, roles: &[&str]) {
-    let hash = gateway::auth_center::users::hash_password(PW.as_bytes()).unwrap();
-    let mut con = cluster.connection();
-    let _: () = redis::cmd("HSET")
-        .arg(format!("gw:user:{name}"))
-        .arg("user_id")
-        .arg(name)
-        .arg("password_hash")
-        .arg(hash)
-        .arg("roles")
-        .arg(roles.join(","))
-        .query(&mut con)
-        .unwrap();
+    auth::add_user_on(&mut cluster.connection(), name, PW, roles);
 }
 
 /// Polls (bounded) until `token` gets `want` on `c`.
@@ -56,19 +45,6 @@ async fn until(c: &Client, token: &str, want: u16) {
     }
 }
 
-/// Waits (bounded) until the gateway's session cache has its links to every master up.
-async fn wait_cache_live(gw: &TestGateway) {
-    let cache = gw.gw.auth().session_cache().expect("cache on");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cache.is_live() {
-        assert!(
-            Instant::now() < deadline,
-            "the invalidation links did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_auth_center_on_a_cluster_spreads_sessions_and_keeps_every_operation_atomic() {
     let cluster = RedisCluster::start(3, Opts::default());
@@ -78,8 +54,8 @@ async fn the_auth_center_on_a_cluster_spreads_sessions_and_keeps_every_operation
         TestGateway::start_sharing_keys(&gw, &session(&cluster, ""), &auth::routes(&up)).await;
     add_user(&cluster, "alice", &["admin"]);
     add_user(&cluster, "bob", &[]);
-    wait_cache_live(&gw).await;
-    wait_cache_live(&gw2).await;
+    gw.wait_cache_live().await;
+    gw2.wait_cache_live().await;
     let c = gw.client(Proto::H1);
     let c2 = gw2.client(Proto::H2);
 
@@ -249,7 +225,7 @@ async fn a_tls_cluster_with_a_password() {
     let up = Upstream::start().await;
     let gw = auth::start(&session(&cluster, &extra), "", &up).await;
     add_user(&cluster, "alice", &[]);
-    wait_cache_live(&gw).await;
+    gw.wait_cache_live().await;
     let c = gw.client(Proto::H1);
     let p = login_ok(&c, "alice", PW, Some("laptop")).await;
     assert_eq!(c.get("/api/x", Some(&p.access)).await.status, 200);

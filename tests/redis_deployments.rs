@@ -21,19 +21,6 @@ fn session(redis_lines: &str, cache: bool) -> String {
     )
 }
 
-/// Waits (bounded) until the gateway's session cache has its invalidation link up.
-async fn wait_cache_live(gw: &TestGateway) {
-    let cache = gw.gw.auth().session_cache().expect("cache on");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cache.is_live() {
-        assert!(
-            Instant::now() < deadline,
-            "the invalidation link did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Session-cache hits so far.
 fn cache_hits(gw: &TestGateway) -> u64 {
     let cache = gw.gw.auth().session_cache().expect("cache on");
@@ -91,7 +78,7 @@ async fn tls_with_a_private_ca_and_a_password_from_the_environment() {
         assert_eq!(user.as_deref(), Some("alice"));
         let token = gw.token("alice", &sid, &[]);
         if cache {
-            wait_cache_live(&gw).await;
+            gw.wait_cache_live().await;
         }
         for proto in BOTH {
             let r = gw.client(proto).get("/api/x", Some(&token)).await;
@@ -353,7 +340,7 @@ async fn sentinel_follows_a_killed_master_without_a_restart() {
     // On the new master: revocations work and reach the other instance's cache at once (its
     // invalidation link moved to the new master).
     let after = gw.token("alice", "after", &[]);
-    wait_cache_live(&other).await;
+    other.wait_cache_live().await;
     let hits = cache_hits(&other);
     for _ in 0..2 {
         assert_eq!(
@@ -555,7 +542,7 @@ async fn sentinel_over_tls_with_passwords() {
         toml_path(&ca.ca())
     );
     let gw = TestGateway::start(&session(&lines, true), &routes(&up)).await;
-    wait_cache_live(&gw).await;
+    gw.wait_cache_live().await;
     gw.create_session("t1", "alice", None).await;
     let token = gw.token("alice", "t1", &[]);
     assert_eq!(

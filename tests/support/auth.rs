@@ -73,8 +73,17 @@ pub async fn start(session: &str, auth_extra: &str, up: &Upstream) -> TestGatewa
 
 /// Writes `{P}user:{name}` as `gateway user add` does.
 pub fn add_user(redis: &RedisServer, name: &str, password: &str, roles: &[&str]) {
+    add_user_on(&mut redis.connection(), name, password, roles);
+}
+
+/// [`add_user`] over any connection (a cluster's, say).
+pub fn add_user_on(
+    con: &mut impl redis::ConnectionLike,
+    name: &str,
+    password: &str,
+    roles: &[&str],
+) {
     let hash = gateway::auth_center::users::hash_password(password.as_bytes()).unwrap();
-    let mut con = redis.connection();
     let _: () = redis::cmd("HSET")
         .arg(format!("gw:user:{name}"))
         .arg("user_id")
@@ -83,7 +92,7 @@ pub fn add_user(redis: &RedisServer, name: &str, password: &str, roles: &[&str])
         .arg(hash)
         .arg("roles")
         .arg(roles.join(","))
-        .query(&mut con)
+        .query(con)
         .unwrap();
 }
 

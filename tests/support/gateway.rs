@@ -214,6 +214,23 @@ impl TestGateway {
         .unwrap();
     }
 
+    /// Waits (bounded) until the session cache's invalidation links are up.
+    pub async fn wait_cache_live(&self) {
+        let cache = self
+            .gw
+            .auth()
+            .session_cache()
+            .expect("the session cache is on");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !cache.is_live() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the invalidation links did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `DELETE /sessions/{sid}` on the admin listener with the admin token: the status.
     pub async fn delete_session(&self, sid: &str) -> u16 {
         let (status, _) = gateway::cli::admin_client::request(
