@@ -374,5 +374,44 @@ pub(crate) fn read_ca(path: &Path) -> Result<Vec<u8>, StoreError> {
             path.display()
         )));
     }
+    // As the TLS client will take them: every one must be a usable trust anchor.
+    let mut roots = rustls::RootCertStore::empty();
+    let (_, bad) = roots.add_parsable_certificates(certs);
+    if bad > 0 {
+        return Err(err(format!(
+            "{}: {bad} certificate(s) that do not parse as a trust anchor",
+            path.display()
+        )));
+    }
     Ok(pem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_must_hold_usable_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(read_ca(&junk), Err(StoreError::Ca { .. })),
+            "{:?}",
+            read_ca(&junk)
+        );
+        let key_only = dir.path().join("key.pem");
+        std::fs::write(
+            &key_only,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        assert!(matches!(read_ca(&key_only), Err(StoreError::Ca { .. })));
+        let missing = dir.path().join("missing.pem");
+        assert!(matches!(read_ca(&missing), Err(StoreError::Ca { .. })));
+    }
 }
