@@ -238,3 +238,80 @@ async fn a_tls_cluster_with_a_password() {
         .unwrap();
     until(&c, &p.access, 401).await;
 }
+
+/// A login adds its id to the user's set, writes the session on another slot, then adds the
+/// id again; a list (which prunes ids whose session is missing) or a sign-out-everywhere
+/// falling in between must not leave the new session out of the set, where a later
+/// sign-out-everywhere could not find it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_never_left_out_of_its_users_set() {
+    let cluster = RedisCluster::start(3, Opts::default());
+    let up = Upstream::start().await;
+    let gw = auth::start(&session(&cluster, ""), "", &up).await;
+    add_user(&cluster, "alice", &[]);
+    gw.wait_cache_live().await;
+    let c = std::sync::Arc::new(gw.client(Proto::H1));
+    let mut anchor = login_ok(&c, "alice", PW, Some("anchor")).await;
+    let mut logins: Vec<Pair> = Vec::new();
+    let started = Instant::now();
+    for round in 0..12 {
+        if started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        let cl = c.clone();
+        let device = format!("racer{round}");
+        let racer = tokio::spawn(async move { login(&cl, "alice", PW, Some(&device)).await });
+        if round % 3 == 2 {
+            let r = call(
+                &c,
+                "DELETE",
+                "/auth/sessions",
+                None,
+                Some(&anchor.access),
+                &[],
+            )
+            .await;
+            assert_eq!(r.status, 204);
+            anchor = login_ok(&c, "alice", PW, Some("anchor")).await;
+        } else {
+            let listers: Vec<_> = (0..3)
+                .map(|_| {
+                    let (cl, access) = (c.clone(), anchor.access.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..40 {
+                            let r =
+                                call(&cl, "GET", "/auth/sessions", None, Some(&access), &[]).await;
+                            assert_eq!(r.status, 200);
+                        }
+                    })
+                })
+                .collect();
+            for l in listers {
+                l.await.unwrap();
+            }
+        }
+        let r = racer.await.unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        logins.push(Pair::from(&r));
+    }
+    // Whatever raced what, one sign-out-everywhere ends every session.
+    let r = call(
+        &c,
+        "DELETE",
+        "/auth/sessions",
+        None,
+        Some(&anchor.access),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    for p in &logins {
+        assert_eq!(
+            c.get("/api/x", Some(&p.access)).await.status,
+            401,
+            "{} survived",
+            p.sid
+        );
+        assert_eq!(refresh(&c, &p.refresh, None).await.status, 401);
+    }
+}

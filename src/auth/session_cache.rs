@@ -134,7 +134,7 @@ impl SessionCache {
         cfg: &config::Session,
         store_moves: Option<watch::Receiver<u64>>,
     ) -> Result<SessionCache, StoreError> {
-        let target = Arc::new(Target::new(&cfg.redis, ProtocolVersion::RESP3)?);
+        let target = Arc::new(Target::new(&cfg.redis, ProtocolVersion::RESP3, false)?);
         let inner = Arc::new(Inner {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             live: AtomicBool::new(false),
@@ -483,9 +483,10 @@ async fn serve_link(
                 if ticks.is_multiple_of(4) && target.check_named(&links[0].0, deadline).await.is_err() {
                     return;
                 }
-                // A cluster's masters are compared every 4th beat (2 s): a failover or a
-                // resharding that moves a master makes new links.
-                if target.is_cluster() && ticks.is_multiple_of(4) {
+                // A cluster's masters are compared on every beat (500 ms): a failover, or a
+                // resharding that gives slots to a master without a link, makes new links
+                // (the cache is emptied meanwhile).
+                if target.is_cluster() {
                     let mut con = links[0].1.clone();
                     let mut cmd = redis::cmd("CLUSTER");
                     cmd.arg("SLOTS");

@@ -4,10 +4,11 @@
 //! A session's keys share its id's tag: `{P}session:{<sid>}` and its refresh records
 //! `{P}refresh:{<sid>}:<hash>`, so a rotation (refresh records and session) is still one
 //! atomic script, and sessions spread over the masters by id. A user's set
-//! `{P}user-sessions:{<user_id>}` has the user's tag, so it lives on another slot: it is
-//! written before the session (a session is never missing from its user's set, so "sign out
-//! everywhere" finds every one) and pruned lazily (a sid whose hash is gone is dropped when the
-//! set is read), and "sign out everywhere" deletes each session with a script of its own.
+//! `{P}user-sessions:{<user_id>}` has the user's tag, so it lives on another slot: the id is
+//! added before the session is written and again after, and a prune (a sid whose hash is gone
+//! is dropped when the set is read) puts back any id whose session exists by then, so a live
+//! session is never left out of its set and "sign out everywhere" finds every one; that one
+//! deletes each session with a script of its own.
 
 use std::time::Duration;
 
@@ -105,9 +106,11 @@ impl RedisStore {
             inv.arg(name).arg(value);
         }
         // As on one node: a plain create is idempotent, a create-if-absent is not retried.
-        self.run_script_inner::<i64>(&inv, !if_absent)
-            .await
-            .map(|n| n == 1)
+        let written = self.run_script_inner::<i64>(&inv, !if_absent).await? == 1;
+        // Added again: a reader that pruned the id between the first add and the write (the
+        // session did not exist yet) must not leave it out of the set.
+        self.add_to_user_set(new, ttl).await?;
+        Ok(written)
     }
 
     /// `delete` on a cluster: the hash in one confirmed script, then the sid out of its
@@ -135,16 +138,59 @@ impl RedisStore {
         smembers.arg(&set);
         let sids: Vec<String> = self.query(&smembers).await?;
         let mut deleted = 0;
+        let mut first_error = None;
+        let mut handled = Vec::with_capacity(sids.len());
+        // Every session is tried, even after one fails (an unconfirmed one is 503, but in
+        // effect): the first error is the answer.
         for sid in &sids {
             let key = self.session_key(sid);
             let mut inv = DELETE_OWNED.prepare_invoke();
             inv.key(&key).arg(user_id);
-            deleted += self.run_revocation::<u64>(&inv, &key, true, None).await?;
+            match self.run_revocation::<u64>(&inv, &key, true, None).await {
+                Ok(n) => {
+                    deleted += n;
+                    handled.push(sid.clone());
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        let mut del = redis::cmd("DEL");
-        del.arg(&set);
-        self.query::<i64>(&del).await?;
-        Ok(deleted)
+        // Only the ids handled leave the set (one added meanwhile by a login stays), and an
+        // id whose session appeared meanwhile is put back.
+        self.prune_user_set(&set, user_id, &handled).await?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(deleted),
+        }
+    }
+
+    /// Takes `sids` out of `user_id`'s set `set`, then puts back those whose session (the
+    /// user's) exists by now: a login adds its id, writes the session, then adds the id
+    /// again, and a prune that falls between could otherwise leave a live session out of its
+    /// set (and out of reach of sign-out-everywhere).
+    async fn prune_user_set(
+        &self,
+        set: &str,
+        user_id: &str,
+        sids: &[String],
+    ) -> Result<(), StoreError> {
+        if sids.is_empty() {
+            return Ok(());
+        }
+        let mut srem = redis::cmd("SREM");
+        srem.arg(set).arg(sids);
+        self.query::<i64>(&srem).await?;
+        for sid in sids {
+            let mut owner = redis::cmd("HGET");
+            owner.arg(self.session_key(sid)).arg("user_id");
+            if self.query::<Option<String>>(&owner).await?.as_deref() == Some(user_id) {
+                let mut sadd = redis::cmd("SADD");
+                sadd.arg(set).arg(sid);
+                self.query::<i64>(&sadd).await?;
+            }
+        }
+        Ok(())
     }
 
     /// `begin` (a login) on a cluster: the user's set, then session and refresh record.
@@ -163,7 +209,9 @@ impl RedisStore {
         for (name, value) in new.fields() {
             inv.arg(name).arg(value);
         }
-        self.run_script_inner::<()>(&inv, true).await
+        self.run_script_inner::<()>(&inv, true).await?;
+        // Added again: see `cluster_create`.
+        self.add_to_user_set(new, ttl).await
     }
 }
 

@@ -422,6 +422,7 @@ mod tests {
             Target::new(
                 &Redis::url("redis://127.0.0.1:1/0"),
                 redis::ProtocolVersion::RESP2,
+                false,
             )
             .unwrap(),
         )

@@ -84,13 +84,15 @@ impl RedisStore {
     /// node URL that does not parse, a `redis_ca` that cannot be read, or outside a Tokio
     /// runtime.
     pub fn connect(cfg: &config::Session) -> Result<RedisStore, StoreError> {
-        let target = Arc::new(Target::new(&cfg.redis, ProtocolVersion::RESP2)?);
+        let target = Arc::new(Target::new(&cfg.redis, ProtocolVersion::RESP2, false)?);
+        // Revocations (rotations among them) are never resent by the client itself.
+        let durable = Arc::new(Target::new(&cfg.redis, ProtocolVersion::RESP2, true)?);
         Ok(RedisStore {
             cluster: target.is_cluster(),
             sentinel: target.follows_master(),
             replicas_seen: AtomicBool::new(false),
             link: Link::start(target.clone(), cfg.timeout, cfg.max_concurrent)?,
-            durable: Link::start(target, cfg.timeout, cfg.max_concurrent)?,
+            durable: Link::start(durable, cfg.timeout, cfg.max_concurrent)?,
             // Half the store timeout: the answer still comes within the caller's deadline.
             wait: (cfg.timeout / 2).max(Duration::from_millis(1)),
             prefix: cfg.key_prefix.clone(),
@@ -411,6 +413,23 @@ async fn list_sessions(
             .arg(&gone)
             .query_async::<()>(c)
             .await?;
+        if store.cluster {
+            // A login between its two adds (see `cluster.rs`): its id goes back.
+            for sid in &gone {
+                let owner: Option<String> = redis::cmd("HGET")
+                    .arg(store.session_key(sid))
+                    .arg("user_id")
+                    .query_async(c)
+                    .await?;
+                if owner.as_deref() == Some(user_id) {
+                    redis::cmd("SADD")
+                        .arg(set_key)
+                        .arg(sid)
+                        .query_async::<()>(c)
+                        .await?;
+                }
+            }
+        }
     }
     Ok(live)
 }

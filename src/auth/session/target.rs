@@ -69,11 +69,12 @@ impl NodeSettings {
 
 impl Target {
     /// Clients for `cfg`, speaking `protocol` (the session cache's link needs RESP3 for
-    /// invalidation pushes). Fails on a URL that does not parse or a CA file that cannot be
+    /// invalidation pushes); `once`: a cluster client that never resends a command itself. Fails on a URL that does not parse or a CA file that cannot be
     /// read; connects to nothing yet.
     pub(crate) fn new(
         cfg: &config::Redis,
         protocol: ProtocolVersion,
+        once: bool,
     ) -> Result<Target, StoreError> {
         let certs = match &cfg.ca {
             Some(path) => Some(TlsCertificates {
@@ -145,6 +146,11 @@ impl Target {
                     .collect::<RedisResult<Vec<_>>>()
                     .map_err(invalid)?;
                 let mut b = ClusterClientBuilder::new(seeds.clone()).use_protocol(protocol);
+                if once {
+                    // A command whose answer was lost may have run: the cluster client must
+                    // not send it again (a rotation run twice reads as reuse).
+                    b = b.retries(0);
+                }
                 if let Some(p) = password {
                     b = b.password(p);
                 }

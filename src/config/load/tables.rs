@@ -230,6 +230,16 @@ pub(super) fn session(cx: &mut Cx<'_>, s: Option<&SessionFile>) -> Option<Sessio
             );
             None
         }
+        // On a cluster a brace would become (part of) every key's hash tag, and a session's
+        // keys would land in different slots.
+        Some(v) if s.redis_cluster.is_some() && v.get_ref().contains(['{', '}']) => {
+            cx.err(
+                v,
+                "session.key_prefix",
+                "with redis_cluster the prefix must not contain '{' or '}' (hash-tag braces)",
+            );
+            None
+        }
         Some(v) => Some(v.get_ref().clone()),
     };
     let timeout = cx.duration(

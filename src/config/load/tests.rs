@@ -1197,6 +1197,12 @@ fn redis_deployments() {
     );
     assert!(c.session.redis.tls());
     one(
+        &s("redis_cluster = [\"redis://a:7000\"]\nkey_prefix = \"gw{\""),
+        "\"gw{",
+        "session.key_prefix",
+        "must not contain '{' or '}'",
+    );
+    one(
         &s("redis_cluster = []"),
         "redis_cluster = |[]",
         "session.redis_cluster",
