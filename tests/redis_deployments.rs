@@ -182,6 +182,17 @@ async fn a_wrong_password_is_503() {
     assert_eq!(up.count(), 0);
 }
 
+/// A master run with `opts` and a replica of it (run the same way), in sync.
+fn master_and_replica(opts: Opts) -> (RedisServer, RedisServer) {
+    let master = RedisServer::start_with(opts.clone());
+    let replica = RedisServer::start_with(Opts {
+        replica_of: Some(master.port()),
+        ..opts
+    });
+    wait_for_sync(&master, &replica);
+    (master, replica)
+}
+
 /// Polls until the replica has caught up with everything the master has (bounded).
 fn wait_for_sync(master: &RedisServer, replica: &RedisServer) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -217,12 +228,7 @@ fn wait_for_sync(master: &RedisServer, replica: &RedisServer) {
 
 #[tokio::test]
 async fn a_revocation_is_confirmed_by_a_replica_and_503_when_it_cannot_be() {
-    let master = RedisServer::start();
-    let mut replica = RedisServer::start_with(Opts {
-        replica_of: Some(master.port()),
-        ..Opts::default()
-    });
-    wait_for_sync(&master, &replica);
+    let (master, mut replica) = master_and_replica(Opts::default());
     let up = Upstream::start().await;
     let lines = format!("redis_url = \"{}\"", master.url());
     let gw = TestGateway::start(&session(&lines, true), &routes(&up)).await;
@@ -269,12 +275,7 @@ async fn a_revocation_is_confirmed_by_a_replica_and_503_when_it_cannot_be() {
 
 #[tokio::test]
 async fn sentinel_follows_a_killed_master_without_a_restart() {
-    let mut master = RedisServer::start();
-    let replica = RedisServer::start_with(Opts {
-        replica_of: Some(master.port()),
-        ..Opts::default()
-    });
-    wait_for_sync(&master, &replica);
+    let (mut master, replica) = master_and_replica(Opts::default());
     let sentinel = RedisServer::start_with(Opts {
         sentinel_of: Some(("gwmaster".into(), master.port())),
         ..Opts::default()
@@ -390,12 +391,7 @@ async fn sentinel_follows_a_killed_master_without_a_restart() {
 /// had one must not confirm a revocation alone, since a failover may promote that replica.
 #[tokio::test]
 async fn a_master_whose_replica_link_dropped_does_not_confirm_alone() {
-    let master = RedisServer::start();
-    let mut replica = RedisServer::start_with(Opts {
-        replica_of: Some(master.port()),
-        ..Opts::default()
-    });
-    wait_for_sync(&master, &replica);
+    let (master, mut replica) = master_and_replica(Opts::default());
     let up = Upstream::start().await;
     let lines = format!("redis_url = \"{}\"", master.url());
     let gw = TestGateway::start(&session(&lines, false), &routes(&up)).await;
@@ -419,12 +415,7 @@ async fn a_master_whose_replica_link_dropped_does_not_confirm_alone() {
 /// retry the 503 asks for (same token, same device) gets the same successor, not a reuse.
 #[tokio::test]
 async fn an_unconfirmed_refresh_can_be_retried() {
-    let master = RedisServer::start();
-    let mut replica = RedisServer::start_with(Opts {
-        replica_of: Some(master.port()),
-        ..Opts::default()
-    });
-    wait_for_sync(&master, &replica);
+    let (master, mut replica) = master_and_replica(Opts::default());
     let up = Upstream::start().await;
     support::auth::add_user(&master, "bob", PASSWORD, &[]);
     let gw = support::auth::start(
@@ -439,6 +430,8 @@ async fn an_unconfirmed_refresh_can_be_retried() {
     replica.pause();
     let r = support::auth::refresh(&c, &p.refresh, Some("dev1")).await;
     assert_eq!(r.status, 503, "{:?}", r.body);
+    assert_eq!(r.error_code(), "session_store_unavailable");
+    assert_eq!(r.header("retry-after"), Some("1"));
     replica.resume();
     wait_for_sync(&master, &replica);
     let r = support::auth::refresh(&c, &p.refresh, Some("dev1")).await;
@@ -454,12 +447,7 @@ async fn an_unconfirmed_refresh_can_be_retried() {
 /// "master". An instance connected to the old one leaves it for the sentinels' master.
 #[tokio::test]
 async fn an_instance_on_a_master_the_sentinels_abandoned_moves() {
-    let master = RedisServer::start();
-    let replica = RedisServer::start_with(Opts {
-        replica_of: Some(master.port()),
-        ..Opts::default()
-    });
-    wait_for_sync(&master, &replica);
+    let (master, replica) = master_and_replica(Opts::default());
     let sentinel = RedisServer::start_with(Opts {
         sentinel_of: Some(("gwmaster".into(), master.port())),
         ..Opts::default()
@@ -523,12 +511,7 @@ async fn an_instance_on_a_master_the_sentinels_abandoned_moves() {
 #[tokio::test]
 async fn sentinel_over_tls_with_passwords() {
     let ca = TestCa::new();
-    let master = RedisServer::start_with(tls_opts(&ca));
-    let replica = RedisServer::start_with(Opts {
-        replica_of: Some(master.port()),
-        ..tls_opts(&ca)
-    });
-    wait_for_sync(&master, &replica);
+    let (master, replica) = master_and_replica(tls_opts(&ca));
     let sentinel = RedisServer::start_with(Opts {
         sentinel_of: Some(("gwmaster".into(), master.port())),
         ..tls_opts(&ca)

@@ -165,35 +165,7 @@ impl RedisStore {
         }
     }
 
-    /// Takes `sids` out of `user_id`'s set `set`, then puts back those whose session (the
-    /// user's) exists by now: a login adds its id, writes the session, then adds the id
-    /// again, and a prune that falls between could otherwise leave a live session out of its
-    /// set (and out of reach of sign-out-everywhere).
-    async fn prune_user_set(
-        &self,
-        set: &str,
-        user_id: &str,
-        sids: &[String],
-    ) -> Result<(), StoreError> {
-        if sids.is_empty() {
-            return Ok(());
-        }
-        let mut srem = redis::cmd("SREM");
-        srem.arg(set).arg(sids);
-        self.query::<i64>(&srem).await?;
-        for sid in sids {
-            let mut owner = redis::cmd("HGET");
-            owner.arg(self.session_key(sid)).arg("user_id");
-            if self.query::<Option<String>>(&owner).await?.as_deref() == Some(user_id) {
-                let mut sadd = redis::cmd("SADD");
-                sadd.arg(set).arg(sid);
-                self.query::<i64>(&sadd).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// `begin` (a login) on a cluster: the user's set, then session and refresh record.
+    /// `begin` (a login) on a cluster: the user's set, session and refresh record, the set again.
     pub(super) async fn cluster_begin(
         &self,
         new: &NewSession,

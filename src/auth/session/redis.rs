@@ -91,7 +91,7 @@ impl RedisStore {
             cluster: target.is_cluster(),
             sentinel: target.follows_master(),
             replicas_seen: AtomicBool::new(false),
-            link: Link::start(target.clone(), cfg.timeout, cfg.max_concurrent)?,
+            link: Link::start(target, cfg.timeout, cfg.max_concurrent)?,
             durable: Link::start(durable, cfg.timeout, cfg.max_concurrent)?,
             // Half the store timeout: the answer still comes within the caller's deadline.
             wait: (cfg.timeout / 2).max(Duration::from_millis(1)),
@@ -223,15 +223,48 @@ impl RedisStore {
         user_id: &str,
     ) -> Result<Vec<(String, SessionRecord)>, StoreError> {
         let set_key = self.user_sessions_key(user_id);
-        let set_key = &set_key;
-        let mut sessions = self
+        let set = &set_key;
+        let (mut sessions, gone) = self
             .link
             .run(true, move |mut c| async move {
-                list_sessions(&mut c, self, set_key, user_id).await
+                list_sessions(&mut c, self, set, user_id).await
             })
             .await?;
+        self.prune_user_set(&set_key, user_id, &gone).await?;
         sessions.sort_by(|a, b| (a.1.created_at, &a.0).cmp(&(b.1.created_at, &b.0)));
         Ok(sessions)
+    }
+
+    /// Takes `sids` out of `user_id`'s set `set`. On a cluster, then puts back those whose
+    /// session (the user's) exists by now: a login adds its id, writes the session (another
+    /// slot), then adds the id again, and a prune that falls between could otherwise leave a
+    /// live session out of its set, out of reach of sign-out-everywhere. (On one node a login
+    /// writes both in one script.)
+    pub(super) async fn prune_user_set(
+        &self,
+        set: &str,
+        user_id: &str,
+        sids: &[String],
+    ) -> Result<(), StoreError> {
+        if sids.is_empty() {
+            return Ok(());
+        }
+        let mut srem = redis::cmd("SREM");
+        srem.arg(set).arg(sids);
+        self.query::<i64>(&srem).await?;
+        if !self.cluster {
+            return Ok(());
+        }
+        for sid in sids {
+            let mut owner = redis::cmd("HGET");
+            owner.arg(self.session_key(sid)).arg("user_id");
+            if self.query::<Option<String>>(&owner).await?.as_deref() == Some(user_id) {
+                let mut sadd = redis::cmd("SADD");
+                sadd.arg(set).arg(sid);
+                self.query::<i64>(&sadd).await?;
+            }
+        }
+        Ok(())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -365,21 +398,22 @@ impl Confirm<'_> {
 }
 
 /// SMEMBERS, then every hash (in one pipeline on a node; one by one on a cluster, where they
-/// live on other slots than the set), then SREM of the sids whose hash is gone (or now
-/// belongs to someone else). Sids that are not UTF-8 are skipped, not pruned.
+/// live on other slots than the set): the live sessions, and the sids whose hash is gone (or
+/// now belongs to someone else), for [`RedisStore::prune_user_set`]. Sids that are not UTF-8
+/// are skipped, not pruned.
 async fn list_sessions(
     c: &mut Conn,
     store: &RedisStore,
     set_key: &str,
     user_id: &str,
-) -> Result<Vec<(String, SessionRecord)>, RedisError> {
+) -> Result<(Vec<(String, SessionRecord)>, Vec<String>), RedisError> {
     let members: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(set_key).query_async(c).await?;
     let sids: Vec<String> = members
         .into_iter()
         .filter_map(|m| String::from_utf8(m).ok())
         .collect();
     if sids.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let hashes: Vec<Vec<(Vec<u8>, Vec<u8>)>> = if store.cluster {
         let mut hashes = Vec::with_capacity(sids.len());
@@ -407,31 +441,7 @@ async fn list_sessions(
             _ => gone.push(sid),
         }
     }
-    if !gone.is_empty() {
-        redis::cmd("SREM")
-            .arg(set_key)
-            .arg(&gone)
-            .query_async::<()>(c)
-            .await?;
-        if store.cluster {
-            // A login between its two adds (see `cluster.rs`): its id goes back.
-            for sid in &gone {
-                let owner: Option<String> = redis::cmd("HGET")
-                    .arg(store.session_key(sid))
-                    .arg("user_id")
-                    .query_async(c)
-                    .await?;
-                if owner.as_deref() == Some(user_id) {
-                    redis::cmd("SADD")
-                        .arg(set_key)
-                        .arg(sid)
-                        .query_async::<()>(c)
-                        .await?;
-                }
-            }
-        }
-    }
-    Ok(live)
+    Ok((live, gone))
 }
 
 #[cfg(test)]

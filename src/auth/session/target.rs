@@ -89,22 +89,26 @@ impl Target {
             password: password.map(str::to_owned),
             certs: certs.clone(),
         };
+        let key = match &cfg.nodes {
+            RedisNodes::Url(_) => "session.redis_url",
+            RedisNodes::Sentinel { .. } => "session.redis_sentinel",
+            RedisNodes::Cluster(_) => "session.redis_cluster",
+        };
+        let invalid = |e: redis::RedisError| StoreError::Invalid(format!("{key}: {e}"));
+        let parse_all = |nodes: &[String]| {
+            nodes
+                .iter()
+                .map(|n| n.as_str().into_connection_info())
+                .collect::<RedisResult<Vec<_>>>()
+                .map_err(invalid)
+        };
         let kind = match &cfg.nodes {
             RedisNodes::Url(url) => {
-                let invalid =
-                    |e: redis::RedisError| StoreError::Invalid(format!("session.redis_url: {e}"));
                 let info = url.as_str().into_connection_info().map_err(invalid)?;
                 Kind::Node(Box::new(node.client(info).map_err(invalid)?))
             }
             RedisNodes::Sentinel { master, nodes } => {
-                let invalid = |e: redis::RedisError| {
-                    StoreError::Invalid(format!("session.redis_sentinel: {e}"))
-                };
-                let infos = nodes
-                    .iter()
-                    .map(|n| n.as_str().into_connection_info())
-                    .collect::<RedisResult<Vec<_>>>()
-                    .map_err(invalid)?;
+                let infos = parse_all(nodes)?;
                 let tls = cfg.tls();
                 let mut b = SentinelClientBuilder::new(
                     infos.iter().map(|i| i.addr().clone()),
@@ -137,14 +141,7 @@ impl Target {
                 }))
             }
             RedisNodes::Cluster(nodes) => {
-                let invalid = |e: redis::RedisError| {
-                    StoreError::Invalid(format!("session.redis_cluster: {e}"))
-                };
-                let seeds = nodes
-                    .iter()
-                    .map(|n| n.as_str().into_connection_info())
-                    .collect::<RedisResult<Vec<_>>>()
-                    .map_err(invalid)?;
+                let seeds = parse_all(nodes)?;
                 let mut b = ClusterClientBuilder::new(seeds.clone()).use_protocol(protocol);
                 if once {
                     // A command whose answer was lost may have run: the cluster client must
