@@ -224,6 +224,7 @@ mod tests {
             user_id: HeaderName::from_static("x-user-id"),
             roles: HeaderName::from_static("x-user-roles"),
             session_id: session_id.then(|| HeaderName::from_static("x-session-id")),
+            assertion: None,
         })
     }
 
@@ -294,6 +295,7 @@ mod tests {
             user_id: HeaderName::from_static("x-auth-user"),
             roles: HeaderName::from_static("x-auth-groups"),
             session_id: Some(HeaderName::from_static("x-auth-session")),
+            assertion: None,
         });
         let mut headers = request(&[
             ("X-User-Id", "root"),
@@ -487,6 +489,7 @@ mod tests {
             user_id: HeaderName::from_static("remote_user"),
             roles: HeaderName::from_static("remote-groups"),
             session_id: None,
+            assertion: None,
         });
         let mut headers = request(&[("Remote-User", "m"), ("remote_groups", "admin")]);
         strip_inbound(&mut headers, &names);

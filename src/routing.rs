@@ -175,6 +175,8 @@ mod tests {
             forward_token: false,
             timeout: Duration::from_secs(30),
             max_body: 10 << 20,
+            issuers: vec![crate::config::OWN_ISSUER.to_owned()],
+            claims_to_headers: Vec::new(),
         }
     }
 

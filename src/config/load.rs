@@ -153,6 +153,8 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
         limits: limits?,
         demo: demo?,
         admin: admin?,
+        issuers: Vec::new(),
+        oidc: None,
         routes: routes?,
     })
 }

@@ -48,8 +48,87 @@ pub struct Config {
     /// `Some` when `[admin]` is present: the admin listener's session endpoints exist, behind
     /// its bearer token. `None`: they answer 404.
     pub admin: Option<Admin>,
+    /// `[[issuer]]` tables: external token issuers (docs/contract.md section 9), in file order.
+    pub issuers: Vec<Issuer>,
+    /// `Some` when `[oidc]` is present: browser login through an OpenID provider (needs `[auth]`).
+    pub oidc: Option<Oidc>,
     /// Never empty.
     pub routes: Vec<Route>,
+}
+
+/// The name a route's `issuers` uses for the gateway's own tokens (those `[jwt]` verifies).
+/// No `[[issuer]]` or `[oidc]` may take it.
+pub const OWN_ISSUER: &str = "gateway";
+
+/// Whether a token of an `[[issuer]]` needs a gateway session behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerSession {
+    /// The token alone authenticates (service-to-service tokens).
+    None,
+    /// The token's `session_claim` must name a live gateway session of `<name>:<sub>`.
+    Required,
+}
+
+/// One `[[issuer]]`: tokens minted by an external identity provider.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    /// `[A-Za-z0-9._-]`, 1-64 bytes, unique among issuers and `[oidc]`, never [`OWN_ISSUER`].
+    /// Users of this issuer are `<name>:<sub>`.
+    pub name: String,
+    /// The exact `iss` its tokens carry, and where discovery starts
+    /// (`<issuer>/.well-known/openid-configuration`): `https://`, or `http://` on loopback only.
+    /// Unique among issuers and `[jwt].issuer`.
+    pub issuer: String,
+    pub audience: String,
+    /// Asymmetric only (keys come from the provider's JWKS). Default `["RS256"]`.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// Default "sub".
+    pub user_id_claim: String,
+    /// Default "roles".
+    pub roles_claim: String,
+    /// Required in the file (no default).
+    pub session: IssuerSession,
+    /// With `session = "required"`: the claim naming the gateway session. Default "sid".
+    pub session_claim: String,
+    /// Default 30s.
+    pub leeway: Duration,
+    /// `Some`: use this JWKS and skip discovery (same URL rule as `issuer`).
+    pub jwks_url: Option<http::Uri>,
+    /// Background JWKS refresh (default 5m).
+    pub jwks_refresh: Duration,
+}
+
+/// `[oidc]`: browser login through an OpenID provider (authorization code + PKCE).
+#[derive(Debug, Clone)]
+pub struct Oidc {
+    /// Users logged in this way are `<name>:<sub>`; same rules as an issuer's name.
+    pub name: String,
+    /// The provider's issuer URL (same rule as [`Issuer::issuer`]).
+    pub issuer: String,
+    pub client_id: String,
+    /// `client_secret_env`'s value (non-empty); `None` for a public client (PKCE only).
+    pub client_secret: Option<OidcSecret>,
+    /// Normalised path the provider redirects back to (default `{auth.path}/oidc/callback`);
+    /// the redirect URI is `https://<Host of the login request><redirect_path>`.
+    pub redirect_path: String,
+    /// Always holds "openid". Default `["openid", "email", "profile"]`.
+    pub scopes: Vec<String>,
+    /// Claim of the ID token (else of userinfo) holding the roles. Default "groups".
+    pub roles_claim: String,
+    /// ID token algorithms accepted. Default `["RS256"]`; asymmetric only.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// Default 30s.
+    pub leeway: Duration,
+}
+
+/// An OIDC client secret read from the environment: sent to the provider, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OidcSecret(pub String);
+
+impl std::fmt::Debug for OidcSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OidcSecret(<redacted>)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +327,8 @@ pub struct Headers {
     pub user_id: HeaderName,
     pub roles: HeaderName,
     pub session_id: Option<HeaderName>,
+    /// `assertion`: a signed identity JWT for backends (needs `[auth]`'s signing key).
+    pub assertion: Option<HeaderName>,
 }
 
 #[derive(Debug, Clone)]
@@ -348,6 +429,12 @@ pub struct Route {
     pub timeout: Duration,
     /// Request body limit in bytes (default 10 MiB): above it, 413.
     pub max_body: u64,
+    /// Token issuers accepted: [`OWN_ISSUER`] and `[[issuer]]` names, each defined, no
+    /// repeats. Never empty; default `[OWN_ISSUER]`.
+    pub issuers: Vec<String>,
+    /// `claims_to_headers`: (header, claim), header names unique and never an identity,
+    /// hop-by-hop, forwarding or Host header.
+    pub claims_to_headers: Vec<(HeaderName, String)>,
 }
 
 /// Parses a duration string ("500ms", "30s", "15m", "2h", "7d").

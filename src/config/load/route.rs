@@ -144,6 +144,8 @@ fn route(cx: &mut Cx<'_>, r: &RouteFile, i: usize) -> Option<Route> {
         forward_token: r.forward_token.as_ref().is_some_and(|b| *b.get_ref()),
         timeout: timeout?,
         max_body: max_body?,
+        issuers: vec![crate::config::OWN_ISSUER.to_owned()],
+        claims_to_headers: Vec::new(),
     })
 }
 

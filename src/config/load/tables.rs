@@ -533,6 +533,7 @@ pub(super) fn headers(cx: &mut Cx<'_>, h: Option<&HeadersFile>) -> Option<Header
         user_id: user_id?,
         roles: roles?,
         session_id: session_id?,
+        assertion: None,
     })
 }
 
