@@ -43,11 +43,14 @@ pub fn jwt_check_claims(
     now: u64,
 ) -> Result<VerifiedToken, TokenError> {
     ClaimRules {
+        index: 0,
+        user_prefix: None,
+        kept_claims: Vec::new(),
         issuer: spec.issuer.to_owned(),
         audience: spec.audience.to_owned(),
         leeway: spec.leeway,
         user_id_claim: spec.user_id_claim.to_owned(),
-        session_claim: spec.session_claim.to_owned(),
+        session_claim: Some(spec.session_claim.to_owned()),
         roles_claim: spec.roles_claim.to_owned(),
     }
     .check(claims, now)

@@ -73,7 +73,8 @@ impl From<&Headers> for IdentityNames {
 struct Identity<'a> {
     user_id: &'a str,
     roles: &'a [String],
-    session_id: &'a str,
+    /// `None`: a token that needs no session; no session header is written.
+    session_id: Option<&'a str>,
 }
 
 /// Which identity value was refused.
@@ -157,9 +158,9 @@ fn write(
     strip_inbound(headers, names);
     let user_id = value(identity.user_id, Field::UserId)?;
     let roles = roles_value(identity.roles)?;
-    let session_id = match &names.session_id {
-        Some(name) => Some((name, value(identity.session_id, Field::SessionId)?)),
-        None => None,
+    let session_id = match (&names.session_id, identity.session_id) {
+        (Some(name), Some(sid)) => Some((name, value(sid, Field::SessionId)?)),
+        _ => None,
     };
 
     headers.insert(names.user_id.clone(), user_id);
@@ -252,7 +253,7 @@ mod tests {
         Identity {
             user_id: "alice",
             roles,
-            session_id: "s-1",
+            session_id: Some("s-1"),
         }
     }
 
@@ -413,14 +414,14 @@ mod tests {
             ),
             (
                 Identity {
-                    session_id: "s\n",
+                    session_id: Some("s\n"),
                     ..identity(&ok_roles)
                 },
                 IdentityError::ControlCharacter(Field::SessionId),
             ),
             (
                 Identity {
-                    session_id: "",
+                    session_id: Some(""),
                     ..identity(&ok_roles)
                 },
                 IdentityError::Empty(Field::SessionId),

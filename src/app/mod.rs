@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
 
 use crate::admin::Admin;
-use crate::auth::jwt::Verifier;
+use crate::auth::issuers::Issuers;
 use crate::auth::session::SessionStore;
 use crate::auth::session_cache::SessionCache;
 use crate::auth::Authenticator;
@@ -69,7 +69,7 @@ impl App {
         // Before any file is read: a change from here on is seen by the watcher.
         let files = Fingerprints::of(&config);
         let tls = crate::listen::certs::server_config(&config.tls, previous.map(|p| &*p.tls))?;
-        let verifier = Verifier::new(&config.jwt).await?;
+        let issuers = Issuers::new(&config).await?;
         let (store, sessions) = match previous {
             Some(p) if same_store(&p.config.session, &config.session) => {
                 p.proxy.auth.shared_store()
@@ -103,7 +103,7 @@ impl App {
             )),
         };
         let auth = Arc::new(
-            Authenticator::new(verifier, store, sessions, config.jwt.cookie.clone())
+            Authenticator::new(issuers, store, sessions, config.jwt.cookie.clone())
                 .with_metrics(metrics.clone()),
         );
         let hsts = config

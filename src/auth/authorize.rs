@@ -18,7 +18,7 @@ pub async fn authorize(
     if route.auth == AuthMode::Public {
         return Ok(None);
     }
-    let who = match auth.authenticate(headers).await {
+    let who = match auth.authenticate(headers, &route.issuers).await {
         Ok(Some(who)) => who,
         Ok(None) | Err(AuthError::Missing) if route.auth == AuthMode::Optional => return Ok(None),
         Ok(None) => return Err(AuthError::Missing),
@@ -33,10 +33,13 @@ pub async fn authorize(
 }
 
 /// The caller of an endpoint that needs a live session and no particular role (the auth
-/// center's session endpoints, `/verify` without an original request).
+/// center's session endpoints, `/verify` without an original request): the gateway's own
+/// tokens only, whose sessions the auth center manages.
 pub async fn signed_in(
     auth: &Authenticator,
     headers: &HeaderMap,
 ) -> Result<Authenticated, AuthError> {
-    auth.authenticate(headers).await?.ok_or(AuthError::Missing)
+    auth.authenticate(headers, super::OWN_ONLY)
+        .await?
+        .ok_or(AuthError::Missing)
 }

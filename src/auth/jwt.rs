@@ -59,12 +59,67 @@ const ACCEPTED_TYP: [&str; 4] = ["JWT", "at+jwt", "application/jwt", "applicatio
 /// What a valid token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedToken {
+    /// Which issuer verified it: 0 is the gateway's own (`[jwt]`), then the `[[issuer]]`
+    /// tables in file order ([`VerifierSpec::index`]).
+    pub issuer: usize,
+    /// For an external issuer, `<name>:<claim>`, so it never collides with the gateway's own.
     pub user_id: String,
-    pub session_id: String,
+    /// `None` for an issuer whose tokens need no gateway session.
+    pub session_id: Option<String>,
     /// Empty when the token has no roles claim.
     pub roles: Vec<String>,
     /// `exp`, Unix seconds.
     pub expires_at: u64,
+    /// The claims some route passes upstream (`claims_to_headers`), as header text:
+    /// `(claim, value)`; a claim the token lacks, or whose value is not a string, number,
+    /// boolean or array of strings, is left out.
+    pub claims: Vec<(String, String)>,
+}
+
+/// What one issuer's tokens must be, from `[jwt]` (the gateway's own) or an `[[issuer]]`.
+#[derive(Debug, Clone)]
+pub struct VerifierSpec {
+    /// [`VerifiedToken::issuer`] of the tokens it verifies.
+    pub index: usize,
+    /// `Some("corp")`: user ids become `corp:<sub>`.
+    pub name: Option<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub issuer: String,
+    pub audience: String,
+    pub leeway: Duration,
+    pub user_id_claim: String,
+    pub roles_claim: String,
+    /// `None`: the token alone authenticates; no session claim is read.
+    pub session_claim: Option<String>,
+    pub keys: Vec<config::JwtKey>,
+    pub jwks_url: Option<http::Uri>,
+    pub jwks_refresh: Duration,
+    /// Claims kept in [`VerifiedToken::claims`].
+    pub kept_claims: Vec<String>,
+    /// The config key a JWKS failure is reported at (`jwt.jwks_url`, `issuer[0].issuer`).
+    pub jwks_key: String,
+}
+
+impl VerifierSpec {
+    /// The gateway's own tokens, as `[jwt]` describes them.
+    pub fn own(cfg: &config::Jwt) -> VerifierSpec {
+        VerifierSpec {
+            index: 0,
+            name: None,
+            algorithms: cfg.algorithms.clone(),
+            issuer: cfg.issuer.clone(),
+            audience: cfg.audience.clone(),
+            leeway: cfg.leeway,
+            user_id_claim: cfg.user_id_claim.clone(),
+            roles_claim: cfg.roles_claim.clone(),
+            session_claim: Some(cfg.session_claim.clone()),
+            keys: cfg.keys.clone(),
+            jwks_url: cfg.jwks_url.clone(),
+            jwks_refresh: cfg.jwks_refresh,
+            kept_claims: Vec::new(),
+            jwks_key: "jwt.jwks_url".to_owned(),
+        }
+    }
 }
 
 /// Why a token was refused. Every variant is a 401 `invalid_token`; the variant only feeds
@@ -145,8 +200,13 @@ pub enum KeyLoadError {
     NoUsableAlgorithm { kid: String, kind: &'static str },
     #[error("[jwt] has neither keys nor jwks_url")]
     NoKeys,
-    #[error("jwt.jwks_url {url}: {source}")]
-    Jwks { url: String, source: JwksError },
+    #[error("{key} {url}: {source}")]
+    Jwks {
+        /// The config key naming the URL (or the issuer it was discovered from).
+        key: String,
+        url: String,
+        source: JwksError,
+    },
 }
 
 impl KeyLoadError {
@@ -156,7 +216,7 @@ impl KeyLoadError {
             KeyLoadError::Read { path, .. } | KeyLoadError::BadKey { path, .. } => {
                 places.at_file(path, self.to_string())
             }
-            KeyLoadError::Jwks { .. } => places.at_key("jwt.jwks_url", self.to_string()),
+            KeyLoadError::Jwks { key, .. } => places.at_key(key, self.to_string()),
             KeyLoadError::EmptySecret { .. }
             | KeyLoadError::NoUsableAlgorithm { .. }
             | KeyLoadError::NoKeys => places.at_key("jwt.keys", self.to_string()),
@@ -207,11 +267,16 @@ impl Verifier {
     /// Loads `[jwt]` keys; with `jwks_url`, fetches it now (failure is an error) and starts a
     /// background refresh every `jwks_refresh`.
     pub async fn new(cfg: &config::Jwt) -> Result<Verifier, KeyLoadError> {
-        Self::with_on_demand_interval(cfg, ON_DEMAND_REFRESH_INTERVAL).await
+        Self::from_spec(&VerifierSpec::own(cfg)).await
+    }
+
+    /// A verifier for one issuer's tokens.
+    pub async fn from_spec(spec: &VerifierSpec) -> Result<Verifier, KeyLoadError> {
+        Self::with_on_demand_interval(spec, ON_DEMAND_REFRESH_INTERVAL).await
     }
 
     async fn with_on_demand_interval(
-        cfg: &config::Jwt,
+        cfg: &VerifierSpec,
         on_demand_interval: Duration,
     ) -> Result<Verifier, KeyLoadError> {
         if cfg.keys.is_empty() && cfg.jwks_url.is_none() {
@@ -230,6 +295,7 @@ impl Verifier {
             None => None,
             Some(url) => {
                 let jwks_err = |source| KeyLoadError::Jwks {
+                    key: cfg.jwks_key.clone(),
                     url: url.to_string(),
                     source,
                 };
@@ -247,12 +313,15 @@ impl Verifier {
             algorithms: cfg.algorithms.clone(),
             validations,
             rules: ClaimRules {
+                index: cfg.index,
+                user_prefix: cfg.name.as_ref().map(|n| format!("{n}:")),
                 issuer: cfg.issuer.clone(),
                 audience: cfg.audience.clone(),
                 leeway,
                 user_id_claim: cfg.user_id_claim.clone(),
                 session_claim: cfg.session_claim.clone(),
                 roles_claim: cfg.roles_claim.clone(),
+                kept_claims: cfg.kept_claims.clone(),
             },
             keys: ArcSwap::from_pointee(KeySet::new(&configured, &fetched)),
             configured,
@@ -267,13 +336,7 @@ impl Verifier {
 
     /// Verifies `token`; an unknown `kid` may refresh the JWKS once (rate-limited) and retry.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
-        let seen = self.inner.generation();
-        match self.verify_cached_keys(token) {
-            Err(TokenError::UnknownKid) if self.inner.refresh_for_unknown_kid(seen).await => {
-                self.verify_cached_keys(token)
-            }
-            result => result,
-        }
+        self.verify_parsed(&Parsed::new(token)?).await
     }
 
     /// Bumped whenever the key set is replaced (a JWKS refresh): what was verified under an
@@ -289,27 +352,81 @@ impl Verifier {
 
     /// Verifies `token` with the keys in memory; never does I/O.
     pub fn verify_cached_keys(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        self.verify_parsed_cached(&Parsed::new(token)?)
+    }
+
+    /// [`Verifier::verify`] for a token already parsed (to find its issuer).
+    pub async fn verify_parsed(&self, token: &Parsed<'_>) -> Result<VerifiedToken, TokenError> {
+        let seen = self.inner.generation();
+        match self.verify_parsed_cached(token) {
+            Err(TokenError::UnknownKid) if self.inner.refresh_for_unknown_kid(seen).await => {
+                self.verify_parsed_cached(token)
+            }
+            result => result,
+        }
+    }
+
+    fn verify_parsed_cached(&self, token: &Parsed<'_>) -> Result<VerifiedToken, TokenError> {
         self.inner.verify_cached(token, crate::clock::unix_now())
+    }
+
+    /// The `iss` this verifier requires.
+    pub fn issuer(&self) -> &str {
+        &self.inner.rules.issuer
     }
 }
 
-impl Inner {
-    fn verify_cached(&self, token: &str, now: u64) -> Result<VerifiedToken, TokenError> {
+/// A token split and its two JSON parts parsed (duplicate-free), signature not yet checked:
+/// parsed once, then given to the verifier of its issuer.
+pub struct Parsed<'t> {
+    token: &'t str,
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+    signature_b64: &'t str,
+}
+
+impl<'t> Parsed<'t> {
+    /// Size (8 KiB) first, then three base64url parts, the first two JSON objects.
+    pub fn new(token: &'t str) -> Result<Parsed<'t>, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
         }
         let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TokenError::Malformed);
         };
-        let header = json_part(header_b64)?;
-        let claims = json_part(payload_b64)?;
-        let (alg, kid) = check_header(&header, &self.algorithms)?;
+        Ok(Parsed {
+            token,
+            header: json_part(header_b64)?,
+            claims: json_part(payload_b64)?,
+            signature_b64,
+        })
+    }
+
+    /// The unverified `iss`: only for choosing which issuer's keys and rules to check with.
+    pub fn issuer(&self) -> Result<&str, TokenError> {
+        match self.claims.get("iss") {
+            None => Err(TokenError::MissingClaim("iss")),
+            Some(Value::String(iss)) => Ok(iss),
+            Some(_) => Err(TokenError::Issuer),
+        }
+    }
+
+    /// The unverified claims (tests and logs only; never trusted before a verifier agrees).
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+}
+
+impl Inner {
+    fn verify_cached(&self, parsed: &Parsed<'_>, now: u64) -> Result<VerifiedToken, TokenError> {
+        let (token, header, claims) = (parsed.token, &parsed.header, &parsed.claims);
+        let (alg, kid) = check_header(header, &self.algorithms)?;
 
         let signature = URL_SAFE_NO_PAD
-            .decode(sig_b64)
+            .decode(parsed.signature_b64)
             .map_err(|_| TokenError::Malformed)?;
         if signature.iter().all(|b| *b == 0) {
             // Also true for an empty signature.
@@ -349,9 +466,9 @@ impl Inner {
 
         for key in candidates {
             match jsonwebtoken::decode::<serde::de::IgnoredAny>(token, &key.key, validation) {
-                Ok(_) => return self.rules.check(&claims, now),
+                Ok(_) => return self.rules.check(claims, now),
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => continue,
-                Err(e) => return Err(self.map_library_error(e.kind(), &claims, now)),
+                Err(e) => return Err(self.map_library_error(e.kind(), claims, now)),
             }
         }
         Err(TokenError::Signature)
@@ -458,7 +575,7 @@ async fn background_refresh(inner: Weak<Inner>, period: Duration) {
 }
 
 /// The explicit jsonwebtoken validation for one algorithm: nothing left to its defaults.
-fn validation(alg: Algorithm, cfg: &config::Jwt, leeway: u64) -> Validation {
+fn validation(alg: Algorithm, cfg: &VerifierSpec, leeway: u64) -> Validation {
     let mut v = Validation::new(alg);
     v.algorithms = vec![alg];
     v.set_required_spec_claims(&["exp", "iss", "aud"]);

@@ -4,8 +4,11 @@
 
 pub mod authorize;
 pub mod bearer;
+pub mod discovery;
+pub mod issuers;
 pub mod jwt;
 pub mod mint;
+pub mod outbound;
 pub mod session;
 pub mod session_cache;
 pub mod token_cache;
@@ -14,7 +17,8 @@ use http::HeaderMap;
 
 use std::sync::Arc;
 
-use self::jwt::{VerifiedToken, Verifier};
+use self::issuers::Issuers;
+use self::jwt::VerifiedToken;
 use self::session::{SessionRecord, SessionStore, StoreError};
 use self::session_cache::{Lookup, SessionCache};
 use self::token_cache::TokenCache;
@@ -23,24 +27,39 @@ use crate::observe::metrics::Metrics;
 /// Verified tokens kept in memory (about 200 bytes each).
 pub const TOKEN_CACHE_ENTRIES: usize = 65_536;
 
-/// Proof that this request carried a valid token whose session is live. Fields are private
-/// and there is no public constructor.
+/// Proof that this request carried a valid token of an accepted issuer, whose session (when
+/// the issuer needs one) is live. Fields are private and there is no public constructor.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
-    user_id: String,
+    token: Arc<VerifiedToken>,
+    /// The session's roles when it has them, else the token's.
     roles: Vec<String>,
-    session_id: String,
+    /// [`crate::config::OWN_ISSUER`] or the `[[issuer]]` name.
+    issuer: Arc<str>,
 }
 
 impl Authenticated {
     pub fn user_id(&self) -> &str {
-        &self.user_id
+        &self.token.user_id
     }
     pub fn roles(&self) -> &[String] {
         &self.roles
     }
-    pub fn session_id(&self) -> &str {
-        &self.session_id
+    /// `None` for a token of an issuer whose tokens need no session.
+    pub fn session_id(&self) -> Option<&str> {
+        self.token.session_id.as_deref()
+    }
+    /// Which issuer's token this was.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+    /// A claim some route passes upstream, as header text (`claims_to_headers`).
+    pub fn claim(&self, name: &str) -> Option<&str> {
+        self.token
+            .claims
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
     /// True when `required` is empty or the caller has any one of them.
     pub fn has_any_role(&self, required: &[String]) -> bool {
@@ -65,9 +84,12 @@ pub enum AuthError {
     Forbidden { user_id: String },
 }
 
+/// What the auth center's own endpoints accept: the gateway's own tokens only.
+pub const OWN_ONLY: &[&str] = &[crate::config::OWN_ISSUER];
+
 /// Token -> JWT -> session, in that order.
 pub struct Authenticator {
-    verifier: Verifier,
+    issuers: Issuers,
     tokens: TokenCache,
     /// Shared with the next `Authenticator` when a reload keeps `[session]` as it was.
     store: Arc<SessionStore>,
@@ -80,13 +102,13 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(
-        verifier: Verifier,
+        issuers: Issuers,
         store: Arc<SessionStore>,
         sessions: Option<SessionCache>,
         cookie: Option<String>,
     ) -> Self {
         Authenticator {
-            verifier,
+            issuers,
             tokens: TokenCache::new(TOKEN_CACHE_ENTRIES),
             store,
             sessions,
@@ -114,10 +136,13 @@ impl Authenticator {
         self.cookie.as_deref()
     }
 
-    /// `Ok(None)`: the request carries no token at all.
-    pub async fn authenticate(
+    /// `Ok(None)`: the request carries no token at all. `accepted` names the issuers
+    /// whose tokens may pass (a route's `issuers`, or [`OWN_ONLY`]); any other valid token
+    /// is refused like an invalid one.
+    pub async fn authenticate<S: AsRef<str>>(
         &self,
         headers: &HeaderMap,
+        accepted: &[S],
     ) -> Result<Option<Authenticated>, AuthError> {
         let token = match bearer::extract(headers, self.cookie.as_deref()) {
             Ok(Some(token)) => token,
@@ -125,19 +150,28 @@ impl Authenticator {
             Err(e) => return Err(AuthError::Invalid(e.reason())),
         };
         let verified = self.verify(&token).await?;
-        let session = self
-            .session(&verified.session_id)
-            .await?
-            .ok_or(AuthError::Invalid("session_revoked"))?;
-        if session.user_id != verified.user_id {
-            return Err(AuthError::Invalid("session_user_mismatch"));
+        let issuer = self.issuers.name(verified.issuer);
+        if !accepted.iter().any(|a| a.as_ref() == &*issuer) {
+            return Err(AuthError::Invalid("issuer_not_accepted"));
         }
-        // The session's roles win, so a permission change applies on the next request.
-        let roles = session.roles.as_ref().unwrap_or(&verified.roles).clone();
+        let roles = match verified.session_id.as_deref() {
+            None => verified.roles.clone(),
+            Some(sid) => {
+                let session = self
+                    .session(sid)
+                    .await?
+                    .ok_or(AuthError::Invalid("session_revoked"))?;
+                if session.user_id != verified.user_id {
+                    return Err(AuthError::Invalid("session_user_mismatch"));
+                }
+                // The session's roles win, so a permission change applies on the next request.
+                session.roles.as_ref().unwrap_or(&verified.roles).clone()
+            }
+        };
         Ok(Some(Authenticated {
-            user_id: verified.user_id.clone(),
+            token: verified,
             roles,
-            session_id: verified.session_id.clone(),
+            issuer,
         }))
     }
 
@@ -193,20 +227,20 @@ impl Authenticator {
     /// per token; the expiry is checked on every hit.
     async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthError> {
         let now = crate::clock::unix_now();
-        let generation = self.verifier.key_generation();
+        let generation = self.issuers.key_generation();
         let digest = token_cache::digest(token);
         if let Some(hit) = self.tokens.get(&digest, now, generation) {
             return Ok(hit);
         }
         let verified = Arc::new(
-            self.verifier
+            self.issuers
                 .verify(token)
                 .await
                 .map_err(|e| AuthError::Invalid(e.reason()))?,
         );
         let valid_until = verified
             .expires_at
-            .saturating_add(self.verifier.leeway_secs());
+            .saturating_add(self.issuers.leeway_secs(&verified));
         self.tokens
             .insert(digest, verified.clone(), valid_until, generation, now);
         Ok(verified)

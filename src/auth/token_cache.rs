@@ -113,10 +113,12 @@ mod tests {
 
     fn vt(user: &str) -> Arc<VerifiedToken> {
         Arc::new(VerifiedToken {
+            issuer: 0,
             user_id: user.into(),
-            session_id: "s".into(),
+            session_id: Some("s".into()),
             roles: vec![],
             expires_at: 100,
+            claims: vec![],
         })
     }
 

@@ -301,9 +301,27 @@ async fn read_json<T: DeserializeOwned>(
     })
 }
 
-/// The caller of a session endpoint: a valid access token whose session is live.
-async fn caller(gw: &Deps, headers: &HeaderMap) -> Result<Authenticated, GatewayError> {
-    Ok(crate::auth::authorize::signed_in(&gw.auth, headers).await?)
+/// The caller of a session endpoint: a valid access token of the gateway's own whose
+/// session is live.
+struct Caller {
+    who: Authenticated,
+    sid: String,
+}
+
+impl Caller {
+    fn user_id(&self) -> &str {
+        self.who.user_id()
+    }
+}
+
+async fn caller(gw: &Deps, headers: &HeaderMap) -> Result<Caller, GatewayError> {
+    let who = crate::auth::authorize::signed_in(&gw.auth, headers).await?;
+    // The gateway's own tokens always name a session; refused, never assumed.
+    let sid = who
+        .session_id()
+        .ok_or(crate::auth::AuthError::Invalid("no_session"))?
+        .to_owned();
+    Ok(Caller { who, sid })
 }
 
 /// A JSON answer.

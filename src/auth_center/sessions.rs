@@ -18,10 +18,10 @@ pub(super) async fn logout(
     headers: &HeaderMap,
 ) -> Result<Response<Body>, GatewayError> {
     let who = caller(gw, headers).await?;
-    gw.auth.store().delete(who.session_id()).await?;
+    gw.auth.store().delete(&who.sid).await?;
     // This instance's cache forgets it now; the others through Redis' invalidation push.
-    gw.auth.forget_session(who.session_id());
-    tracing::info!(user_id = %who.user_id(), session_id = %who.session_id(), "logout");
+    gw.auth.forget_session(&who.sid);
+    tracing::info!(user_id = %who.user_id(), session_id = %who.sid, "logout");
     Ok(expire_cookies(center, no_content()))
 }
 
@@ -38,7 +38,7 @@ pub(super) async fn list(gw: &Deps, headers: &HeaderMap) -> Result<Response<Body
                 "ip": r.ip,
                 "user_agent": r.user_agent,
                 "device_id": r.device_id,
-                "current": sid == who.session_id(),
+                "current": sid == who.sid,
             })
         })
         .collect();

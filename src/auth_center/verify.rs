@@ -118,7 +118,7 @@ pub(super) async fn verify(gw: &Deps, headers: &HeaderMap) -> Result<Response<Bo
             // The proxy's own policy: the route's auth mode and roles.
             crate::auth::authorize::authorize(&gw.auth, route, headers).await?
         }
-        None => Some(caller(gw, headers).await?),
+        None => Some(caller(gw, headers).await?.who),
     };
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::OK;

@@ -9,6 +9,7 @@ mod duration;
 mod error;
 mod file;
 mod load;
+pub mod outbound_url;
 mod places;
 
 pub use admin::{Admin, AdminToken};

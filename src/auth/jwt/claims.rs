@@ -12,17 +12,26 @@ const MAX_ID_LEN: usize = 512;
 const MAX_ROLE_LEN: usize = 128;
 /// Most roles accepted in one token.
 const MAX_ROLES: usize = 128;
+/// Longest claim value passed upstream as a header, in bytes.
+const MAX_HEADER_TEXT: usize = 1024;
 
 /// What the claims must say; built once from `[jwt]`.
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimRules {
+    /// [`VerifiedToken::issuer`].
+    pub(crate) index: usize,
+    /// `"<name>:"` for an external issuer: put before the user id.
+    pub(crate) user_prefix: Option<String>,
     pub(crate) issuer: String,
     pub(crate) audience: String,
     /// Seconds.
     pub(crate) leeway: u64,
     pub(crate) user_id_claim: String,
-    pub(crate) session_claim: String,
+    /// `None`: the issuer's tokens need no session; no claim is read.
+    pub(crate) session_claim: Option<String>,
     pub(crate) roles_claim: String,
+    /// Claims copied into [`VerifiedToken::claims`].
+    pub(crate) kept_claims: Vec<String>,
 }
 
 impl ClaimRules {
@@ -51,14 +60,27 @@ impl ClaimRules {
         }
         self.check_audience(claims.get("aud"))?;
 
-        let user_id = identifier(claims.get(&self.user_id_claim), "user_id")?;
-        let session_id = identifier(claims.get(&self.session_claim), "session_id")?;
+        let mut user_id = identifier(claims.get(&self.user_id_claim), "user_id")?;
+        if let Some(prefix) = &self.user_prefix {
+            user_id.insert_str(0, prefix);
+        }
+        let session_id = match &self.session_claim {
+            Some(claim) => Some(identifier(claims.get(claim), "session_id")?),
+            None => None,
+        };
         let roles = roles(claims.get(&self.roles_claim))?;
+        let kept = self
+            .kept_claims
+            .iter()
+            .filter_map(|name| Some((name.clone(), header_text(claims.get(name)?)?)))
+            .collect();
         Ok(VerifiedToken {
+            issuer: self.index,
             user_id,
             session_id,
             roles,
             expires_at: exp,
+            claims: kept,
         })
     }
 
@@ -84,6 +106,24 @@ impl ClaimRules {
             Some(_) => Err(TokenError::BadClaim("aud")),
         }
     }
+}
+
+/// A claim as header text: a string as it is, a number or boolean as JSON writes it, an
+/// array of strings joined with ','. Anything else (objects, nested arrays, null) is left
+/// out; so is text with a control character (it could split a header).
+fn header_text(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => {
+            let parts: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            parts?.join(",")
+        }
+        Value::Null | Value::Object(_) => return None,
+    };
+    let safe = text.len() <= MAX_HEADER_TEXT && !text.chars().any(char::is_control);
+    safe.then_some(text)
 }
 
 /// A NumericDate claim: absent, or a non-negative integer.
@@ -148,12 +188,15 @@ mod tests {
 
     fn rules() -> ClaimRules {
         ClaimRules {
+            index: 0,
+            user_prefix: None,
             issuer: "gw".into(),
             audience: "api".into(),
             leeway: 30,
             user_id_claim: "sub".into(),
-            session_claim: "sid".into(),
+            session_claim: Some("sid".into()),
             roles_claim: "roles".into(),
+            kept_claims: vec!["email".into(), "n".into(), "groups".into(), "obj".into()],
         }
     }
 
@@ -181,9 +224,40 @@ mod tests {
     #[test]
     fn good_claims() {
         let t = check(base()).unwrap();
-        assert_eq!((t.user_id.as_str(), t.session_id.as_str()), ("u1", "s1"));
+        assert_eq!(
+            (t.user_id.as_str(), t.session_id.as_deref()),
+            ("u1", Some("s1"))
+        );
         assert!(t.roles.is_empty());
         assert_eq!(t.expires_at, 1_000_100);
+    }
+
+    #[test]
+    fn external_issuer_prefix_no_session_and_kept_claims() {
+        let rules = ClaimRules {
+            index: 2,
+            user_prefix: Some("corp:".into()),
+            session_claim: None,
+            ..rules()
+        };
+        let Value::Object(m) = json!({"iss":"gw","aud":"api","exp":1_000_100,"sub":"svc",
+            "email":"a@b.c","n":7,"groups":["x","y"],"obj":{"a":1},"other":"no"})
+        else {
+            panic!()
+        };
+        let t = rules.check(&m, 1_000_000).unwrap();
+        assert_eq!(t.issuer, 2);
+        assert_eq!(t.user_id, "corp:svc");
+        assert_eq!(t.session_id, None);
+        let kept: Vec<(&str, &str)> = t
+            .claims
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(kept, [("email", "a@b.c"), ("n", "7"), ("groups", "x,y")]);
+        assert_eq!(header_text(&json!("a\r\nb")), None);
+        assert_eq!(header_text(&json!(["a", 1])), None);
+        assert_eq!(header_text(&json!(true)).as_deref(), Some("true"));
     }
 
     #[test]

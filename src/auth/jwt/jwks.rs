@@ -3,94 +3,41 @@
 //! and an HMAC key anyone can read lets anyone sign.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{ACCEPT, USER_AGENT};
-use http::{Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::Uri;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
 use super::keys::{check_rsa, KeyKind, NamedKey, VerifyKey};
 use super::strict_json;
+use crate::auth::outbound::{Outbound, OutboundError};
 
-/// The whole fetch, connect to last byte.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest JWKS document accepted.
-const MAX_BODY: usize = 1024 * 1024;
 /// Keys beyond this many are ignored (a document is parsed on every refresh).
 const MAX_KEYS: usize = 64;
 
-/// Why a JWKS could not be fetched or used.
+/// Why a JWKS (or the discovery document naming it) could not be fetched or used.
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
-    #[error("cannot load the system's trusted roots: {0}")]
-    Roots(#[source] std::io::Error),
-    #[error("cannot build the request: {0}")]
-    Request(#[source] http::Error),
-    #[error("request failed: {}", error_chain(.0))]
-    Connect(#[source] hyper_util::client::legacy::Error),
-    #[error("no complete answer within {}s", FETCH_TIMEOUT.as_secs())]
-    Timeout,
-    #[error("answered {0}, expected 200")]
-    Status(StatusCode),
-    #[error("body larger than {MAX_BODY} bytes")]
-    TooLarge,
-    #[error("reading the body failed: {0}")]
-    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error(transparent)]
+    Fetch(#[from] OutboundError),
     #[error("not a JSON object with a \"keys\" array")]
     NotJwks,
     #[error("no usable signing key for the configured algorithms")]
     NoUsableKeys,
-}
-
-/// `error: cause: cause...`; the client's own message alone ("client error (Connect)") does
-/// not say what went wrong.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
+    #[error("discovery: {0}")]
+    Discovery(String),
 }
 
 /// A client for one JWKS URL.
 pub(crate) struct JwksClient {
     url: Uri,
-    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    client: Outbound,
 }
 
 impl JwksClient {
-    /// `https` URLs are checked against the system's roots; `http` (loopback only, enforced by
-    /// the config) never reaches TLS.
     pub(crate) fn new(url: Uri) -> Result<JwksClient, JwksError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = if url.scheme() == Some(&http::uri::Scheme::HTTPS) {
-            HttpsConnectorBuilder::new()
-                .with_provider_and_native_roots(provider)
-                .map_err(JwksError::Roots)?
-        } else {
-            let tls = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| JwksError::Roots(std::io::Error::other(e)))?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            HttpsConnectorBuilder::new().with_tls_config(tls)
-        };
-        let connector = builder.https_or_http().enable_http1().build();
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(1)
-            .build(connector);
+        let client = Outbound::for_url(&url)?;
         Ok(JwksClient { url, client })
     }
 
@@ -100,33 +47,8 @@ impl JwksClient {
 
     /// Fetches and parses the JWKS, keeping the keys usable with `algorithms`.
     pub(crate) async fn fetch(&self, algorithms: &[Algorithm]) -> Result<Vec<NamedKey>, JwksError> {
-        let body = tokio::time::timeout(FETCH_TIMEOUT, self.get())
-            .await
-            .map_err(|_| JwksError::Timeout)??;
+        let body = self.client.get_json(&self.url, None).await?;
         parse(&body, algorithms)
-    }
-
-    async fn get(&self) -> Result<Bytes, JwksError> {
-        let req = Request::get(self.url.clone())
-            .header(ACCEPT, "application/jwk-set+json, application/json")
-            .header(USER_AGENT, concat!("gateway/", env!("CARGO_PKG_VERSION")))
-            .body(Empty::new())
-            .map_err(JwksError::Request)?;
-        let resp = self.client.request(req).await.map_err(JwksError::Connect)?;
-        if resp.status() != StatusCode::OK {
-            return Err(JwksError::Status(resp.status()));
-        }
-        let collected = Limited::new(resp.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<LengthLimitError>() {
-                    JwksError::TooLarge
-                } else {
-                    JwksError::Body(e)
-                }
-            })?;
-        Ok(collected.to_bytes())
     }
 }
 

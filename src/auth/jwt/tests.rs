@@ -218,7 +218,7 @@ async fn every_algorithm_verifies() {
                 .verify_cached_keys(&t)
                 .unwrap_or_else(|e| panic!("{header}: {e}"));
             assert_eq!(got.user_id, "user-1");
-            assert_eq!(got.session_id, "sess-1");
+            assert_eq!(got.session_id.as_deref(), Some("sess-1"));
             assert_eq!(got.roles, ["admin", "dev"]);
             assert_eq!(got.expires_at, c["exp"].as_u64().unwrap());
             assert_eq!(v.verify(&t).await, Ok(got));
@@ -515,7 +515,10 @@ async fn configurable_claim_names() {
     let v = Verifier::new(&c).await.unwrap();
     let payload = json!({"iss":"gw","aud":"api","exp": now() + 60, "uid":"u", "session":"s", "scope":"read write", "sub": 5});
     let t = v.verify_cached_keys(&hs256(payload)).unwrap();
-    assert_eq!((t.user_id.as_str(), t.session_id.as_str()), ("u", "s"));
+    assert_eq!(
+        (t.user_id.as_str(), t.session_id.as_deref()),
+        ("u", Some("s"))
+    );
     assert_eq!(t.roles, ["read", "write"]);
     assert_eq!(
         v.verify_cached_keys(&hs256(claims())),
@@ -851,7 +854,7 @@ async fn mint_then_verify_with_keygen_keys() {
         .unwrap();
     let got = v.verify(&t).await.unwrap();
     assert_eq!(got.user_id, "alice");
-    assert_eq!(got.session_id, "s-123");
+    assert_eq!(got.session_id.as_deref(), Some("s-123"));
     assert_eq!(got.roles, roles);
     assert!(got.expires_at >= now() + 59 && got.expires_at <= now() + 61);
 
@@ -1056,9 +1059,12 @@ async fn jwks_refresh_on_unknown_kid_then_rate_limited() {
 async fn jwks_failure_keeps_stale_keys() {
     let f = fixtures();
     let server = JwksServer::start(jwks(&[jwk_of(&f.ed, "a")])).await;
-    let v = Verifier::with_on_demand_interval(&jwks_cfg(&server.url), Duration::ZERO)
-        .await
-        .unwrap();
+    let v = Verifier::with_on_demand_interval(
+        &VerifierSpec::own(&jwks_cfg(&server.url)),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
     let token_a = signed("a", &f.ed, Algorithm::EdDSA);
     assert!(v.verify(&token_a).await.is_ok());
 
@@ -1185,7 +1191,7 @@ async fn jwks_pinned_alg_and_start_failures() {
         matches!(
             err,
             KeyLoadError::Jwks {
-                source: JwksError::Connect(_),
+                source: JwksError::Fetch(crate::auth::outbound::OutboundError::Connect(_)),
                 ..
             }
         ),
@@ -1215,9 +1221,12 @@ async fn jwks_tokens_without_kid_are_refused_without_a_fetch() {
     let mut unnamed = jwk_of(&f.ed_other, "x");
     unnamed.as_object_mut().unwrap().remove("kid");
     let server = JwksServer::start(jwks(&[jwk_of(&f.ed, "a"), unnamed])).await;
-    let v = Verifier::with_on_demand_interval(&jwks_cfg(&server.url), Duration::ZERO)
-        .await
-        .unwrap();
+    let v = Verifier::with_on_demand_interval(
+        &VerifierSpec::own(&jwks_cfg(&server.url)),
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
     let hits = server.hits();
     for key in [&f.ed, &f.ed_other] {
         let kidless = token(

@@ -68,11 +68,13 @@ impl Watch {
         required_roles: &[String],
     ) -> Option<Watch> {
         let who = who?;
+        // A token of an issuer that needs no session has nothing to revoke here.
+        let sid = who.session_id()?;
         let (store, cache) = auth.shared_store();
         Some(Watch {
             store,
-            subscription: cache.map(|c| c.subscribe(who.session_id())),
-            sid: who.session_id().to_owned(),
+            subscription: cache.map(|c| c.subscribe(sid)),
+            sid: sid.to_owned(),
             user_id: who.user_id().to_owned(),
             required_roles: required_roles.to_vec(),
         })
