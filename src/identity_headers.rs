@@ -61,6 +61,42 @@ impl IdentityNames {
     }
 }
 
+impl IdentityNames {
+    /// Also strips `extra` (the assertion header, every route's `claims_to_headers`) from
+    /// every request, in every spelling, like the identity headers.
+    pub fn with_extra<'a>(mut self, extra: impl IntoIterator<Item = &'a HeaderName>) -> Self {
+        for name in extra {
+            let f: Box<[u8]> = name.as_str().bytes().map(fold).collect();
+            if !self.folded.contains(&f) {
+                self.folded.push(f);
+            }
+        }
+        self
+    }
+
+    /// For `config`: `[headers]`, the assertion header and every route's claim headers.
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        let claims = config
+            .routes
+            .iter()
+            .flat_map(|r| r.claims_to_headers.iter().map(|(name, _)| name));
+        IdentityNames::new(&config.headers)
+            .with_extra(config.headers.assertion.iter().chain(claims))
+    }
+}
+
+/// Writes `route`'s `claims_to_headers`, each from `who`'s claim when the token has one
+/// (already stripped from the client by [`strip_inbound`]: [`IdentityNames::for_config`]).
+/// A value that is not a header value is left out.
+pub fn set_claims(headers: &mut HeaderMap, route: &crate::config::Route, who: &Authenticated) {
+    for (name, claim) in &route.claims_to_headers {
+        let value = who.claim(claim).and_then(|v| HeaderValue::from_str(v).ok());
+        if let Some(value) = value {
+            headers.insert(name.clone(), value);
+        }
+    }
+}
+
 impl From<&Headers> for IdentityNames {
     fn from(headers: &Headers) -> Self {
         IdentityNames::new(headers)

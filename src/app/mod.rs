@@ -20,7 +20,9 @@ use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
 
 use crate::admin::Admin;
+use crate::auth::assertion::Asserter;
 use crate::auth::issuers::Issuers;
+use crate::auth::mint::Signer;
 use crate::auth::session::SessionStore;
 use crate::auth::session_cache::SessionCache;
 use crate::auth::Authenticator;
@@ -113,22 +115,39 @@ impl App {
             .transpose()
             .map_err(|e| StartError::Other(format!("tls.hsts: {e}")))?;
         let routes = Arc::new(RouteTable::new(config.routes.clone()));
-        let identity = IdentityNames::new(&config.headers);
-        let auth_center = match &config.auth {
-            Some(cfg) => Some(
+        let identity = IdentityNames::for_config(&config);
+        let signer = match &config.auth {
+            Some(cfg) => Some(Arc::new(
+                Signer::from_config(cfg).map_err(crate::auth_center::SetupError::Key)?,
+            )),
+            None => None,
+        };
+        let asserter = match (&config.headers.assertion, &signer) {
+            (Some(header), Some(signer)) => Some(Arc::new(Asserter::new(
+                header.clone(),
+                config.jwt.issuer.clone(),
+                signer.clone(),
+            ))),
+            // The loader refuses an assertion without `[auth]`.
+            _ => None,
+        };
+        let auth_center = match (&config.auth, &signer) {
+            (Some(cfg), Some(signer)) => Some(
                 AuthCenter::new(
                     cfg,
                     &config,
+                    signer.clone(),
                     crate::auth_center::Deps {
                         auth: auth.clone(),
                         identity: identity.clone(),
                         routes: routes.clone(),
                         body_idle_timeout: config.limits.body_idle_timeout,
+                        asserter: asserter.clone(),
                     },
                 )
                 .await?,
             ),
-            None => None,
+            _ => None,
         };
         let proxy = Proxy {
             routes,
@@ -136,6 +155,7 @@ impl App {
             identity,
             forwarder: Forwarder::new(&config.routes),
             auth_center,
+            asserter,
             hsts,
             limits: config.limits.clone(),
             trusted_proxies: config.listen.trusted_proxies.clone(),

@@ -57,6 +57,8 @@ pub enum MintError {
     Clock,
     #[error("signing failed: {0}")]
     Sign(#[source] jsonwebtoken::errors::Error),
+    #[error("the token is not a header value")]
+    NotHeaderValue,
 }
 
 /// Claims the signer sets itself; the configurable names may not reuse them.
@@ -136,6 +138,14 @@ impl Signer {
         let mut header = Header::new(self.alg);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, &body, &self.key).map_err(MintError::Sign)
+    }
+
+    /// Signs `claims` as they are, with the configured kid and the header `typ` given.
+    pub fn sign(&self, typ: &str, claims: &Map<String, Value>) -> Result<String, MintError> {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some(typ.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.key).map_err(MintError::Sign)
     }
 
     /// The public key as a JWK (with `kid`, `alg`, `use: sig`), for a JWKS endpoint. `None`

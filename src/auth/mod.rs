@@ -2,6 +2,7 @@
 //! behind it (session.rs). Only this module can build an [`Authenticated`], so header
 //! injection, which takes one, can only ever follow a real check.
 
+pub mod assertion;
 pub mod authorize;
 pub mod bearer;
 pub mod discovery;

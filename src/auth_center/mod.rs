@@ -60,6 +60,8 @@ pub struct Deps {
     pub identity: IdentityNames,
     pub routes: Arc<RouteTable>,
     pub body_idle_timeout: Duration,
+    /// `[headers] assertion`: `/verify` answers it too.
+    pub asserter: Option<Arc<crate::auth::assertion::Asserter>>,
 }
 
 /// Why the auth center cannot start.
@@ -78,7 +80,7 @@ pub struct AuthCenter {
     /// The `[jwt]` table: the issuer, audience and claim names of minted tokens.
     jwt: config::Jwt,
     deps: Deps,
-    signer: Signer,
+    signer: Arc<Signer>,
     /// The JWKS document, serialised once at start.
     jwks: Bytes,
     cookies: cookies::Cookies,
@@ -100,10 +102,10 @@ impl AuthCenter {
     pub async fn new(
         cfg: &config::AuthCenter,
         config: &Config,
+        signer: Arc<Signer>,
         deps: Deps,
     ) -> Result<AuthCenter, SetupError> {
         let cfg = cfg.clone();
-        let signer = Signer::from_config(&cfg)?;
         let jwks = jwks::document(&signer, &config.jwt).map_err(SetupError::Jwks)?;
         let cookies = cookies::Cookies::new(&cfg, config.jwt.cookie.as_deref());
         let hasher = users::Hasher::new()

@@ -123,8 +123,19 @@ pub(super) async fn verify(gw: &Deps, headers: &HeaderMap) -> Result<Response<Bo
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::OK;
     if let Some(who) = who {
-        identity_headers::set(resp.headers_mut(), &gw.identity, &who)
+        let h = resp.headers_mut();
+        identity_headers::set(h, &gw.identity, &who)
             .map_err(|_| GatewayError::InvalidToken("identity_not_a_header_value"))?;
+        // With a route named: what the proxy would add for it (claims, assertion).
+        if let Some((route, _)) = &route {
+            identity_headers::set_claims(h, route, &who);
+            if let Some(asserter) = &gw.asserter {
+                let value = asserter
+                    .assertion(&who, route)
+                    .map_err(|e| GatewayError::Internal(format!("identity assertion: {e}")))?;
+                h.insert(asserter.header().clone(), value);
+            }
+        }
     }
     Ok(resp)
 }

@@ -37,6 +37,8 @@ pub struct Proxy {
     pub forwarder: Forwarder,
     /// `Some` with `[auth]`: its paths are answered by the auth center.
     pub auth_center: Option<AuthCenter>,
+    /// `Some` with `[headers] assertion`: a signed identity for every authenticated request.
+    pub asserter: Option<Arc<crate::auth::assertion::Asserter>>,
     /// `Strict-Transport-Security` on every answer, with `tls.hsts`.
     pub hsts: Option<HeaderValue>,
     /// The request header bounds (431 above them).

@@ -54,6 +54,13 @@ pub(super) fn request(
     if let Some(who) = t.who {
         identity_headers::set(h, &p.identity, who)
             .map_err(|_| GatewayError::InvalidToken("identity_not_a_header_value"))?;
+        identity_headers::set_claims(h, t.route, who);
+        if let Some(asserter) = &p.asserter {
+            let value = asserter
+                .assertion(who, t.route)
+                .map_err(|e| GatewayError::Internal(format!("identity assertion: {e}")))?;
+            h.insert(asserter.header().clone(), value);
+        }
     }
     let (peer, client) = (x.addrs.peer, x.addrs.client);
     client_addr::set_forwarding_headers(h, peer, client, &p.trusted_proxies, t.host);
