@@ -16,6 +16,10 @@ pub(super) struct CenterState {
     users: HashMap<String, UserRecord>,
     /// name -> (count, resets at).
     counters: HashMap<String, (u64, Instant)>,
+    /// The OpenID login's single-use values (login state, seen `jti`s) -> (value, expires).
+    oidc: HashMap<String, (String, Instant)>,
+    /// Provider session -> the gateway sessions it began, expires.
+    oidc_links: HashMap<String, (Vec<String>, Instant)>,
 }
 
 struct RefreshEntry {
@@ -43,6 +47,8 @@ impl CenterState {
             }
         }
         self.counters.retain(|_, (_, at)| *at > now);
+        self.oidc.retain(|_, (_, at)| *at > now);
+        self.oidc_links.retain(|_, (_, at)| *at > now);
     }
 }
 
@@ -51,6 +57,59 @@ fn later(now: Instant, ttl: Duration) -> Instant {
 }
 
 impl MemoryStore {
+    pub(super) fn oidc_put(&self, key: String, value: &str, ttl: Duration) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.center.sweep(now);
+        inner
+            .center
+            .oidc
+            .insert(key, (value.to_owned(), later(now, ttl)));
+    }
+
+    pub(super) fn oidc_take(&self, key: &str) -> Option<String> {
+        let now = Instant::now();
+        let taken = self.lock().center.oidc.remove(key)?;
+        (taken.1 > now).then_some(taken.0)
+    }
+
+    pub(super) fn oidc_first(&self, key: String, ttl: Duration) -> bool {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        match inner.center.oidc.get(&key) {
+            Some((_, until)) if *until > now => false,
+            _ => {
+                inner
+                    .center
+                    .oidc
+                    .insert(key, (String::new(), later(now, ttl)));
+                true
+            }
+        }
+    }
+
+    pub(super) fn oidc_link(&self, key: String, sid: &str, ttl: Duration) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let entry = inner
+            .center
+            .oidc_links
+            .entry(key)
+            .or_insert_with(|| (Vec::new(), now));
+        if !entry.0.iter().any(|s| s == sid) {
+            entry.0.push(sid.to_owned());
+        }
+        entry.1 = later(now, ttl);
+    }
+
+    pub(super) fn oidc_unlink(&self, key: &str) -> Vec<String> {
+        let now = Instant::now();
+        match self.lock().center.oidc_links.remove(key) {
+            Some((sids, until)) if until > now => sids,
+            _ => Vec::new(),
+        }
+    }
+
     pub(super) fn begin(
         &self,
         new: &NewSession,

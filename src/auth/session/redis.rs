@@ -146,6 +146,19 @@ impl RedisStore {
             .await
     }
 
+    /// One command on the shared connection, never resent (a lost answer may have acted).
+    pub(super) async fn query_once<T: FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreError> {
+        self.link
+            .run(
+                false,
+                move |mut c| async move { cmd.query_async(&mut c).await },
+            )
+            .await
+    }
+
     pub async fn get(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(self.session_key(sid));

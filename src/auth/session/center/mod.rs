@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+mod oidc;
 mod redis;
 
 use super::{parse_roles, NewSession, SessionStore, StoreError};
