@@ -9,7 +9,7 @@ use std::path::Path;
 /// Every table of gateway.toml; `jwt.keys` is the inline key table inside `[jwt]`.
 const TABLES: &[&str] = &[
     "listen", "runtime", "reload", "otlp", "tls", "jwt", "session", "headers", "auth", "limits",
-    "demo", "route", "admin",
+    "demo", "route", "admin", "issuer", "oidc",
 ];
 const PROBE: &str = "zzz_unknown_probe";
 
@@ -70,6 +70,17 @@ upstream = "http://127.0.0.1:1"
 [admin]
 token_env = "GW_UNSET_ADMIN_TOKEN"
 {PROBE} = 1
+[[issuer]]
+name = "corp"
+issuer = "https://idp.example.com"
+audience = "a"
+session = "none"
+{PROBE} = 1
+[oidc]
+name = "sso"
+issuer = "https://idp.example.com"
+client_id = "c"
+{PROBE} = 1
 "#
     )
 }
@@ -86,6 +97,7 @@ fn probe(src: &str) -> BTreeMap<String, BTreeSet<String>> {
         };
         let table = table
             .replace("route[0]", "route")
+            .replace("issuer[0]", "issuer")
             .replace("keys[0]", "keys");
         let Some((_, expected)) = e.reason.split_once("expected") else {
             panic!("{}: no list of expected fields: {}", e.key, e.reason);

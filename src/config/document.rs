@@ -34,6 +34,11 @@ pub(super) struct Document {
     pub routes: Vec<(usize, S<RouteFile>)>,
     /// How many `[[route]]` tables the file has, good or bad.
     pub route_count: usize,
+    /// `(index in the file, issuer)` for every `[[issuer]]` that deserialized.
+    pub issuers: Vec<(usize, S<IssuerFile>)>,
+    /// How many `[[issuer]]` tables the file has, good or bad.
+    pub issuer_count: usize,
+    pub oidc: Option<S<OidcFile>>,
 }
 
 /// A syntax or shape error: where (byte span), which key, and serde's or our message.
@@ -46,7 +51,7 @@ pub(super) struct RawError {
 
 const TABLES: &[&str] = &[
     "listen", "runtime", "reload", "otlp", "tls", "jwt", "session", "headers", "auth", "limits",
-    "demo", "route", "admin",
+    "demo", "route", "admin", "issuer", "oidc",
 ];
 const REQUIRED: &[&str] = &["listen", "tls", "jwt", "route"];
 
@@ -101,7 +106,13 @@ pub(super) fn parse(src: &str) -> (Document, Vec<RawError>) {
             "limits" => doc.limits = table(name, value, e),
             "demo" => doc.demo = table(name, value, e),
             "admin" => doc.admin = table(name, value, e),
-            "route" => routes(value, &mut doc, e),
+            "route" => {
+                (doc.route_count, doc.routes) = array_of_tables(name, value, e);
+            }
+            "issuer" => {
+                (doc.issuer_count, doc.issuers) = array_of_tables(name, value, e);
+            }
+            "oidc" => doc.oidc = table(name, value, e),
             _ => {
                 let what = if matches!(value.get_ref(), DeValue::Table(_)) {
                     "table"
@@ -126,22 +137,29 @@ pub(super) fn parse(src: &str) -> (Document, Vec<RawError>) {
     (doc, errors)
 }
 
-fn routes(value: S<DeValue<'_>>, doc: &mut Document, errors: &mut Vec<RawError>) {
+/// `[[name]]` tables: how many the file has, and `(index, table)` for each that deserialized.
+fn array_of_tables<T: DeserializeOwned>(
+    name: &str,
+    value: S<DeValue<'_>>,
+    errors: &mut Vec<RawError>,
+) -> (usize, Vec<(usize, S<T>)>) {
     let span = value.span();
     let DeValue::Array(items) = value.into_inner() else {
         errors.push(RawError {
             span: Some(span),
-            key: "route".to_owned(),
-            message: "expected [[route]] tables (note the double brackets)".to_owned(),
+            key: name.to_owned(),
+            message: format!("expected [[{name}]] tables (note the double brackets)"),
         });
-        return;
+        return (0, Vec::new());
     };
-    doc.route_count = items.len();
+    let count = items.len();
+    let mut out = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
-        if let Some(route) = table(&format!("route[{i}]"), item, errors) {
-            doc.routes.push((i, route));
+        if let Some(t) = table(&format!("{name}[{i}]"), item, errors) {
+            out.push((i, t));
         }
     }
+    (count, out)
 }
 
 /// Deserializes one table; on failure records the error with the key found under its span.

@@ -4,7 +4,7 @@
 //!
 //! `document.rs` parses the file into these shapes, table by table.
 
-use serde::de::{SeqAccess, Visitor};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
@@ -144,6 +144,8 @@ pub(super) struct HeadersFile {
     pub roles: Option<S<String>>,
     #[serde(default)]
     pub session_id: Option<S<String>>,
+    #[serde(default)]
+    pub assertion: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +235,86 @@ pub(super) struct RouteFile {
     pub timeout: Option<S<String>>,
     #[serde(default)]
     pub max_body: Option<S<ByteSize>>,
+    #[serde(default)]
+    pub issuers: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub claims_to_headers: Option<S<ClaimsToHeaders>>,
+}
+
+/// One `[[issuer]]` table: an external identity provider whose tokens routes may accept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct IssuerFile {
+    pub name: S<String>,
+    pub issuer: S<String>,
+    pub audience: S<String>,
+    #[serde(default)]
+    pub algorithms: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub user_id_claim: Option<S<String>>,
+    #[serde(default)]
+    pub roles_claim: Option<S<String>>,
+    /// Required, but optional here so that its absence is told with the choices (and the
+    /// rest of the table is still checked).
+    #[serde(default)]
+    pub session: Option<S<String>>,
+    #[serde(default)]
+    pub session_claim: Option<S<String>>,
+    #[serde(default)]
+    pub leeway: Option<S<String>>,
+    #[serde(default)]
+    pub jwks_url: Option<S<String>>,
+    #[serde(default)]
+    pub jwks_refresh: Option<S<String>>,
+}
+
+/// `[oidc]`: browser login through an OpenID provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(super) struct OidcFile {
+    pub name: S<String>,
+    pub issuer: S<String>,
+    pub client_id: S<String>,
+    #[serde(default)]
+    pub client_secret_env: Option<S<String>>,
+    #[serde(default)]
+    pub redirect_path: Option<S<String>>,
+    #[serde(default)]
+    pub scopes: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub roles_claim: Option<S<String>>,
+    #[serde(default)]
+    pub algorithms: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub leeway: Option<S<String>>,
+}
+
+/// `claims_to_headers = { "X-User-Email" = "email" }`: (header, claim) pairs in file order.
+#[derive(Debug)]
+pub(super) struct ClaimsToHeaders(pub Vec<(S<String>, S<String>)>);
+
+impl<'de> Deserialize<'de> for ClaimsToHeaders {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ClaimsToHeaders;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a table of header names to claim names, like { \"X-User-Email\" = \"email\" }",
+                )
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClaimsToHeaders, A::Error> {
+                let mut all: Vec<(S<String>, S<String>)> = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    all.push(entry);
+                }
+                // The parser's map may be sorted by key: put the pairs back in file order.
+                all.sort_by_key(|(k, _)| k.span().start);
+                Ok(ClaimsToHeaders(all))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// `upstream = "http://a:1"` or `upstream = ["http://a:1", "http://b:2"]`.

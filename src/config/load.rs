@@ -2,13 +2,16 @@
 //! collecting every error rather than stopping at the first.
 //!
 //! This file holds the entry points and the conversion helpers every table uses;
-//! `load/tables.rs` converts the small tables, `load/jwt.rs` `[jwt]` and `[auth]`,
-//! `load/route.rs` the `[[route]]` tables.
+//! `load/tables.rs` converts the small tables, `load/jwt.rs` `[jwt]`, `load/auth.rs`
+//! `[auth]`, `load/admin.rs` `[admin]`, `load/issuer.rs` `[[issuer]]` and `[oidc]`,
+//! `load/route.rs` the `[[route]]` tables (their token keys in `load/route_tokens.rs`).
 
 mod admin;
 mod auth;
+mod issuer;
 mod jwt;
 mod route;
+mod route_tokens;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -126,7 +129,11 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
     let tls = doc.tls.as_ref().and_then(|t| tables::tls(cx, t));
     let jwt = doc.jwt.as_ref().and_then(|j| jwt::jwt(cx, j));
     let session = tables::session(cx, doc.session.as_ref().map(Spanned::get_ref));
-    let headers = tables::headers(cx, doc.headers.as_ref().map(Spanned::get_ref));
+    let headers = tables::headers(
+        cx,
+        doc.headers.as_ref().map(Spanned::get_ref),
+        doc.auth.is_some(),
+    );
     let auth = match &doc.auth {
         Some(a) => auth::auth(cx, a, doc.jwt.as_ref().map(Spanned::get_ref)).map(Some),
         None => Some(None),
@@ -134,6 +141,8 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
     let limits = tables::limits(cx, doc.limits.as_ref().map(Spanned::get_ref));
     let demo = opt(cx, doc.demo.as_ref(), tables::demo);
     let admin = opt(cx, doc.admin.as_ref(), |cx, a| admin::admin(cx, a, doc));
+    let issuers = issuer::issuers(cx, doc);
+    let oidc = opt(cx, doc.oidc.as_ref(), |cx, o| issuer::oidc(cx, o, doc));
     let routes = route::routes(cx, doc);
     if let (Some(l), Some(d)) = (&listen, &demo) {
         tables::distinct_addresses(cx, doc, l, d);
@@ -153,8 +162,8 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
         limits: limits?,
         demo: demo?,
         admin: admin?,
-        issuers: Vec::new(),
-        oidc: None,
+        issuers: issuers?,
+        oidc: oidc?,
         routes: routes?,
     })
 }

@@ -18,30 +18,13 @@ pub(super) fn auth(
 ) -> Option<AuthCenter> {
     let table = a;
     let a = a.get_ref();
-    let path = match &a.path {
-        None => Some("/auth".to_owned()),
-        Some(raw) => match normalise_prefix(raw.get_ref()) {
-            Ok(p) if p == "/" => {
-                cx.err(
-                    raw,
-                    "auth.path",
-                    "the auth center cannot take the whole site: use a prefix like \"/auth\"",
-                );
-                None
-            }
-            Ok(p) => Some(p),
-            Err(why) => {
-                cx.err(
-                    raw,
-                    "auth.path",
-                    format!(
-                        "expected a path prefix like \"/auth\", got {} ({why})",
-                        quoted(raw.get_ref())
-                    ),
-                );
-                None
-            }
-        },
+    let path = match (path(a), &a.path) {
+        (Ok(p), _) => Some(p),
+        (Err(why), Some(raw)) => {
+            cx.err(raw, "auth.path", why);
+            None
+        }
+        (Err(_), None) => None,
     };
     let signing_key = match (&a.signing_key, &a.signing_secret_env) {
         (Some(p), None) => cx
@@ -130,6 +113,23 @@ pub(super) fn auth(
         registration: a.registration.as_ref().is_some_and(|b| *b.get_ref()),
         cookies: a.cookies.as_ref().is_none_or(|b| *b.get_ref()),
     })
+}
+
+/// `auth.path` in its normalised spelling (default "/auth"), or why it is refused.
+pub(super) fn path(a: &AuthFile) -> Result<String, String> {
+    let Some(raw) = &a.path else {
+        return Ok("/auth".to_owned());
+    };
+    match normalise_prefix(raw.get_ref()) {
+        Ok(p) if p == "/" => Err(
+            "the auth center cannot take the whole site: use a prefix like \"/auth\"".to_owned(),
+        ),
+        Ok(p) => Ok(p),
+        Err(why) => Err(format!(
+            "expected a path prefix like \"/auth\", got {} ({why})",
+            quoted(raw.get_ref())
+        )),
+    }
 }
 
 /// `auth.refresh_grace`: default 0 (off). A grace is for requests racing at the same moment

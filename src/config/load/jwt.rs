@@ -89,17 +89,7 @@ pub(super) fn jwt(cx: &mut Cx<'_>, j: &Spanned<JwtFile>) -> Option<Jwt> {
         "jwt.audience",
         "the audience (`aud`) tokens must carry",
     );
-    let leeway = cx.duration(
-        j.leeway.as_ref(),
-        "jwt.leeway",
-        Duration::from_secs(30),
-        Duration::ZERO,
-        Duration::from_secs(300),
-    );
-    let claim = |cx: &mut Cx<'_>, v: Option<&Spanned<String>>, key: &str, default: &str| match v {
-        Some(v) => cx.nonempty(v, key, "a claim name"),
-        None => Some(default.to_owned()),
-    };
+    let leeway = leeway(cx, j.leeway.as_ref(), "jwt.leeway");
     let user_id_claim = claim(cx, j.user_id_claim.as_ref(), "jwt.user_id_claim", "sub");
     let roles_claim = claim(cx, j.roles_claim.as_ref(), "jwt.roles_claim", "roles");
     let session_claim = claim(cx, j.session_claim.as_ref(), "jwt.session_claim", "sid");
@@ -115,14 +105,10 @@ pub(super) fn jwt(cx: &mut Cx<'_>, j: &Spanned<JwtFile>) -> Option<Jwt> {
             (None, all) => *all = None,
         }
     }
-    let jwks_url = opt(cx, j.jwks_url.as_ref(), jwks_url);
-    let jwks_refresh = cx.duration(
-        j.jwks_refresh.as_ref(),
-        "jwt.jwks_refresh",
-        Duration::from_secs(300),
-        Duration::from_secs(10),
-        days(1),
-    );
+    let jwks_url = opt(cx, j.jwks_url.as_ref(), |cx, v| {
+        jwks_url(cx, v, "jwt.jwks_url")
+    });
+    let jwks_refresh = jwks_refresh(cx, j.jwks_refresh.as_ref(), "jwt.jwks_refresh");
 
     if key_files.is_empty() && j.jwks_url.is_none() {
         cx.err(
@@ -312,14 +298,107 @@ fn cookie_name(cx: &mut Cx<'_>, v: &Spanned<String>) -> Option<String> {
 }
 
 /// `https://...`, or `http://` to a loopback host only (the keys decide who is trusted).
-fn jwks_url(cx: &mut Cx<'_>, v: &Spanned<String>) -> Option<http::Uri> {
-    cx.place(v, "jwt.jwks_url", None);
-    secure_url(
-        cx,
+pub(super) fn jwks_url(cx: &mut Cx<'_>, v: &Spanned<String>, key: &str) -> Option<http::Uri> {
+    cx.place(v, key, None);
+    secure_url(cx, v, key, "https://idp.example/.well-known/jwks.json")
+}
+
+/// An issuer URL (the exact `iss`, where discovery starts): the rule of `jwks_url`, and no
+/// query or fragment (discovery appends `/.well-known/openid-configuration`). Kept as written.
+pub(super) fn issuer_url(cx: &mut Cx<'_>, v: &Spanned<String>, key: &str) -> Option<String> {
+    cx.place(v, key, None);
+    secure_url(cx, v, key, "https://idp.example.com")?;
+    if v.get_ref().contains(['?', '#']) {
+        cx.err(
+            v,
+            key,
+            format!(
+                "an issuer URL has no query or fragment, got {}",
+                quoted(v.get_ref())
+            ),
+        );
+        return None;
+    }
+    Some(v.get_ref().clone())
+}
+
+/// Clock skew allowed on `exp` and `nbf`: default 30s, at most 5m.
+pub(super) fn leeway(cx: &mut Cx<'_>, v: Option<&Spanned<String>>, key: &str) -> Option<Duration> {
+    cx.duration(
         v,
-        "jwt.jwks_url",
-        "https://idp.example/.well-known/jwks.json",
+        key,
+        Duration::from_secs(30),
+        Duration::ZERO,
+        Duration::from_secs(300),
     )
+}
+
+/// Background JWKS refresh period: default 5m, from 10s to 1d.
+pub(super) fn jwks_refresh(
+    cx: &mut Cx<'_>,
+    v: Option<&Spanned<String>>,
+    key: &str,
+) -> Option<Duration> {
+    cx.duration(
+        v,
+        key,
+        Duration::from_secs(300),
+        Duration::from_secs(10),
+        days(1),
+    )
+}
+
+/// A claim name (non-empty), or `default`.
+pub(super) fn claim(
+    cx: &mut Cx<'_>,
+    v: Option<&Spanned<String>>,
+    key: &str,
+    default: &str,
+) -> Option<String> {
+    match v {
+        Some(v) => cx.nonempty(v, key, "a claim name"),
+        None => Some(default.to_owned()),
+    }
+}
+
+/// The algorithms of a provider's tokens (`[[issuer]]`, `[oidc]`): default `["RS256"]`,
+/// names from the `[jwt]` list, asymmetric only (the keys come from the provider's JWKS),
+/// at least one, none twice.
+pub(super) fn provider_algorithms(
+    cx: &mut Cx<'_>,
+    v: Option<&Spanned<Vec<Spanned<String>>>>,
+    key: &str,
+) -> Option<Vec<Algorithm>> {
+    let Some(v) = v else {
+        return Some(vec![Algorithm::RS256]);
+    };
+    if v.get_ref().is_empty() {
+        cx.err(v, key, "expected at least one algorithm, like [\"RS256\"]");
+        return None;
+    }
+    let mut seen = Vec::new();
+    let mut ok = true;
+    for (i, name) in v.get_ref().iter().enumerate() {
+        let k = format!("{key}[{i}]");
+        let Some(a) = algorithm(cx, name, &k) else {
+            ok = false;
+            continue;
+        };
+        let reason = if is_hmac(a) {
+            format!(
+                "{} is refused: this provider's keys come from its JWKS, and symmetric keys are never taken from one; use RS*, PS*, ES* or EdDSA",
+                name.get_ref()
+            )
+        } else if seen.contains(&a) {
+            format!("{} is listed twice", name.get_ref())
+        } else {
+            seen.push(a);
+            continue;
+        };
+        cx.err(name, &k, reason);
+        ok = false;
+    }
+    ok.then_some(seen)
 }
 
 /// An `https://` URL, or `http://` to a loopback host only; no credentials in it. For what

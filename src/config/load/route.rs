@@ -1,5 +1,6 @@
 //! Converts the `[[route]]` tables: path prefixes in their one normalised spelling, hosts,
 //! methods, upstream addresses, body limits, and no two routes for the same (host, path).
+//! A route's `issuers` and `claims_to_headers` are checked in `route_tokens.rs`.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use http::uri::Authority;
 use http::Method;
 use toml::Spanned;
 
+use super::route_tokens::{self, Known};
 use super::{opt, quoted, Cx};
 use crate::config::document::Document;
 use crate::config::file::{ByteSize, RouteFile, Upstream};
@@ -19,8 +21,9 @@ pub(super) fn routes(cx: &mut Cx<'_>, doc: &Document) -> Option<Vec<Route>> {
     let mut out = Some(Vec::new());
     // (host, path, index) of the routes seen so far, to refuse a second identical one.
     let mut seen: Vec<(Option<String>, String, usize)> = Vec::new();
+    let known = Known::new(doc);
     for (i, r) in &doc.routes {
-        let route = route(cx, r.get_ref(), *i);
+        let route = route(cx, r.get_ref(), *i, &known);
         if let Some(route) = &route {
             let dup = seen
                 .iter()
@@ -56,7 +59,7 @@ pub(super) fn routes(cx: &mut Cx<'_>, doc: &Document) -> Option<Vec<Route>> {
     (!out.is_empty() && out.len() == doc.route_count).then_some(out)
 }
 
-fn route(cx: &mut Cx<'_>, r: &RouteFile, i: usize) -> Option<Route> {
+fn route(cx: &mut Cx<'_>, r: &RouteFile, i: usize, known: &Known<'_>) -> Option<Route> {
     let k = |field: &str| format!("route[{i}].{field}");
     let path = match normalise_prefix(r.path.get_ref()) {
         Ok(p) => Some(p),
@@ -105,6 +108,15 @@ fn route(cx: &mut Cx<'_>, r: &RouteFile, i: usize) -> Option<Route> {
             cx.err(rv, &k("roles"), "a public route has no authenticated user whose roles could be checked; remove `roles` or set auth = \"required\"");
         }
     }
+    let public = auth == Some(AuthMode::Public);
+    let issuers = route_tokens::issuers(cx, r.issuers.as_ref(), &k("issuers"), public, known);
+    let claims_to_headers = route_tokens::claims_to_headers(
+        cx,
+        r.claims_to_headers.as_ref(),
+        &k("claims_to_headers"),
+        public,
+        known,
+    );
     let timeout = cx.duration(
         r.timeout.as_ref(),
         &k("timeout"),
@@ -144,8 +156,8 @@ fn route(cx: &mut Cx<'_>, r: &RouteFile, i: usize) -> Option<Route> {
         forward_token: r.forward_token.as_ref().is_some_and(|b| *b.get_ref()),
         timeout: timeout?,
         max_body: max_body?,
-        issuers: vec![crate::config::OWN_ISSUER.to_owned()],
-        claims_to_headers: Vec::new(),
+        issuers: issuers?,
+        claims_to_headers: claims_to_headers?,
     })
 }
 

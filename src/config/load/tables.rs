@@ -17,6 +17,7 @@ use crate::config::{
     Demo, Headers, Limits, Listen, Otlp, Redis, RedisNodes, RedisPassword, Reload, Runtime,
     Session, StoreKind, Tls, TlsVersion,
 };
+use crate::identity_headers::USUAL;
 
 pub(super) fn listen(cx: &mut Cx<'_>, l: &Spanned<ListenFile>) -> Option<Listen> {
     let l = l.get_ref();
@@ -462,25 +463,31 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-request-id",
 ];
 
-fn header_name(cx: &mut Cx<'_>, v: &Spanned<String>, key: &str) -> Option<HeaderName> {
+/// A header name of the gateway's own choosing (identity, assertion, a claim): valid, and
+/// none of [`RESERVED_HEADERS`] nor a `Sec-*` or `If-*` header. `example` names a good one.
+pub(super) fn header_name(
+    cx: &mut Cx<'_>,
+    v: &Spanned<String>,
+    key: &str,
+    example: &str,
+) -> Option<HeaderName> {
     let Ok(name) = HeaderName::from_bytes(v.get_ref().as_bytes()) else {
         cx.err(
             v,
             key,
             format!(
-                "expected a header name (letters, digits, '-'), like \"X-User-Id\", got {}",
+                "expected a header name (letters, digits, '-'), like \"{example}\", got {}",
                 quoted(v.get_ref())
             ),
         );
         return None;
     };
-    let lower = name.as_str();
-    if RESERVED_HEADERS.contains(&lower) || lower.starts_with("sec-") || lower.starts_with("if-") {
+    if reserved(name.as_str()) {
         cx.err(
             v,
             key,
             format!(
-                "{} is a standard header with its own meaning; pick a name of your own, like \"X-User-Id\"",
+                "{} is a standard header with its own meaning; pick a name of your own, like \"{example}\"",
                 v.get_ref()
             ),
         );
@@ -489,22 +496,67 @@ fn header_name(cx: &mut Cx<'_>, v: &Spanned<String>, key: &str) -> Option<Header
     Some(name)
 }
 
-pub(super) fn headers(cx: &mut Cx<'_>, h: Option<&HeadersFile>) -> Option<Headers> {
+/// Whether a lower-case header name is one of [`RESERVED_HEADERS`] or a `Sec-*` or `If-*`
+/// header.
+pub(super) fn reserved(lower: &str) -> bool {
+    RESERVED_HEADERS.contains(&lower) || lower.starts_with("sec-") || lower.starts_with("if-")
+}
+
+/// A header name as a backend may fold it: lower-case, '_' read as '-'.
+pub(super) fn fold(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+/// The header names the gateway writes for an identity, folded ([`fold`]), each with what
+/// names it: the configured identity headers (or their defaults), the usual names (stripped
+/// from clients whatever `[headers]` says) and the assertion header. From the file as
+/// written, so that a check against them needs `[headers]` to be valid in nothing else.
+pub(super) fn identity_names(h: Option<&HeadersFile>) -> Vec<(String, String)> {
+    let default = HeadersFile::default();
+    let h = h.unwrap_or(&default);
+    let configured = [
+        (&h.user_id, "headers.user_id", Some("x-user-id")),
+        (&h.roles, "headers.roles", Some("x-user-roles")),
+        (&h.session_id, "headers.session_id", None),
+        (&h.assertion, "headers.assertion", None),
+    ];
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (v, key, default) in configured {
+        if let Some(name) = v.as_ref().map(|v| v.get_ref().as_str()).or(default) {
+            out.push((fold(name), key.to_owned()));
+        }
+    }
+    for usual in USUAL {
+        if !out.iter().any(|(n, _)| n == usual) {
+            out.push((
+                usual.to_owned(),
+                "the identity headers (their usual names are stripped from clients whatever [headers] says)".to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+/// `[headers]`; `auth`: whether `[auth]` is present (the assertion is signed with its key).
+pub(super) fn headers(cx: &mut Cx<'_>, h: Option<&HeadersFile>, auth: bool) -> Option<Headers> {
     let default = HeadersFile::default();
     let h = h.unwrap_or(&default);
     let user_id = match &h.user_id {
-        Some(v) => header_name(cx, v, "headers.user_id"),
+        Some(v) => header_name(cx, v, "headers.user_id", "X-User-Id"),
         None => Some(HeaderName::from_static("x-user-id")),
     };
     let roles = match &h.roles {
-        Some(v) => header_name(cx, v, "headers.roles"),
+        Some(v) => header_name(cx, v, "headers.roles", "X-User-Roles"),
         None => Some(HeaderName::from_static("x-user-roles")),
     };
     let session_id = opt(cx, h.session_id.as_ref(), |cx, v| {
-        header_name(cx, v, "headers.session_id")
+        header_name(cx, v, "headers.session_id", "X-Session-Id")
+    });
+    let assertion = opt(cx, h.assertion.as_ref(), |cx, v| {
+        header_name(cx, v, "headers.assertion", "X-Gateway-Assertion")
     });
     // Distinct, also when '_' is read as '-' (some backends fold the two).
-    let fold = |n: &HeaderName| n.as_str().replace('_', "-");
+    let folded = |n: &HeaderName| fold(n.as_str());
     let named = [
         (user_id.as_ref(), h.user_id.as_ref(), "headers.user_id"),
         (roles.as_ref(), h.roles.as_ref(), "headers.roles"),
@@ -513,6 +565,11 @@ pub(super) fn headers(cx: &mut Cx<'_>, h: Option<&HeadersFile>) -> Option<Header
             h.session_id.as_ref(),
             "headers.session_id",
         ),
+        (
+            assertion.as_ref().and_then(Option::as_ref),
+            h.assertion.as_ref(),
+            "headers.assertion",
+        ),
     ];
     for (i, (name, at, key)) in named.iter().enumerate() {
         let (Some(name), Some(at)) = (name, at) else {
@@ -520,7 +577,7 @@ pub(super) fn headers(cx: &mut Cx<'_>, h: Option<&HeadersFile>) -> Option<Header
         };
         if let Some((_, _, other)) = named[..i]
             .iter()
-            .find(|(n, _, _)| n.is_some_and(|n| fold(n) == fold(name)))
+            .find(|(n, _, _)| n.is_some_and(|n| folded(n) == folded(name)))
         {
             cx.err(
                 at,
@@ -529,11 +586,36 @@ pub(super) fn headers(cx: &mut Cx<'_>, h: Option<&HeadersFile>) -> Option<Header
             );
         }
     }
+    if let Some(at) = &h.assertion {
+        // The usual identity names are stripped from clients and read by backends as the
+        // identity whatever `[headers]` says: never an assertion's name either (unless the
+        // check above already said so).
+        let usual = USUAL.iter().find(|u| **u == fold(at.get_ref()));
+        let said = usual.is_some_and(|u| {
+            named[..3]
+                .iter()
+                .any(|(n, _, _)| n.is_some_and(|n| folded(n) == *u))
+        });
+        if let (Some(Some(_)), Some(u), false) = (&assertion, usual, said) {
+            cx.err(
+                at,
+                "headers.assertion",
+                format!("{} is the usual name of an identity header ({u}), stripped from clients whatever [headers] says; pick another name, like \"X-Gateway-Assertion\"", at.get_ref()),
+            );
+        }
+        if !auth {
+            cx.err(
+                at,
+                "headers.assertion",
+                "needs [auth]: the assertion is signed with the auth center's signing key",
+            );
+        }
+    }
     Some(Headers {
         user_id: user_id?,
         roles: roles?,
         session_id: session_id?,
-        assertion: None,
+        assertion: assertion?,
     })
 }
 

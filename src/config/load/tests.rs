@@ -1790,3 +1790,6 @@ fn proxy_protocol_needs_trusted_proxies() {
         "needs listen.trusted_proxies",
     );
 }
+
+// The keys of contract section 9 (`[[issuer]]`, `[oidc]`, ...) are tested in `tests/identities.rs`.
+mod identities;
