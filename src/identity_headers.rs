@@ -35,7 +35,7 @@ pub struct IdentityNames {
 }
 
 /// The identity headers' usual names, stripped from clients whatever `[headers]` says.
-pub const USUAL: [&str; 3] = ["x-user-id", "x-user-roles", "x-session-id"];
+pub use crate::config::USUAL_IDENTITY_HEADERS as USUAL;
 
 impl IdentityNames {
     pub fn new(headers: &Headers) -> Self {

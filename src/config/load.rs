@@ -132,7 +132,7 @@ fn convert(cx: &mut Cx<'_>, doc: &Document, source: &Path) -> Option<Config> {
     let headers = tables::headers(
         cx,
         doc.headers.as_ref().map(Spanned::get_ref),
-        doc.auth.is_some(),
+        doc.auth.as_ref().map(|a| a.get_ref().signing_key.is_some()),
     );
     let auth = match &doc.auth {
         Some(a) => auth::auth(cx, a, doc.jwt.as_ref().map(Spanned::get_ref)).map(Some),

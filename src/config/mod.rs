@@ -57,6 +57,10 @@ pub struct Config {
     pub routes: Vec<Route>,
 }
 
+/// The identity headers' usual names (lower case), stripped from clients whatever
+/// `[headers]` says, and never usable as another header's name.
+pub const USUAL_IDENTITY_HEADERS: [&str; 3] = ["x-user-id", "x-user-roles", "x-session-id"];
+
 /// The name a route's `issuers` uses for the gateway's own tokens (those `[jwt]` verifies).
 /// No `[[issuer]]` or `[oidc]` may take it.
 pub const OWN_ISSUER: &str = "gateway";

@@ -2,7 +2,6 @@
 //! checks that tie them together: every algorithm has a key of its kind, every key an
 //! algorithm, and the auth center's signing key is one the gateway itself can verify.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
@@ -415,39 +414,18 @@ pub(super) fn secure_url(
         cx.err(v, key, bad());
         return None;
     };
-    let host = uri.host().unwrap_or_default();
     let reason = match uri.scheme_str() {
-        _ if host.is_empty() => Some(bad()),
-        _ if uri.authority().is_some_and(|a| a.as_str().contains('@')) => {
-            Some("credentials in the URL are not supported".to_owned())
-        }
-        Some("https") => None,
-        Some("http") if is_loopback(host) => None,
-        Some("http") => Some(format!(
-            "plain http:// is allowed only for loopback hosts (127.0.0.1, ::1, localhost); use https:// for {host}"
-        )),
-        _ => Some(format!("expected an https:// URL, got {}", quoted(s))),
+        _ if uri.host().unwrap_or_default().is_empty() => Err(bad()),
+        Some("https" | "http") => crate::config::outbound_url::check(&uri),
+        _ => Err(format!("expected an https:// URL, got {}", quoted(s))),
     };
     match reason {
-        None => Some(uri),
-        Some(r) => {
+        Ok(()) => Some(uri),
+        Err(r) => {
             cx.err(v, key, r);
             None
         }
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    if let Ok(ip) = host.parse::<Ipv4Addr>() {
-        return ip.is_loopback();
-    }
-    let inner = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
-    inner
-        .and_then(|h| h.parse::<Ipv6Addr>().ok())
-        .is_some_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

@@ -13,11 +13,11 @@ use crate::config::file::{
     DemoFile, HeadersFile, LimitsFile, ListenFile, OtlpFile, ReloadFile, RuntimeFile, SessionFile,
     TlsFile,
 };
+use crate::config::USUAL_IDENTITY_HEADERS as USUAL;
 use crate::config::{
     Demo, Headers, Limits, Listen, Otlp, Redis, RedisNodes, RedisPassword, Reload, Runtime,
     Session, StoreKind, Tls, TlsVersion,
 };
-use crate::identity_headers::USUAL;
 
 pub(super) fn listen(cx: &mut Cx<'_>, l: &Spanned<ListenFile>) -> Option<Listen> {
     let l = l.get_ref();
@@ -537,8 +537,13 @@ pub(super) fn identity_names(h: Option<&HeadersFile>) -> Vec<(String, String)> {
     out
 }
 
-/// `[headers]`; `auth`: whether `[auth]` is present (the assertion is signed with its key).
-pub(super) fn headers(cx: &mut Cx<'_>, h: Option<&HeadersFile>, auth: bool) -> Option<Headers> {
+/// `[headers]`; `auth`: `None` without `[auth]`, else whether its signing key is a public-key
+/// one (the assertion is signed with it, and backends verify it with the published JWKS).
+pub(super) fn headers(
+    cx: &mut Cx<'_>,
+    h: Option<&HeadersFile>,
+    auth: Option<bool>,
+) -> Option<Headers> {
     let default = HeadersFile::default();
     let h = h.unwrap_or(&default);
     let user_id = match &h.user_id {
@@ -603,12 +608,18 @@ pub(super) fn headers(cx: &mut Cx<'_>, h: Option<&HeadersFile>, auth: bool) -> O
                 format!("{} is the usual name of an identity header ({u}), stripped from clients whatever [headers] says; pick another name, like \"X-Gateway-Assertion\"", at.get_ref()),
             );
         }
-        if !auth {
-            cx.err(
+        match auth {
+            None => cx.err(
                 at,
                 "headers.assertion",
                 "needs [auth]: the assertion is signed with the auth center's signing key",
-            );
+            ),
+            Some(false) => cx.err(
+                at,
+                "headers.assertion",
+                "needs auth.signing_key (a public-key signature that backends verify with /.well-known/jwks.json), not an HS256 secret that a backend would have to share",
+            ),
+            Some(true) => {}
         }
     }
     Some(Headers {

@@ -1356,6 +1356,15 @@ fn auth_hs256_signing_must_verify() {
     let c = ok(&format!(
         "{src}\n[auth]\npath = \"/auth\"\nsigning_secret_env = \"GW_SECRET\"\n"
     ));
+    // An assertion must be verifiable by backends from the JWKS: never with an HS256 secret.
+    one(
+        &format!(
+            "{src}\n[auth]\npath = \"/auth\"\nsigning_secret_env = \"GW_SECRET\"\n[headers]\nassertion = \"X-Gateway-Assertion\"\n"
+        ),
+        "\"X-Gateway-Assertion\"",
+        "headers.assertion",
+        "not an HS256 secret",
+    );
     assert!(
         matches!(c.auth.map(|a| a.signing_key), Some(SigningKey::Secret { value, .. }) if value == b"s3cret, thirty-two bytes or more, ok")
     );
