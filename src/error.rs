@@ -73,6 +73,16 @@ pub enum GatewayError {
     /// Registration of a name that is taken.
     #[error("user exists")]
     UserExists,
+    /// An OpenID login that cannot complete: no or another browser's login state, a changed
+    /// `state`, a replayed or refused code, a bad ID token (the label says which).
+    #[error("OpenID login refused: {0}")]
+    LoginRefused(&'static str),
+    /// A back-channel logout token that is not valid (the label says why); nothing revoked.
+    #[error("logout token refused: {0}")]
+    LogoutTokenRefused(&'static str),
+    /// The OpenID provider could not be reached or answered nonsense.
+    #[error("OpenID provider: {0}")]
+    ProviderUnavailable(String),
 }
 
 /// The one mapping of an authentication or authorization failure to its answer.
@@ -125,6 +135,10 @@ impl GatewayError {
             GatewayError::OriginMismatch => StatusCode::FORBIDDEN,
             GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UserExists => StatusCode::CONFLICT,
+            GatewayError::LoginRefused(_) | GatewayError::LogoutTokenRefused(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            GatewayError::ProviderUnavailable(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -153,6 +167,9 @@ impl GatewayError {
             GatewayError::OriginMismatch => "origin_mismatch",
             GatewayError::Overloaded => "overloaded",
             GatewayError::UserExists => "username_taken",
+            GatewayError::LoginRefused(_) => "login_failed",
+            GatewayError::LogoutTokenRefused(_) => "invalid_request",
+            GatewayError::ProviderUnavailable(_) => "provider_unavailable",
         }
     }
 
@@ -184,6 +201,11 @@ impl GatewayError {
             GatewayError::OriginMismatch => "this request's Origin is not this gateway",
             GatewayError::Overloaded => "the gateway is busy; retry shortly",
             GatewayError::UserExists => "this username is taken",
+            GatewayError::LoginRefused(_) => {
+                "this sign-in cannot be completed; start it again from the beginning"
+            }
+            GatewayError::LogoutTokenRefused(_) => "the logout token is not valid",
+            GatewayError::ProviderUnavailable(_) => "the identity provider is unavailable",
         }
     }
 
@@ -192,7 +214,9 @@ impl GatewayError {
         match self {
             GatewayError::InvalidToken(reason)
             | GatewayError::InvalidRefreshToken(reason)
-            | GatewayError::BadRequest(reason) => reason,
+            | GatewayError::BadRequest(reason)
+            | GatewayError::LoginRefused(reason)
+            | GatewayError::LogoutTokenRefused(reason) => reason,
             other => other.code(),
         }
     }

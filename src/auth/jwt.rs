@@ -370,6 +370,31 @@ impl Verifier {
         self.inner.verify_cached(token, crate::clock::unix_now())
     }
 
+    /// For tokens that are not access tokens (an OpenID provider's ID and logout tokens):
+    /// the header (with `typ` one of `typ`, or absent), the key, the signature, and the
+    /// registered claims (`exp`, `nbf`, `iat`, `iss`, `aud`) as for an access token; the other
+    /// claims are returned for the caller to judge. An unknown kid may refresh the JWKS once.
+    pub async fn verify_claims(
+        &self,
+        token: &str,
+        typ: &[&str],
+    ) -> Result<Map<String, Value>, TokenError> {
+        let parsed = Parsed::new(token)?;
+        let check = |parsed: &Parsed<'_>| {
+            let now = crate::clock::unix_now();
+            self.inner.check_signed(parsed, typ, now)?;
+            self.inner.rules.check_registered(&parsed.claims, now)?;
+            Ok(parsed.claims.clone())
+        };
+        let seen = self.inner.generation();
+        match check(&parsed) {
+            Err(TokenError::UnknownKid) if self.inner.refresh_for_unknown_kid(seen).await => {
+                check(&parsed)
+            }
+            result => result,
+        }
+    }
+
     /// The `iss` this verifier requires.
     pub fn issuer(&self) -> &str {
         &self.inner.rules.issuer
@@ -422,8 +447,14 @@ impl<'t> Parsed<'t> {
 
 impl Inner {
     fn verify_cached(&self, parsed: &Parsed<'_>, now: u64) -> Result<VerifiedToken, TokenError> {
+        self.check_signed(parsed, &ACCEPTED_TYP, now)?;
+        self.rules.check(&parsed.claims, now)
+    }
+
+    /// Header, key and signature (and jsonwebtoken's own claim validation).
+    fn check_signed(&self, parsed: &Parsed<'_>, typ: &[&str], now: u64) -> Result<(), TokenError> {
         let (token, header, claims) = (parsed.token, &parsed.header, &parsed.claims);
-        let (alg, kid) = check_header(header, &self.algorithms)?;
+        let (alg, kid) = check_header(header, &self.algorithms, typ)?;
 
         let signature = URL_SAFE_NO_PAD
             .decode(parsed.signature_b64)
@@ -466,7 +497,7 @@ impl Inner {
 
         for key in candidates {
             match jsonwebtoken::decode::<serde::de::IgnoredAny>(token, &key.key, validation) {
-                Ok(_) => return self.rules.check(claims, now),
+                Ok(_) => return Ok(()),
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => continue,
                 Err(e) => return Err(self.map_library_error(e.kind(), claims, now)),
             }
@@ -605,6 +636,7 @@ fn json_part(b64: &str) -> Result<Map<String, Value>, TokenError> {
 fn check_header<'h>(
     header: &'h Map<String, Value>,
     configured: &[Algorithm],
+    accepted_typ: &[&str],
 ) -> Result<(Algorithm, Option<&'h str>), TokenError> {
     if header.contains_key("crit") {
         return Err(TokenError::Crit);
@@ -621,7 +653,7 @@ fn check_header<'h>(
     }
     match header.get("typ") {
         None => {}
-        Some(Value::String(t)) if ACCEPTED_TYP.iter().any(|a| a.eq_ignore_ascii_case(t)) => {}
+        Some(Value::String(t)) if accepted_typ.iter().any(|a| a.eq_ignore_ascii_case(t)) => {}
         Some(Value::String(_)) => return Err(TokenError::TokenType),
         Some(_) => return Err(TokenError::Malformed),
     }

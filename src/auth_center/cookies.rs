@@ -22,6 +22,24 @@ pub const REFRESH_COOKIE: &str = "__Secure-gw_refresh";
 /// client chose may hold characters a cookie cannot).
 pub const DEVICE_COOKIE: &str = "__Host-gw_device";
 
+/// The cookie that binds an OpenID login to the browser that began it (its value names the
+/// login's server-side state). `SameSite=Lax`, the one cookie here that is not `Strict`: the
+/// provider's redirect back is a cross-site top-level GET, which `Lax` lets through and
+/// `Strict` would not; it carries no authority of its own (only the state it names, once).
+pub const LOGIN_COOKIE: &str = "__Host-gw_oidc";
+
+/// `Set-Cookie` for an OpenID login's binding cookie (`max_age` 0 expires it).
+pub(super) fn login_cookie(id: &str, max_age: u64) -> Option<HeaderValue> {
+    let v =
+        format!("{LOGIN_COOKIE}={id}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax");
+    HeaderValue::from_str(&v).ok()
+}
+
+/// The OpenID login cookie's value, when the request carries exactly one.
+pub(super) fn login_from(headers: &HeaderMap) -> Result<Option<String>, ()> {
+    one_cookie(headers, LOGIN_COOKIE)
+}
+
 /// What to set, or `None` inside when cookies are off.
 pub(super) struct Cookies {
     enabled: bool,

@@ -37,12 +37,7 @@ pub(super) async fn login(
     peer: SocketAddr,
     req: Request<Inbound>,
 ) -> Result<Response<Body>, GatewayError> {
-    let user_agent = req
-        .headers()
-        .get(USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| truncate(ua, MAX_USER_AGENT).to_owned())
-        .filter(|ua| !ua.is_empty());
+    let user_agent = user_agent(req.headers());
     let body: LoginRequest = read_json(gw, req, false).await?;
     let device_id = bound_device(center, device_id(body.device_id)?);
     if body.password.len() > users::MAX_PASSWORD_BYTES {
@@ -77,22 +72,76 @@ pub(super) async fn login(
     };
     attempt.take_back(store).await?;
 
+    let opened = open_session(
+        center,
+        gw,
+        &user.user_id,
+        &user.roles,
+        ip,
+        user_agent,
+        device_id,
+    )
+    .await?;
+    tracing::info!(user_id = %user.user_id, session_id = %opened.sid, "login");
+    Ok(center.pair_answer(
+        &opened.access,
+        &opened.refresh,
+        &opened.sid,
+        opened.ttl,
+        opened.device_id.as_deref(),
+    ))
+}
+
+/// A new login session: its id, tokens and lifetime.
+pub(super) struct Opened {
+    pub sid: String,
+    pub access: String,
+    pub refresh: String,
+    pub ttl: std::time::Duration,
+    pub device_id: Option<String>,
+}
+
+/// Writes a new session for `user_id` with `roles` (and its first refresh record) and mints
+/// its access token: what a password login and an OpenID login both end in.
+pub(super) async fn open_session(
+    center: &AuthCenter,
+    gw: &Deps,
+    user_id: &str,
+    roles: &[String],
+    ip: String,
+    user_agent: Option<String>,
+    device_id: Option<String>,
+) -> Result<Opened, GatewayError> {
     let sid = tokens::new_session_id();
     let (refresh, refresh_hash) = tokens::new_refresh_token(Some(&sid));
     let new = NewSession {
         sid: sid.clone(),
-        user_id: user.user_id.clone(),
-        roles: Some(user.roles.clone()),
+        user_id: user_id.to_owned(),
+        roles: Some(roles.to_vec()),
         created_at: crate::clock::unix_now(),
         ip: Some(ip),
         user_agent,
         device_id: device_id.clone(),
     };
     let ttl = center.cfg.refresh_ttl;
-    store.begin(&new, &refresh_hash, ttl).await?;
-    let access = center.mint(&user.user_id, &sid, &user.roles)?;
-    tracing::info!(user_id = %user.user_id, session_id = %sid, "login");
-    Ok(center.pair_answer(&access, &refresh, &sid, ttl, device_id.as_deref()))
+    gw.auth.store().begin(&new, &refresh_hash, ttl).await?;
+    let access = center.mint(user_id, &sid, roles)?;
+    Ok(Opened {
+        sid,
+        access,
+        refresh,
+        ttl,
+        device_id,
+    })
+}
+
+/// The request's `User-Agent`, cut to 512 bytes, as a session keeps it.
+pub(super) fn user_agent(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| truncate(ua, MAX_USER_AGENT).to_owned())
+        .filter(|ua| !ua.is_empty())
 }
 
 /// An optional `device_id`: non-empty, at most 128 bytes, no control characters.
@@ -109,7 +158,7 @@ pub(super) fn device_id(d: Option<String>) -> Result<Option<String>, GatewayErro
 
 /// With `bind_refresh = "device"`, a login that names no device is bound to one the gateway
 /// generates (and hands back), so its refresh token is never unbound.
-fn bound_device(center: &AuthCenter, given: Option<String>) -> Option<String> {
+pub(super) fn bound_device(center: &AuthCenter, given: Option<String>) -> Option<String> {
     match (given, center.cfg.bind_refresh) {
         (None, BindRefresh::Device) => Some(tokens::new_device_id()),
         (given, _) => given,

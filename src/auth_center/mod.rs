@@ -18,6 +18,7 @@ mod csrf;
 mod jwks;
 mod lockout;
 mod login;
+mod oidc;
 mod refresh;
 mod register;
 mod sessions;
@@ -85,6 +86,8 @@ pub struct AuthCenter {
     jwks: Bytes,
     cookies: cookies::Cookies,
     hasher: users::Hasher,
+    /// `[oidc]`: the provider, discovered at start.
+    oidc: Option<oidc::Provider>,
 }
 
 impl std::fmt::Debug for AuthCenter {
@@ -111,6 +114,10 @@ impl AuthCenter {
         let hasher = users::Hasher::new()
             .await
             .map_err(|e| SetupError::Argon2(e.to_string()))?;
+        let oidc = match &config.oidc {
+            Some(o) => Some(oidc::Provider::new(o).await?),
+            None => None,
+        };
         Ok(AuthCenter {
             cfg,
             jwt: config.jwt.clone(),
@@ -119,13 +126,19 @@ impl AuthCenter {
             jwks,
             cookies,
             hasher,
+            oidc,
         })
     }
 
     /// True when `path` (normalised) belongs to the auth center rather than to a route:
     /// `auth.path` and everything under it, and the JWKS document.
     pub fn owns(&self, path: &str) -> bool {
-        path == JWKS_PATH || under(&self.cfg.path, path).is_some()
+        path == JWKS_PATH
+            || under(&self.cfg.path, path).is_some()
+            || self
+                .oidc
+                .as_ref()
+                .is_some_and(|o| o.redirect_path() == path)
     }
 
     /// Answers one request; never fails (refusals become their JSON answer).
@@ -162,8 +175,25 @@ impl AuthCenter {
             allow(&req, &[Method::GET, Method::HEAD])?;
             return Ok(jwks::answer(&self.jwks));
         }
+        if let Some(provider) = &self.oidc {
+            if path == provider.redirect_path() {
+                allow(&req, &[Method::GET])?;
+                return oidc::callback(self, provider, gw, peer, &req).await;
+            }
+        }
         let rel = under(&self.cfg.path, path).ok_or(GatewayError::NoRoute)?;
         match rel {
+            oidc::LOGIN if self.oidc.is_some() => {
+                allow(&req, &[Method::GET])?;
+                let provider = self.oidc.as_ref().ok_or(GatewayError::NoRoute)?;
+                oidc::begin(provider, gw, &req).await
+            }
+            // A form body, as the standard fixes; no cookie, no Origin: the provider calls.
+            oidc::BACKCHANNEL if self.oidc.is_some() => {
+                allow(&req, &[Method::POST])?;
+                let provider = self.oidc.as_ref().ok_or(GatewayError::NoRoute)?;
+                oidc::backchannel_logout(provider, gw, req).await
+            }
             "/login" => {
                 allow(&req, &[Method::POST])?;
                 login::login(self, gw, peer, req).await
@@ -257,6 +287,19 @@ fn lockout_address(peer: SocketAddr) -> String {
     }
 }
 
+/// The whole body, at most [`MAX_BODY`] bytes (413 above), within the body idle timeout.
+async fn read_body(gw: &Deps, req: Request<Inbound>) -> Result<Bytes, GatewayError> {
+    let idle = gw.body_idle_timeout;
+    let collected = tokio::time::timeout(idle, Limited::new(req.into_body(), MAX_BODY).collect())
+        .await
+        .map_err(|_| GatewayError::BadRequest("body_timeout"))?;
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(GatewayError::BodyTooLarge),
+        Err(_) => Err(GatewayError::BadRequest("body_unreadable")),
+    }
+}
+
 /// Reads a JSON body of at most [`MAX_BODY`] bytes within the body idle timeout. The body
 /// must be declared `application/json` (415 otherwise); an empty body reads as `{}` when
 /// `empty_ok`, and only then may it come without a `Content-Type`. Unknown fields are refused
@@ -275,17 +318,7 @@ async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(GatewayError::BodyTooLarge);
     }
-    let idle = gw.body_idle_timeout;
-    let collected = tokio::time::timeout(idle, Limited::new(req.into_body(), MAX_BODY).collect())
-        .await
-        .map_err(|_| GatewayError::BadRequest("body_timeout"))?;
-    let bytes = match collected {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(GatewayError::BodyTooLarge)
-        }
-        Err(_) => return Err(GatewayError::BadRequest("body_unreadable")),
-    };
+    let bytes = read_body(gw, req).await?;
     if media == csrf::Declared::Nothing && !(bytes.is_empty() && empty_ok) {
         return Err(GatewayError::UnsupportedMediaType);
     }

@@ -176,16 +176,25 @@ impl AuthCenter {
         let mut resp = super::json(StatusCode::OK, &body);
         let h = resp.headers_mut();
         h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-        for c in self
-            .cookies
-            .issue(access, self.cfg.access_ttl, refresh, refresh_left)
-        {
-            h.append(SET_COOKIE, c);
-        }
-        if let Some(c) = device.and_then(|d| self.cookies.device(d, refresh_left)) {
+        for c in self.pair_cookies(access, refresh, refresh_left, device) {
             h.append(SET_COOKIE, c);
         }
         resp
+    }
+
+    /// The cookies of a new pair (none with cookies off), the device cookie included.
+    pub(super) fn pair_cookies(
+        &self,
+        access: &str,
+        refresh: &str,
+        refresh_left: Duration,
+        device: Option<&str>,
+    ) -> Vec<HeaderValue> {
+        let mut out = self
+            .cookies
+            .issue(access, self.cfg.access_ttl, refresh, refresh_left);
+        out.extend(device.and_then(|d| self.cookies.device(d, refresh_left)));
+        out
     }
 }
 

@@ -42,24 +42,7 @@ impl ClaimRules {
         claims: &Map<String, Value>,
         now: u64,
     ) -> Result<VerifiedToken, TokenError> {
-        let exp = numeric_date(claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
-        if exp.saturating_add(self.leeway) < now {
-            return Err(TokenError::Expired);
-        }
-        if let Some(nbf) = numeric_date(claims, "nbf")? {
-            if nbf > now.saturating_add(self.leeway) {
-                return Err(TokenError::NotYetValid);
-            }
-        }
-        numeric_date(claims, "iat")?;
-
-        match claims.get("iss") {
-            None => return Err(TokenError::MissingClaim("iss")),
-            Some(Value::String(iss)) if *iss == self.issuer => {}
-            Some(_) => return Err(TokenError::Issuer),
-        }
-        self.check_audience(claims.get("aud"))?;
-
+        let exp = self.check_registered(claims, now)?;
         let mut user_id = identifier(claims.get(&self.user_id_claim), "user_id")?;
         if let Some(prefix) = &self.user_prefix {
             user_id.insert_str(0, prefix);
@@ -82,6 +65,32 @@ impl ClaimRules {
             expires_at: exp,
             claims: kept,
         })
+    }
+
+    /// The registered claims: `exp` (required), `nbf`, `iat`, `iss`, `aud`. Returns `exp`.
+    pub(crate) fn check_registered(
+        &self,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<u64, TokenError> {
+        let exp = numeric_date(claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+        if exp.saturating_add(self.leeway) < now {
+            return Err(TokenError::Expired);
+        }
+        if let Some(nbf) = numeric_date(claims, "nbf")? {
+            if nbf > now.saturating_add(self.leeway) {
+                return Err(TokenError::NotYetValid);
+            }
+        }
+        numeric_date(claims, "iat")?;
+
+        match claims.get("iss") {
+            None => return Err(TokenError::MissingClaim("iss")),
+            Some(Value::String(iss)) if *iss == self.issuer => {}
+            Some(_) => return Err(TokenError::Issuer),
+        }
+        self.check_audience(claims.get("aud"))?;
+        Ok(exp)
     }
 
     fn check_audience(&self, aud: Option<&Value>) -> Result<(), TokenError> {
@@ -139,7 +148,7 @@ fn numeric_date(
 }
 
 /// A user or session id: a non-empty string without control characters.
-fn identifier(value: Option<&Value>, label: &'static str) -> Result<String, TokenError> {
+pub(crate) fn identifier(value: Option<&Value>, label: &'static str) -> Result<String, TokenError> {
     match value {
         None => Err(TokenError::MissingClaim(label)),
         Some(Value::String(s))
@@ -153,7 +162,7 @@ fn identifier(value: Option<&Value>, label: &'static str) -> Result<String, Toke
 
 /// Roles: absent (none), an array of strings, or one space/comma separated string. A role
 /// never holds a comma, space or control character, since roles travel comma-joined in a header.
-fn roles(value: Option<&Value>) -> Result<Vec<String>, TokenError> {
+pub(crate) fn roles(value: Option<&Value>) -> Result<Vec<String>, TokenError> {
     let bad = TokenError::BadClaim("roles");
     let roles: Vec<String> = match value {
         None => return Ok(Vec::new()),

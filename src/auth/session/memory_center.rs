@@ -102,10 +102,10 @@ impl MemoryStore {
         entry.1 = later(now, ttl);
     }
 
-    pub(super) fn oidc_unlink(&self, key: &str) -> Vec<String> {
+    pub(super) fn oidc_linked(&self, key: &str) -> Vec<String> {
         let now = Instant::now();
-        match self.lock().center.oidc_links.remove(key) {
-            Some((sids, until)) if until > now => sids,
+        match self.lock().center.oidc_links.get(key) {
+            Some((sids, until)) if *until > now => sids.clone(),
             _ => Vec::new(),
         }
     }

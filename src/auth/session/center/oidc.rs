@@ -105,21 +105,33 @@ impl SessionStore {
         }
     }
 
-    /// The gateway sessions provider session `provider_sid` began, forgetting the link.
-    pub async fn oidc_unlink(&self, provider_sid: &str) -> Result<Vec<String>, StoreError> {
+    /// The gateway sessions provider session `provider_sid` began (the set stays until it
+    /// expires: ending a session twice is harmless, losing one is not).
+    pub async fn oidc_linked(&self, provider_sid: &str) -> Result<Vec<String>, StoreError> {
         match self {
             SessionStore::Redis(s) => {
-                let key = OidcKey::ProviderSession.key(s.prefix(), provider_sid);
                 let mut members = redis::cmd("SMEMBERS");
-                members.arg(&key);
-                let sids: Vec<String> = s.query(&members).await?;
-                let mut del = redis::cmd("DEL");
-                del.arg(&key);
-                s.query::<i64>(&del).await?;
-                Ok(sids)
+                members.arg(OidcKey::ProviderSession.key(s.prefix(), provider_sid));
+                s.query(&members).await
             }
             SessionStore::Memory(s) => {
-                Ok(s.oidc_unlink(&OidcKey::ProviderSession.key("", provider_sid)))
+                Ok(s.oidc_linked(&OidcKey::ProviderSession.key("", provider_sid)))
+            }
+        }
+    }
+
+    /// Forgets a seen `jti` (its logout could not be carried out: the provider's retry of
+    /// the same token must be accepted).
+    pub async fn oidc_forget_jti(&self, jti: &str) -> Result<(), StoreError> {
+        match self {
+            SessionStore::Redis(s) => {
+                let mut del = redis::cmd("DEL");
+                del.arg(OidcKey::Jti.key(s.prefix(), jti));
+                s.query::<i64>(&del).await.map(|_| ())
+            }
+            SessionStore::Memory(s) => {
+                s.oidc_take(&OidcKey::Jti.key("", jti));
+                Ok(())
             }
         }
     }
