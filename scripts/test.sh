@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Tests"; .ci/run calls it too): installs what a fresh
 # machine lacks (redis-server, nginx and traefik, which the integration tests start on free
-# ports of their own, and openssl, which reads the keys keygen writes), then checks formatting
-# and lints and runs every test.
+# ports of their own, openssl, which reads the keys keygen writes, and the node packages of
+# tests/package.json), then checks formatting and lints and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +38,20 @@ if ! command -v openssl >/dev/null 2>&1; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssl >/dev/null
+fi
+
+# The OpenID Connect tests run a real OpenID provider (oidc-provider, tests/oidc/provider.mjs)
+# under node, from tests/node_modules: npm ci installs exactly what tests/package-lock.json pins.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "node/npm not found: installing them (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -d tests/node_modules/oidc-provider ]; then
+  echo "tests/node_modules/oidc-provider not found: installing the test tools (npm ci --prefix tests)"
+  npm ci --prefix tests --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
 cargo fmt --all -- --check

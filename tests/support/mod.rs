@@ -8,6 +8,7 @@ pub mod curl;
 pub mod forge;
 pub mod gateway;
 pub mod logs;
+pub mod oidc;
 pub mod probe;
 pub mod redis;
 pub mod upstream;
