@@ -165,6 +165,20 @@ pub(super) fn oidc(cx: &mut Cx<'_>, table: &Spanned<OidcFile>, doc: &Document) -
             "needs [auth]: an OpenID login becomes an auth-center session (its cookies and tokens)",
         );
     }
+    // A browser login lives in cookies: the access cookie the pipeline reads, set by the
+    // auth center.
+    let cookies_off = auth.is_some_and(|a| a.cookies.as_ref().is_some_and(|c| !*c.get_ref()));
+    let no_access_cookie = doc
+        .jwt
+        .as_ref()
+        .is_some_and(|j| j.get_ref().cookie.is_none());
+    if auth.is_some() && (cookies_off || no_access_cookie) {
+        cx.err(
+            table,
+            "oidc",
+            "needs auth.cookies = true and jwt.cookie (for example \"__Host-gw_access\"): a browser login lives in the auth center's cookies",
+        );
+    }
     let mut name = provider_name(cx, &o.name, "oidc.name");
     if let Some((j, _)) = doc
         .issuers

@@ -35,9 +35,36 @@ fn issuer(extra: &str) -> String {
     file("", &format!("{ISSUER}{extra}\n"))
 }
 
-/// `MIN`, `[auth]` and `[oidc]` with `extra` lines.
+/// `MIN` (with an access cookie), `[auth]` and `[oidc]` with `extra` lines.
 fn oidc(extra: &str) -> String {
-    file("", &format!("{AUTH}\n{OIDC}{extra}\n"))
+    with_cookie(&file("", &format!("{AUTH}\n{OIDC}{extra}\n")))
+}
+
+/// `src` with `jwt.cookie` set, as a browser login needs.
+fn with_cookie(src: &str) -> String {
+    src.replacen(
+        "audience = \"api\"\n",
+        "audience = \"api\"\ncookie = \"__Host-gw_access\"\n",
+        1,
+    )
+}
+
+#[test]
+fn oidc_needs_cookies() {
+    let src = file("", &format!("{AUTH}\n{OIDC}"));
+    one(
+        &src,
+        "[oidc]",
+        "oidc",
+        "needs auth.cookies = true and jwt.cookie",
+    );
+    let src = oidc("").replace("[auth]\n", "[auth]\ncookies = false\n");
+    one(
+        &src,
+        "[oidc]",
+        "oidc",
+        "needs auth.cookies = true and jwt.cookie",
+    );
 }
 
 /// `MIN` with `route` lines added to its route, and one `[[issuer]]` named "corp".
@@ -499,10 +526,10 @@ fn oidc_names_and_urls() {
         "expected a name of 1 to 64",
     );
     // Unique with the issuers, wherever [oidc] stands.
-    let src = file(
+    let src = with_cookie(&file(
         "",
         &format!("{AUTH}\n{}\n{ISSUER}", OIDC.replace("\"sso\"", "\"corp\"")),
-    );
+    ));
     one(
         &src,
         "\"corp\"\nissuer = \"https://login",
@@ -510,13 +537,13 @@ fn oidc_names_and_urls() {
         "issuer[0] already has the name \"corp\"",
     );
     // The same provider may both log users in and issue tokens.
-    let src = file(
+    let src = with_cookie(&file(
         "",
         &format!(
             "{AUTH}\n{}\n{ISSUER}",
             OIDC.replace("login.example.com", "idp.example.com")
         ),
-    );
+    ));
     ok(&src);
     one(
         &oidc("").replace(
@@ -805,7 +832,7 @@ fn route_issuers() {
         "a public route checks no token",
     );
     // [oidc]'s name is no token issuer.
-    let src = file("issuers = [\"sso\"]", &format!("{AUTH}\n{OIDC}"));
+    let src = with_cookie(&file("issuers = [\"sso\"]", &format!("{AUTH}\n{OIDC}")));
     one(
         &src,
         "\"sso\"]",
