@@ -46,6 +46,7 @@ fn new_session(sid: &str, user_id: &str) -> NewSession {
         ip: Some("192.0.2.7".into()),
         user_agent: Some("curl/8".into()),
         device_id: Some("phone-1".into()),
+        claims: vec![("email".into(), "a@b.test".into())],
     }
 }
 
@@ -75,6 +76,7 @@ async fn check_round_trip(store: &SessionStore) {
     assert_eq!(r.ip.as_deref(), Some("192.0.2.7"));
     assert_eq!(r.user_agent.as_deref(), Some("curl/8"));
     assert_eq!(r.device_id.as_deref(), Some("phone-1"));
+    assert_eq!(r.claims, [("email".to_owned(), "a@b.test".to_owned())]);
     assert_eq!(r.refresh_count, 0);
     assert_eq!(store.get("nope").await.unwrap(), None);
     assert!(store.delete("s1").await.unwrap());

@@ -142,6 +142,7 @@ async fn create(gw: &Admin, req: Request<Inbound>) -> Result<Response<Body>, Gat
         ip: None,
         user_agent: None,
         device_id: None,
+        claims: Vec::new(),
     };
     let created = gw
         .auth

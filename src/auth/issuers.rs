@@ -97,7 +97,7 @@ impl Issuers {
 }
 
 /// Every claim some route passes upstream: each verifier keeps these.
-fn kept_claims(config: &Config) -> Vec<String> {
+pub fn kept_claims(config: &Config) -> Vec<String> {
     let mut kept: Vec<String> = Vec::new();
     for route in &config.routes {
         for (_, claim) in &route.claims_to_headers {

@@ -37,6 +37,8 @@ pub struct Authenticated {
     roles: Vec<String>,
     /// [`crate::config::OWN_ISSUER`] or the `[[issuer]]` name.
     issuer: Arc<str>,
+    /// The live session, when the issuer needs one.
+    session: Option<Arc<SessionRecord>>,
 }
 
 impl Authenticated {
@@ -54,11 +56,14 @@ impl Authenticated {
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
-    /// A claim some route passes upstream, as header text (`claims_to_headers`).
+    /// A claim some route passes upstream, as header text (`claims_to_headers`): the
+    /// token's, else the session's (an OpenID login keeps its ID token's there).
     pub fn claim(&self, name: &str) -> Option<&str> {
+        let session = self.session.as_deref().map_or(&[][..], |s| &s.claims[..]);
         self.token
             .claims
             .iter()
+            .chain(session)
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
@@ -155,8 +160,8 @@ impl Authenticator {
         if !accepted.iter().any(|a| a.as_ref() == &*issuer) {
             return Err(AuthError::Invalid("issuer_not_accepted"));
         }
-        let roles = match verified.session_id.as_deref() {
-            None => verified.roles.clone(),
+        let (roles, session) = match verified.session_id.as_deref() {
+            None => (verified.roles.clone(), None),
             Some(sid) => {
                 let session = self
                     .session(sid)
@@ -166,13 +171,15 @@ impl Authenticator {
                     return Err(AuthError::Invalid("session_user_mismatch"));
                 }
                 // The session's roles win, so a permission change applies on the next request.
-                session.roles.as_ref().unwrap_or(&verified.roles).clone()
+                let roles = session.roles.as_ref().unwrap_or(&verified.roles).clone();
+                (roles, Some(session))
             }
         };
         Ok(Some(Authenticated {
             token: verified,
             roles,
             issuer,
+            session,
         }))
     }
 

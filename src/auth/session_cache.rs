@@ -556,6 +556,7 @@ mod tests {
             user_agent: None,
             device_id: None,
             refresh_count: 0,
+            claims: Vec::new(),
         }
     }
 

@@ -72,16 +72,15 @@ pub(super) async fn login(
     };
     attempt.take_back(store).await?;
 
-    let opened = open_session(
-        center,
-        gw,
-        &user.user_id,
-        &user.roles,
+    let login = Login {
+        user_id: &user.user_id,
+        roles: &user.roles,
+        claims: Vec::new(),
         ip,
         user_agent,
         device_id,
-    )
-    .await?;
+    };
+    let opened = open_session(center, gw, login).await?;
     tracing::info!(user_id = %user.user_id, session_id = %opened.sid, "login");
     Ok(center.pair_answer(
         &opened.access,
@@ -101,31 +100,40 @@ pub(super) struct Opened {
     pub device_id: Option<String>,
 }
 
-/// Writes a new session for `user_id` with `roles` (and its first refresh record) and mints
-/// its access token: what a password login and an OpenID login both end in.
+/// Who a new session is for, and what it keeps.
+pub(super) struct Login<'a> {
+    pub user_id: &'a str,
+    pub roles: &'a [String],
+    /// Claims routes pass upstream (an OpenID login's `email`...), kept in the session.
+    pub claims: Vec<(String, String)>,
+    pub ip: String,
+    pub user_agent: Option<String>,
+    pub device_id: Option<String>,
+}
+
+/// Writes a new session (and its first refresh record) and mints its access token: what a
+/// password login and an OpenID login both end in.
 pub(super) async fn open_session(
     center: &AuthCenter,
     gw: &Deps,
-    user_id: &str,
-    roles: &[String],
-    ip: String,
-    user_agent: Option<String>,
-    device_id: Option<String>,
+    login: Login<'_>,
 ) -> Result<Opened, GatewayError> {
     let sid = tokens::new_session_id();
     let (refresh, refresh_hash) = tokens::new_refresh_token(Some(&sid));
+    let device_id = login.device_id;
     let new = NewSession {
         sid: sid.clone(),
-        user_id: user_id.to_owned(),
-        roles: Some(roles.to_vec()),
+        user_id: login.user_id.to_owned(),
+        roles: Some(login.roles.to_vec()),
         created_at: crate::clock::unix_now(),
-        ip: Some(ip),
-        user_agent,
+        ip: Some(login.ip),
+        user_agent: login.user_agent,
         device_id: device_id.clone(),
+        claims: login.claims,
     };
     let ttl = center.cfg.refresh_ttl;
     gw.auth.store().begin(&new, &refresh_hash, ttl).await?;
-    let access = center.mint(user_id, &sid, roles)?;
+    let access = center.mint(login.user_id, &sid, login.roles)?;
     Ok(Opened {
         sid,
         access,

@@ -115,7 +115,9 @@ impl AuthCenter {
             .await
             .map_err(|e| SetupError::Argon2(e.to_string()))?;
         let oidc = match &config.oidc {
-            Some(o) => Some(oidc::Provider::new(o).await?),
+            Some(o) => {
+                Some(oidc::Provider::new(o, crate::auth::issuers::kept_claims(config)).await?)
+            }
             None => None,
         };
         Ok(AuthCenter {

@@ -139,6 +139,7 @@ async fn create_session(
                 ip: None,
                 user_agent: None,
                 device_id: None,
+                claims: Vec::new(),
             };
             match store.create_if_absent(&new, ttl).await {
                 Ok(true) => Ok(SessionMade::Created),

@@ -109,7 +109,10 @@ impl TestGateway {
         Self::start_toml_keys(&toml, Some(other.dir.path())).await
     }
 
-    async fn start_toml_keys(toml: &str, keys_from: Option<&Path>) -> TestGateway {
+    /// `toml` with the certificate and signing keys of `keys_from` (made by `keygen`'s
+    /// `write_dev_material` beforehand, e.g. so that a peer can trust the certificate
+    /// before the gateway starts), or new ones.
+    pub async fn start_toml_keys(toml: &str, keys_from: Option<&Path>) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
         match keys_from {
             None => {

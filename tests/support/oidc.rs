@@ -614,10 +614,14 @@ pub fn verify_with_jwks(token: &str, jwks: &Value) -> Result<Value, String> {
     verify_with_key(token, &key)
 }
 
-/// Verifies an RS256 `token` with `key` and returns its claims (signature, and `exp` when
-/// present).
+/// Verifies `token` with `key` (RS256, or the algorithm its header names) and returns its
+/// claims (signature, and `exp` when present).
 pub fn verify_with_key(token: &str, key: &DecodingKey) -> Result<Value, String> {
-    let mut v = Validation::new(Algorithm::RS256);
+    let alg = jwt_header(token)["alg"]
+        .as_str()
+        .and_then(|a| a.parse::<Algorithm>().ok())
+        .unwrap_or(Algorithm::RS256);
+    let mut v = Validation::new(alg);
     v.validate_aud = false;
     v.required_spec_claims.clear();
     jsonwebtoken::decode::<Value>(token, key, &v)

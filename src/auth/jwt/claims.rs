@@ -120,7 +120,7 @@ impl ClaimRules {
 /// A claim as header text: a string as it is, a number or boolean as JSON writes it, an
 /// array of strings joined with ','. Anything else (objects, nested arrays, null) is left
 /// out; so is text with a control character (it could split a header).
-fn header_text(value: &Value) -> Option<String> {
+pub(crate) fn header_text(value: &Value) -> Option<String> {
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),

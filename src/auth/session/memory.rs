@@ -230,6 +230,7 @@ mod tests {
             ip: Some("10.0.0.1".into()),
             user_agent: Some("ua".into()),
             device_id: None,
+            claims: Vec::new(),
         }
     }
 

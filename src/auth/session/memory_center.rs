@@ -346,6 +346,7 @@ mod tests {
             ip: Some("10.0.0.1".into()),
             user_agent: None,
             device_id: device.map(str::to_owned),
+            claims: Vec::new(),
         }
     }
 

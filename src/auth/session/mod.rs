@@ -72,6 +72,10 @@ pub struct SessionRecord {
     pub device_id: Option<String>,
     /// Refreshes done in this login session; 0 when absent or not a number.
     pub refresh_count: u64,
+    /// The `claims` field: claims of the login that routes pass upstream
+    /// (`claims_to_headers`), such as an OpenID login's `email`; a JSON object of strings.
+    /// Empty when absent or unreadable.
+    pub claims: Vec<(String, String)>,
 }
 
 /// What [`SessionStore::create`] writes.
@@ -86,6 +90,8 @@ pub struct NewSession {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub device_id: Option<String>,
+    /// Written as the `claims` field (a JSON object) when not empty.
+    pub claims: Vec<(String, String)>,
 }
 
 /// The configured store. An enum rather than a trait object: two stores, known at compile time.
@@ -195,6 +201,7 @@ impl SessionRecord {
             user_agent: None,
             device_id: None,
             refresh_count: 0,
+            claims: Vec::new(),
         };
         for (name, value) in fields {
             let value = value.as_ref();
@@ -209,6 +216,7 @@ impl SessionRecord {
                 b"user_agent" => record.user_agent = optional(),
                 b"device_id" => record.device_id = optional(),
                 b"refresh_count" => record.refresh_count = number().unwrap_or(0),
+                b"claims" => record.claims = parse_claims(value),
                 _ => {}
             }
         }
@@ -253,8 +261,27 @@ impl NewSession {
                 fields.push((name, value.clone()));
             }
         }
+        if !self.claims.is_empty() {
+            let object: serde_json::Map<String, serde_json::Value> = self
+                .claims
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().into()))
+                .collect();
+            fields.push(("claims", serde_json::Value::Object(object).to_string()));
+        }
         fields.push(("refresh_count", "0".to_owned()));
         fields
+    }
+}
+
+/// A `claims` field: a JSON object whose string members are kept; anything else is none.
+fn parse_claims(value: &[u8]) -> Vec<(String, String)> {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(value) {
+        Ok(object) => object
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.as_str()?.to_owned())))
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -282,6 +309,7 @@ mod tests {
             ip: Some("10.0.0.1".into()),
             user_agent: None,
             device_id: Some("".into()),
+            claims: Vec::new(),
         }
     }
 

@@ -499,6 +499,7 @@ mod tests {
             ip: None,
             user_agent: None,
             device_id: None,
+            claims: Vec::new(),
         };
         assert_send(&store.get("s"));
         assert_send(&store.create(&new, Duration::from_secs(1)));

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::super::login::{bound_device, open_session, user_agent};
+use super::super::login::{bound_device, open_session, user_agent, Login};
 use super::super::{client_ip, cookies, AuthCenter, Deps};
 use super::Provider;
 use crate::auth::jwt::claims;
@@ -154,23 +154,33 @@ pub(in crate::auth_center) async fn callback(
     check_azp(&claims, &provider.cfg.client_id)?;
     let sub = claims::identifier(claims.get("sub"), "user_id")
         .map_err(|_| refused("id_token_invalid"))?;
-    let roles = match claims.get(&provider.cfg.roles_claim) {
-        Some(value) => lenient_roles(value),
-        None => userinfo_roles(provider, &tokens, &sub).await?,
+    // What the ID token lacks (roles, claims routes pass on) may be in userinfo.
+    let complete = claims.contains_key(&provider.cfg.roles_claim)
+        && provider.kept_claims.iter().all(|k| claims.contains_key(k));
+    let info = match complete {
+        true => Map::new(),
+        false => userinfo(provider, &tokens, &sub).await?,
     };
+    let find = |name: &str| claims.get(name).or_else(|| info.get(name));
+    let roles = find(&provider.cfg.roles_claim)
+        .map(lenient_roles)
+        .unwrap_or_default();
+    let kept = provider
+        .kept_claims
+        .iter()
+        .filter_map(|k| Some((k.clone(), claims::header_text(find(k)?)?)))
+        .collect();
 
     let user_id = provider.user_id(&sub);
-    let device = bound_device(center, None);
-    let opened = open_session(
-        center,
-        gw,
-        &user_id,
-        &roles,
-        client_ip(peer),
-        user_agent(req.headers()),
-        device,
-    )
-    .await?;
+    let new = Login {
+        user_id: &user_id,
+        roles: &roles,
+        claims: kept,
+        ip: client_ip(peer),
+        user_agent: user_agent(req.headers()),
+        device_id: bound_device(center, None),
+    };
+    let opened = open_session(center, gw, new).await?;
     if let Some(provider_sid) = claims.get("sid").and_then(Value::as_str) {
         gw.auth
             .store()
@@ -271,14 +281,14 @@ fn check_azp(claims: &Map<String, Value>, client_id: &str) -> Result<(), Gateway
     }
 }
 
-/// The roles from userinfo, when the ID token had none and the provider has the endpoint.
-async fn userinfo_roles(
+/// The userinfo claims, when the provider has the endpoint (else none).
+async fn userinfo(
     provider: &Provider,
     tokens: &TokenAnswer,
     sub: &str,
-) -> Result<Vec<String>, GatewayError> {
+) -> Result<Map<String, Value>, GatewayError> {
     let (Some(url), Some(access)) = (&provider.userinfo_endpoint, &tokens.access_token) else {
-        return Ok(Vec::new());
+        return Ok(Map::new());
     };
     let body = provider
         .client
@@ -291,10 +301,7 @@ async fn userinfo_roles(
     if info.get("sub").and_then(Value::as_str) != Some(sub) {
         return Err(GatewayError::LoginRefused("userinfo_sub_mismatch"));
     }
-    Ok(info
-        .get(&provider.cfg.roles_claim)
-        .map(lenient_roles)
-        .unwrap_or_default())
+    Ok(info)
 }
 
 /// The provider's roles: an array of strings or one space/comma separated string. Groups

@@ -33,11 +33,16 @@ pub(super) struct Provider {
     /// The provider's keys; `aud` must be the client id.
     verifier: Verifier,
     client: Outbound,
+    /// Claims some route passes upstream: kept in the session of an OpenID login.
+    kept_claims: Vec<String>,
 }
 
 impl Provider {
     /// Discovery, then the provider's JWKS: both must answer at start.
-    pub(super) async fn new(cfg: &config::Oidc) -> Result<Provider, KeyLoadError> {
+    pub(super) async fn new(
+        cfg: &config::Oidc,
+        kept_claims: Vec<String>,
+    ) -> Result<Provider, KeyLoadError> {
         let key = "oidc.issuer";
         let meta: ProviderMetadata = discovery::discover(&cfg.issuer)
             .await
@@ -87,6 +92,7 @@ impl Provider {
             userinfo_endpoint: meta.userinfo_endpoint,
             verifier,
             client,
+            kept_claims,
         })
     }
 

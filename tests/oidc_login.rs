@@ -1,0 +1,513 @@
+//! Identities from elsewhere (docs/contract.md section 9) against a real OpenID provider
+//! (oidc-provider under node, `tests/support/oidc.rs`): the browser login through the
+//! provider's own pages, its refusals (another browser, a changed `state`, a second callback,
+//! a replayed code, a wrong `nonce`, `return_to` off-site), back-channel logout seen by a
+//! second instance, external service tokens on `[[issuer]]` routes, `claims_to_headers`, and
+//! the signed identity assertion verified with the gateway's JWKS.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::auth::call;
+use support::client::Proto;
+use support::gateway::{base_toml, now, redis_session, route, TestGateway};
+use support::oidc::{
+    free_port, jwt_claims, jwt_header, with_query_param, Browser, Page, Provider, ProviderOpts,
+};
+use support::redis::RedisServer;
+use support::upstream::Upstream;
+
+const SECRET_ENV: &str = "GW_TEST_OIDC_CLIENT_SECRET";
+const CALLBACK: &str = "/auth/oidc/callback";
+const BACKCHANNEL: &str = "/auth/oidc/backchannel-logout";
+
+struct Sso {
+    provider: Provider,
+    gw: TestGateway,
+    up: Upstream,
+    redis: RedisServer,
+    origin: String,
+    keys: tempfile::TempDir,
+}
+
+/// The gateway's config for `provider`, on `port`, with `[oidc]` "sso", the `[[issuer]]`
+/// "corp" (the same provider's service tokens, audience "m2m") and the assertion.
+fn config(provider: &Provider, port: u16, redis: &RedisServer, up: &Upstream) -> String {
+    let base = base_toml("").replacen(
+        "https = \"127.0.0.1:0\"",
+        &format!("https = \"127.0.0.1:{port}\""),
+        1,
+    );
+    let base = base.replacen(
+        "session_id = \"X-Session-Id\"",
+        "session_id = \"X-Session-Id\"\nassertion = \"X-Gateway-Assertion\"",
+        1,
+    );
+    let iss = provider.issuer();
+    let u = up.url();
+    format!(
+        r#"{base}
+{session}
+[oidc]
+name = "sso"
+issuer = "{iss}"
+client_id = "{client}"
+client_secret_env = "{SECRET_ENV}"
+scopes = ["openid", "email", "profile", "groups"]
+
+[[issuer]]
+name = "corp"
+issuer = "{iss}"
+audience = "m2m"
+session = "none"
+roles_claim = "scope"
+
+{api}{admin}{m2m}"#,
+        session = redis_session(&redis.url()),
+        client = provider.client_id(),
+        api = route("/api/", &u, "claims_to_headers = { \"X-User-Email\" = \"email\" }"),
+        admin = route("/admin/", &u, "roles = [\"admins\"]"),
+        m2m = route(
+            "/m2m/",
+            &u,
+            "issuers = [\"corp\"]\nclaims_to_headers = { \"X-User-Email\" = \"email\", \"X-Tenant\" = \"tenant\" }"
+        ),
+    )
+}
+
+async fn start() -> Sso {
+    let keys = tempfile::tempdir().unwrap();
+    gateway::cli::keygen::write_dev_material(keys.path(), false).unwrap();
+    let port = free_port();
+    let origin = format!("https://127.0.0.1:{port}");
+    let mut opts = ProviderOpts::new(&origin).trust(&keys.path().join("gateway.crt"));
+    opts.redirect_path = CALLBACK.into();
+    opts.backchannel_path = Some(BACKCHANNEL.into());
+    let provider = tokio::task::spawn_blocking(move || Provider::start(opts))
+        .await
+        .unwrap();
+    // Every test's provider has the same client secret.
+    std::env::set_var(SECRET_ENV, provider.client_secret());
+    let redis = RedisServer::start();
+    let up = Upstream::start().await;
+    let gw = TestGateway::start_toml_keys(&config(&provider, port, &redis, &up), Some(keys.path()))
+        .await;
+    Sso {
+        provider,
+        gw,
+        up,
+        redis,
+        origin,
+        keys,
+    }
+}
+
+impl Sso {
+    fn browser(&self) -> Browser {
+        Browser::trusting(&[&self.keys.path().join("gateway.crt")])
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.origin)
+    }
+
+    /// Opens the login and signs in at the provider, stopping before the callback.
+    async fn to_callback(&self, b: &Browser, return_to: &str, user: &str) -> String {
+        let start = self.url(&format!("/auth/oidc/login?return_to={return_to}"));
+        let page = b
+            .login_at_provider(
+                start,
+                user,
+                &format!("{user}-password"),
+                Some(&self.url(CALLBACK)),
+            )
+            .await;
+        page.stopped_url().to_owned()
+    }
+
+    /// The whole login: the callback's page.
+    async fn login(&self, b: &Browser, return_to: &str) -> Page {
+        let callback = self.to_callback(b, return_to, "alice").await;
+        b.get(&callback).await
+    }
+
+    /// The access token the browser now holds (its access cookie).
+    fn access_cookie(&self, b: &Browser) -> Option<String> {
+        let jar = b.cookie_header(&self.url("/api/"))?;
+        jar.split("; ")
+            .find_map(|c| c.strip_prefix("__Host-gw_access="))
+            .map(str::to_owned)
+    }
+
+    fn refresh_cookie(&self, b: &Browser) -> Option<String> {
+        let jar = b.cookie_header(&self.url("/auth/refresh"))?;
+        jar.split("; ")
+            .find_map(|c| c.strip_prefix("__Secure-gw_refresh="))
+            .map(str::to_owned)
+    }
+
+    /// A service token of the provider for `[[issuer]]` "corp".
+    fn service_token(&self, extra: Value) -> String {
+        let n = now();
+        let mut claims = json!({"iss": self.provider.issuer(), "aud": "m2m", "sub": "svc-billing",
+            "iat": n, "exp": n + 300, "email": "billing@corp.test", "tenant": "t-42"});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        self.provider.sign(json!({}), claims)
+    }
+}
+
+#[tokio::test]
+async fn whole_login_then_the_session_works_like_any_other() {
+    let s = start().await;
+    let b = s.browser();
+    let page = s.login(&b, "/api/app?x=1").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("url=/api/app?x=1"), "{}", page.body);
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    let cookies = page.hops.last().unwrap().set_cookies.join("\n");
+    assert!(cookies.contains("__Host-gw_access="), "{cookies}");
+    assert!(cookies.contains("SameSite=Strict"), "{cookies}");
+    assert!(
+        cookies.contains("__Host-gw_oidc=; Path=/; Max-Age=0"),
+        "{cookies}"
+    );
+
+    // The page's own navigation: the cookies go with it.
+    let app = b.get(&s.url("/api/app?x=1")).await;
+    assert_eq!(app.status, 200, "{}", app.body);
+    let seen = s.up.last();
+    assert_eq!(seen.one("x-user-id").as_deref(), Some("sso:sub-alice"));
+    assert_eq!(seen.one("x-user-roles").as_deref(), Some("admins,staff"));
+    assert!(b.get(&s.url("/admin/x")).await.status == 200);
+
+    // Refresh, session list and kick, as for a password login.
+    let c = s.gw.client(Proto::H1);
+    let access = s.access_cookie(&b).expect("access cookie");
+    let list = call(&c, "GET", "/auth/sessions", None, Some(&access), &[]).await;
+    assert_eq!(list.status, 200);
+    let sessions = list.json();
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+    let sid = sessions[0]["session_id"].as_str().unwrap().to_owned();
+    let refresh = s.refresh_cookie(&b).expect("refresh cookie");
+    // The login is bound to the device cookie it set (bind_refresh = "device").
+    let jar = b.cookie_header(&s.url("/auth/refresh")).unwrap();
+    let device = jar
+        .split("; ")
+        .find(|c| c.starts_with("__Host-gw_device="))
+        .expect("device cookie")
+        .to_owned();
+    let r = call(
+        &c,
+        "POST",
+        "/auth/refresh",
+        Some(json!({"refresh_token": refresh})),
+        None,
+        &[("cookie", &device)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let kicked = call(
+        &c,
+        "DELETE",
+        &format!("/auth/sessions/{sid}"),
+        None,
+        Some(&access),
+        &[],
+    )
+    .await;
+    assert_eq!(kicked.status, 204);
+    assert_eq!(b.get(&s.url("/api/app")).await.status, 401);
+}
+
+#[tokio::test]
+async fn a_callback_from_another_browser_a_changed_state_or_a_second_time_is_400() {
+    let s = start().await;
+    let a = s.browser();
+    let callback = s.to_callback(&a, "/api/", "alice").await;
+
+    // Another browser (no login cookie): 400, and A's login is untouched.
+    let other = s.browser();
+    let page = other.get(&callback).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert_eq!(page.json()["error"], "login_failed");
+    assert!(s.access_cookie(&other).is_none());
+
+    // A changed state: 400, and the login is spent.
+    let state = support::oidc::query_param(&callback, "state").unwrap();
+    let tampered = with_query_param(&callback, "state", &format!("{state}x"));
+    assert_eq!(a.get(&tampered).await.status, 400);
+    assert_eq!(a.get(&callback).await.status, 400);
+    assert!(s.access_cookie(&a).is_none());
+
+    // A fresh login completes once; its callback a second time is 400.
+    let callback = s.to_callback(&a, "/api/", "alice").await;
+    assert_eq!(a.get(&callback).await.status, 200);
+    assert_eq!(a.get(&callback).await.status, 400);
+}
+
+#[tokio::test]
+async fn a_replayed_code_logs_no_one_in() {
+    let s = start().await;
+    let victim = s.browser();
+    let used = s.to_callback(&victim, "/api/", "alice").await;
+    assert_eq!(victim.get(&used).await.status, 200);
+    // An attacker begins a login of their own and brings the victim's (used) code to it.
+    let attacker = s.browser();
+    let theirs = s.to_callback(&attacker, "/api/", "bob").await;
+    let code = support::oidc::query_param(&used, "code").unwrap();
+    let replay = with_query_param(&theirs, "code", &code);
+    let page = attacker.get(&replay).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(s.access_cookie(&attacker).is_none());
+}
+
+#[tokio::test]
+async fn an_id_token_with_another_nonce_is_refused() {
+    let s = start().await;
+    let b = s.browser();
+    // The authorization request is changed on its way to the provider: the ID token then
+    // carries a nonce the gateway never made.
+    let start_url = s.url("/auth/oidc/login?return_to=/api/");
+    let at_provider = b.get_until(&start_url, s.provider.issuer()).await;
+    let authorize = at_provider.stopped_url().to_owned();
+    let changed = with_query_param(&authorize, "nonce", "attacker-chosen-nonce");
+    let page = b
+        .login_at_provider(
+            changed.as_str(),
+            "alice",
+            "alice-password",
+            Some(&s.url(CALLBACK)),
+        )
+        .await;
+    let result = b.get(page.stopped_url()).await;
+    assert_eq!(result.status, 400, "{}", result.body);
+    assert!(s.access_cookie(&b).is_none());
+}
+
+#[tokio::test]
+async fn return_to_off_site_goes_home() {
+    let s = start().await;
+    for off_site in [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+    ] {
+        let b = s.browser();
+        let encoded: String = form_urlencoded::byte_serialize(off_site.as_bytes()).collect();
+        let page = s.login(&b, &encoded).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.body.contains("url=/\""), "{off_site}: {}", page.body);
+        assert!(!page.body.contains("evil"), "{}", page.body);
+    }
+}
+
+#[tokio::test]
+async fn backchannel_logout_ends_the_session_on_every_instance() {
+    let s = start().await;
+    let b = s.browser();
+    assert_eq!(s.login(&b, "/api/").await.status, 200);
+    let access = s.access_cookie(&b).unwrap();
+    let second = TestGateway::start_sharing_keys(
+        &s.gw,
+        &redis_session(&s.redis.url()),
+        &route("/api/", &s.up.url(), ""),
+    )
+    .await;
+    let c2 = second.client(Proto::H1);
+    assert_eq!(c2.get("/api/x", Some(&access)).await.status, 200);
+
+    // The user signs out at the provider, which tells the gateway over the back channel.
+    let end = s.provider.url("/session/end");
+    b.logout_at_provider(&end, None).await;
+    assert!(
+        s.provider
+            .wait_log("backchannel.success", Duration::from_secs(5))
+            .await,
+        "{}",
+        s.provider.log()
+    );
+    let mut status = http::StatusCode::OK;
+    for _ in 0..40 {
+        status = c2.get("/api/x", Some(&access)).await.status;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 401, "the second instance still accepts the session");
+    assert_eq!(b.get(&s.url("/api/x")).await.status, 401);
+}
+
+#[tokio::test]
+async fn invalid_logout_tokens_are_400_and_revoke_nothing() {
+    let s = start().await;
+    let b = s.browser();
+    assert_eq!(s.login(&b, "/api/").await.status, 200);
+    let access = s.access_cookie(&b).unwrap();
+    let c = s.gw.client(Proto::H1);
+    let post = |token: String| {
+        let c = &c;
+        async move {
+            let body = format!("logout_token={token}");
+            let req = c
+                .req("POST", BACKCHANNEL)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap();
+            c.send(req).await.status
+        }
+    };
+    let p = &s.provider;
+    let sub = Some("sub-alice");
+    let other = {
+        // Another provider's key, claiming to be this one.
+        let mut o = ProviderOpts::new(&s.origin);
+        o.kid = p.kid().to_owned();
+        tokio::task::spawn_blocking(move || Provider::start(o))
+            .await
+            .unwrap()
+    };
+    let forged_elsewhere = {
+        let mut claims = jwt_claims(&p.forge_logout_token(sub, None, json!({})));
+        claims["iss"] = json!(p.issuer());
+        other.sign(json!({"typ": "logout+jwt"}), claims)
+    };
+    for (what, token) in [
+        (
+            "nonce",
+            p.forge_logout_token(sub, None, json!({"nonce": "n"})),
+        ),
+        (
+            "aud",
+            p.forge_logout_token(sub, None, json!({"aud": "someone-else"})),
+        ),
+        (
+            "iss",
+            p.forge_logout_token(sub, None, json!({"iss": other.issuer()})),
+        ),
+        (
+            "events",
+            p.forge_logout_token(sub, None, json!({"events": null})),
+        ),
+        ("no sid or sub", p.forge_logout_token(None, None, json!({}))),
+        (
+            "expired",
+            p.forge_logout_token(sub, None, json!({"exp": now() - 3600})),
+        ),
+        ("signature", forged_elsewhere),
+        (
+            "an ID token",
+            p.forge_id_token(&support::oidc::Account::alice(), json!({})),
+        ),
+    ] {
+        assert_eq!(post(token).await, 400, "{what}");
+        assert_eq!(
+            c.get("/api/x", Some(&access)).await.status,
+            200,
+            "{what} revoked"
+        );
+    }
+    // A valid one: 200 and the session is gone; the same token again: 400.
+    let valid = p.forge_logout_token(sub, None, json!({}));
+    assert_eq!(post(valid.clone()).await, 200);
+    assert_eq!(c.get("/api/x", Some(&access)).await.status, 401);
+    assert_eq!(post(valid).await, 400);
+    // Not a form: 400.
+    let r = call(
+        &c,
+        "POST",
+        BACKCHANNEL,
+        Some(json!({"logout_token": "x"})),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test]
+async fn service_tokens_pass_only_where_their_issuer_is_listed() {
+    let s = start().await;
+    let c = s.gw.client(Proto::H1);
+    let token = s.service_token(json!({}));
+    let mut req = c
+        .req("GET", "/m2m/invoices")
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-user-email", "forged@evil.test")
+        .header("x_tenant", "forged");
+    req = req.header("x-gateway-assertion", "forged");
+    let r = c
+        .send(
+            req.body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let seen = s.up.last();
+    assert_eq!(seen.one("x-user-id").as_deref(), Some("corp:svc-billing"));
+    assert_eq!(seen.all("x-user-email"), ["billing@corp.test"]);
+    assert_eq!(seen.all("x-tenant"), ["t-42"]);
+    assert!(seen.all("x_tenant").is_empty());
+    assert_eq!(seen.one("x-session-id"), None);
+    let assertion = seen.one("x-gateway-assertion").unwrap();
+    assert_ne!(assertion, "forged");
+
+    // The same token where its issuer is not listed: 401.
+    assert_eq!(c.get("/api/x", Some(&token)).await.status, 401);
+    // The gateway's own token where only "corp" is listed: 401.
+    let own = s.gw.token("alice", "s1", &[]);
+    s.gw.create_session("s1", "alice", None).await;
+    assert_eq!(c.get("/api/x", Some(&own)).await.status, 200);
+    assert_eq!(c.get("/m2m/x", Some(&own)).await.status, 401);
+    // Wrong audience, an unknown kid, a foreign key, no kid: 401.
+    for (what, bad) in [
+        ("aud", s.service_token(json!({"aud": "api"}))),
+        (
+            "kid",
+            s.provider.sign(json!({"kid": "nope"}), jwt_claims(&token)),
+        ),
+        (
+            "no kid",
+            s.provider.sign(json!({"kid": null}), jwt_claims(&token)),
+        ),
+        ("exp", s.service_token(json!({"exp": now() - 3600}))),
+    ] {
+        assert_eq!(c.get("/m2m/x", Some(&bad)).await.status, 401, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn the_assertion_verifies_with_the_gateway_jwks_and_is_no_access_token() {
+    let s = start().await;
+    let b = s.browser();
+    assert_eq!(s.login(&b, "/api/").await.status, 200);
+    assert_eq!(b.get(&s.url("/api/orders")).await.status, 200);
+    let seen = s.up.last();
+    let assertion = seen.one("x-gateway-assertion").expect("assertion");
+    assert_eq!(
+        seen.one("x-user-email").as_deref(),
+        Some("alice@example.test")
+    );
+
+    let jwks = b.get(&s.url("/.well-known/jwks.json")).await.json();
+    let claims = support::oidc::verify_with_jwks(&assertion, &jwks).expect("verifies");
+    assert_eq!(jwt_header(&assertion)["typ"], "gateway-assertion+jwt");
+    assert_eq!(claims["sub"], "sso:sub-alice");
+    assert_eq!(claims["roles"], json!(["admins", "staff"]));
+    assert_eq!(claims["idp"], "gateway");
+    assert_eq!(claims["route"], "/api");
+    assert_eq!(claims["aud"], "/api");
+    assert_eq!(claims["iss"], "gateway");
+    assert_eq!(claims["sid"], seen.one("x-session-id").unwrap().as_str());
+    let life = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
+    assert!(life > 0 && life <= 600, "{life}");
+
+    // A leaked assertion is no access token.
+    let c = s.gw.client(Proto::H1);
+    assert_eq!(c.get("/api/x", Some(&assertion)).await.status, 401);
+}
