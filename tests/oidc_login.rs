@@ -34,7 +34,13 @@ struct Sso {
 
 /// The gateway's config for `provider`, on `port`, with `[oidc]` "sso", the `[[issuer]]`
 /// "corp" (the same provider's service tokens, audience "m2m") and the assertion.
-fn config(provider: &Provider, port: u16, redis: &RedisServer, up: &Upstream) -> String {
+fn config(
+    provider: &Provider,
+    port: u16,
+    redis: &RedisServer,
+    up: &Upstream,
+    session: &str,
+) -> String {
     let base = base_toml("").replacen(
         "https = \"127.0.0.1:0\"",
         &format!("https = \"127.0.0.1:{port}\""),
@@ -61,11 +67,12 @@ scopes = ["openid", "email", "profile", "groups"]
 name = "corp"
 issuer = "{iss}"
 audience = "m2m"
-session = "none"
+session = "{session_mode}"
 roles_claim = "scope"
 
 {api}{admin}{m2m}"#,
         session = redis_session(&redis.url()),
+        session_mode = session,
         client = provider.client_id(),
         api = route("/api/", &u, "claims_to_headers = { \"X-User-Email\" = \"email\" }"),
         admin = route("/admin/", &u, "roles = [\"admins\"]"),
@@ -78,6 +85,11 @@ roles_claim = "scope"
 }
 
 async fn start() -> Sso {
+    start_with("none").await
+}
+
+/// With `[[issuer]]` "corp" needing `session` (`"none"` or `"required"`).
+async fn start_with(session: &str) -> Sso {
     let keys = tempfile::tempdir().unwrap();
     gateway::cli::keygen::write_dev_material(keys.path(), false).unwrap();
     let port = free_port();
@@ -92,8 +104,8 @@ async fn start() -> Sso {
     std::env::set_var(SECRET_ENV, provider.client_secret());
     let redis = RedisServer::start();
     let up = Upstream::start().await;
-    let gw = TestGateway::start_toml_keys(&config(&provider, port, &redis, &up), Some(keys.path()))
-        .await;
+    let toml = config(&provider, port, &redis, &up, session);
+    let gw = TestGateway::start_toml_keys(&toml, Some(keys.path())).await;
     Sso {
         provider,
         gw,
@@ -510,4 +522,38 @@ async fn the_assertion_verifies_with_the_gateway_jwks_and_is_no_access_token() {
     // A leaked assertion is no access token.
     let c = s.gw.client(Proto::H1);
     assert_eq!(c.get("/api/x", Some(&assertion)).await.status, 401);
+}
+
+#[tokio::test]
+async fn an_issuer_requiring_a_session_needs_a_live_one_of_the_same_user() {
+    let s = start_with("required").await;
+    let c = s.gw.client(Proto::H1);
+    // Sessions created by another service (the admin API here) for the external user.
+    s.gw.create_session("svc-session", "corp:svc-billing", Some(&["billing"]))
+        .await;
+    s.gw.create_session("alice-session", "alice", None).await;
+    let ok = s.service_token(json!({"sid": "svc-session"}));
+    assert_eq!(c.get("/m2m/x", Some(&ok)).await.status, 200);
+    let seen = s.up.last();
+    assert_eq!(seen.one("x-session-id").as_deref(), Some("svc-session"));
+    assert_eq!(seen.one("x-user-roles").as_deref(), Some("billing"));
+    // Another user's session, no session claim, a session that is gone: 401.
+    let theirs = s.service_token(json!({"sid": "alice-session"}));
+    assert_eq!(c.get("/m2m/x", Some(&theirs)).await.status, 401);
+    assert_eq!(
+        c.get("/m2m/x", Some(&s.service_token(json!({}))))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(s.gw.delete_session("svc-session").await, 204);
+    let mut status = http::StatusCode::OK;
+    for _ in 0..40 {
+        status = c.get("/m2m/x", Some(&ok)).await.status;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status, 401);
 }

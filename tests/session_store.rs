@@ -202,6 +202,7 @@ async fn key_layout_and_fields_follow_the_contract() {
         ("ip", "192.0.2.7"),
         ("user_agent", "curl/8"),
         ("device_id", "phone-1"),
+        ("claims", r#"{"email":"a@b.test"}"#),
         ("refresh_count", "0"),
     ]
     .into_iter()
