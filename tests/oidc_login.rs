@@ -557,3 +557,16 @@ async fn an_issuer_requiring_a_session_needs_a_live_one_of_the_same_user() {
     }
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn begun_logins_are_bounded_per_address() {
+    let s = start().await;
+    let c = s.gw.client(Proto::H1);
+    for i in 0..gateway::auth_center::OIDC_BEGIN_LIMIT {
+        let r = c.get("/auth/oidc/login?return_to=/api/", None).await;
+        assert_eq!(r.status, 302, "login {i}");
+    }
+    let r = c.get("/auth/oidc/login", None).await;
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+}

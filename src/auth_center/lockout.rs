@@ -29,6 +29,26 @@ pub const ADDRESS_LIMIT: u64 = 20;
 /// How long attempts count.
 pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 
+/// OpenID logins one client address may begin within [`BEGIN_WINDOW`]: each writes a
+/// ten-minute record to the session store, so an unbounded stream of them would fill it.
+pub const OIDC_BEGIN_LIMIT: u64 = 30;
+/// The window of [`OIDC_BEGIN_LIMIT`].
+pub const BEGIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// Counts one OpenID login begun from `address`, or 429 past [`OIDC_BEGIN_LIMIT`].
+pub(super) async fn count_oidc_begin(
+    store: &SessionStore,
+    address: &str,
+) -> Result<(), GatewayError> {
+    let counters = [(format!("oidc-begin:addr:{address}"), OIDC_BEGIN_LIMIT)];
+    match store.count_attempt(&counters, BEGIN_WINDOW).await? {
+        Admission::Counted => Ok(()),
+        Admission::Locked { resets_in } => Err(GatewayError::TooManyAttempts {
+            retry_after: retry_after(resets_in),
+        }),
+    }
+}
+
 /// The counters of one attempt: the username's (only for a valid username) and the address's.
 pub(super) struct Attempt {
     counters: Vec<(String, u64)>,

@@ -45,7 +45,9 @@ use crate::identity_headers::IdentityNames;
 use crate::routing::RouteTable;
 
 pub use self::cookies::DEVICE_COOKIE;
-pub use self::lockout::{ADDRESS_LIMIT, USERNAME_LIMIT, WINDOW as LOCKOUT_WINDOW};
+pub use self::lockout::{
+    ADDRESS_LIMIT, OIDC_BEGIN_LIMIT, USERNAME_LIMIT, WINDOW as LOCKOUT_WINDOW,
+};
 
 /// Request bodies of the auth endpoints: at most 16 KiB (413 above).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -188,7 +190,7 @@ impl AuthCenter {
             oidc::LOGIN if self.oidc.is_some() => {
                 allow(&req, &[Method::GET])?;
                 let provider = self.oidc.as_ref().ok_or(GatewayError::NoRoute)?;
-                oidc::begin(provider, gw, &req).await
+                oidc::begin(provider, gw, peer, &req).await
             }
             // A form body, as the standard fixes; no cookie, no Origin: the provider calls.
             oidc::BACKCHANNEL if self.oidc.is_some() => {

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::super::login::{bound_device, open_session, user_agent, Login};
-use super::super::{client_ip, cookies, AuthCenter, Deps};
+use super::super::{client_ip, cookies, lockout, lockout_address, AuthCenter, Deps};
 use super::Provider;
 use crate::auth::jwt::claims;
 use crate::error::GatewayError;
@@ -57,8 +57,11 @@ fn random() -> String {
 pub(in crate::auth_center) async fn begin(
     provider: &Provider,
     gw: &Deps,
+    peer: SocketAddr,
     req: &Request<Inbound>,
 ) -> Result<Response<Body>, GatewayError> {
+    // Each begun login is a store record for ten minutes: bounded per client address.
+    lockout::count_oidc_begin(gw.auth.store(), &lockout_address(peer)).await?;
     let query = query_pairs(req.uri().query())?;
     let return_to = same_origin_path(one(&query, "return_to")?);
     // The pipeline has checked Host already: one valid host[:port].
