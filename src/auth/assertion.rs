@@ -5,7 +5,8 @@
 //!
 //! Claims: `iss` (`jwt.issuer`), `aud` and `route` (the route: `host/path` or `path`), `sub`
 //! (the user id), `roles`, `sid` (when the request has a session), `idp` (which issuer's token:
-//! `gateway` or an `[[issuer]]` name), `iat`, `nbf`, `exp` (two minutes on). Its header `typ` is
+//! `gateway` or an `[[issuer]]` name), `iat`, `nbf`, `exp` (two minutes on, never past the
+//! token's own `exp`). Its header `typ` is
 //! `gateway-assertion+jwt`, a type the gateway's own verifier refuses: a leaked assertion is
 //! never an access token.
 //!
@@ -89,7 +90,9 @@ impl Asserter {
         c.insert("idp".into(), who.issuer().into());
         c.insert("iat".into(), now.into());
         c.insert("nbf".into(), now.into());
-        c.insert("exp".into(), now.saturating_add(LIFETIME.as_secs()).into());
+        // Never past the token's own expiry.
+        let exp = now.saturating_add(LIFETIME.as_secs()).min(who.expires_at());
+        c.insert("exp".into(), exp.into());
         c
     }
 
@@ -119,6 +122,7 @@ fn digest(who: &Authenticated, route_id: &str) -> [u8; 32] {
         h.update(role.len().to_le_bytes());
         h.update(role.as_bytes());
     }
+    h.update(who.expires_at().to_le_bytes());
     h.update(route_id.as_bytes());
     h.finalize().into()
 }

@@ -52,6 +52,10 @@ impl Authenticated {
     pub fn session_id(&self) -> Option<&str> {
         self.token.session_id.as_deref()
     }
+    /// The token's `exp`, Unix seconds.
+    pub fn expires_at(&self) -> u64 {
+        self.token.expires_at
+    }
     /// Which issuer's token this was.
     pub fn issuer(&self) -> &str {
         &self.issuer

@@ -44,7 +44,7 @@ use crate::http::body::{self, Body, Inbound};
 use crate::identity_headers::IdentityNames;
 use crate::routing::RouteTable;
 
-pub use self::cookies::DEVICE_COOKIE;
+pub use self::cookies::{DEVICE_COOKIE, LOGIN_COOKIE, REFRESH_COOKIE};
 pub use self::lockout::{
     ADDRESS_LIMIT, OIDC_BEGIN_LIMIT, USERNAME_LIMIT, WINDOW as LOCKOUT_WINDOW,
 };

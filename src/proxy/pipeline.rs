@@ -118,10 +118,12 @@ impl Exchange<'_> {
             let (parts, _) = resp.into_parts();
             let mut out = Response::from_parts(parts, body::empty());
             hop_by_hop::remove_keep_upgrade(out.headers_mut());
+            upstream::strip_own_set_cookies(out.headers_mut(), p);
             return Ok(out);
         }
         let (mut parts, incoming) = resp.into_parts();
         hop_by_hop::remove(&mut parts.headers);
+        upstream::strip_own_set_cookies(&mut parts.headers, p);
         Ok(Response::from_parts(
             parts,
             body::bounded(incoming, p.body_idle_timeout(), u64::MAX),

@@ -4,7 +4,7 @@
 //! bounded by the route's limit.
 
 use http::header::{HeaderValue, HOST};
-use http::Request;
+use http::{HeaderMap, Request};
 use http_body_util::BodyExt;
 
 use super::pipeline::Exchange;
@@ -50,6 +50,8 @@ pub(super) fn request(
         // The auth center's device cookie is `Path=/` (`__Host-` requires it), so browsers
         // send it everywhere; it is the auth center's business, not a backend's.
         crate::auth::bearer::strip_cookie(h, crate::auth_center::DEVICE_COOKIE);
+        // So is a pending OpenID login's id (a backend could spend it).
+        crate::auth::bearer::strip_cookie(h, crate::auth_center::LOGIN_COOKIE);
     }
     if let Some(who) = t.who {
         identity_headers::set(h, &p.identity, who)
@@ -108,4 +110,51 @@ fn join_cookies(h: &mut http::HeaderMap) {
     if let Ok(v) = HeaderValue::from_bytes(&joined) {
         h.insert(COOKIE, v);
     }
+}
+
+/// Removes from an upstream's answer every `Set-Cookie` for one of the gateway's own cookies
+/// (the access cookie, and with the auth center its refresh, device and OpenID login
+/// cookies): a backend must not plant a session or a login in the browser (login CSRF,
+/// session fixation). Names are compared ignoring case, as browsers treat `__Host-`.
+pub(super) fn strip_own_set_cookies(headers: &mut HeaderMap, p: &super::Proxy) {
+    let own = |name: &[u8]| {
+        let ours = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        p.auth.cookie().is_some_and(ours)
+            || (p.auth_center.is_some()
+                && [
+                    crate::auth_center::REFRESH_COOKIE,
+                    crate::auth_center::DEVICE_COOKIE,
+                    crate::auth_center::LOGIN_COOKIE,
+                ]
+                .into_iter()
+                .any(ours))
+    };
+    let set = http::header::SET_COOKIE;
+    if !headers
+        .get_all(&set)
+        .iter()
+        .any(|v| own(set_cookie_name(v)))
+    {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(&set)
+        .iter()
+        .filter(|v| !own(set_cookie_name(v)))
+        .cloned()
+        .collect();
+    headers.remove(&set);
+    for v in kept {
+        headers.append(&set, v);
+    }
+}
+
+/// The cookie name of a `Set-Cookie` value: up to the first '=' (or ';'), trimmed.
+fn set_cookie_name(v: &HeaderValue) -> &[u8] {
+    let b = v.as_bytes();
+    let end = b
+        .iter()
+        .position(|c| *c == b'=' || *c == b';')
+        .unwrap_or(b.len());
+    b[..end].trim_ascii()
 }

@@ -186,6 +186,22 @@ async fn respond(mut req: Request<Incoming>, log: Arc<Mutex<Vec<Recorded>>>) -> 
     if path.ends_with("/ws") {
         return websocket(&mut req);
     }
+    if path.ends_with("/set-cookies") {
+        // A backend trying to plant the gateway's own cookies (login CSRF, fixation).
+        let mut resp = Response::new(full("ok"));
+        for c in [
+            "__Host-gw_oidc=planted; Path=/; Secure; HttpOnly; SameSite=Lax",
+            "__host-GW_oidc=planted; Path=/; Secure",
+            "__Host-gw_access=planted; Path=/; Secure; HttpOnly",
+            "__Secure-gw_refresh=planted; Path=/auth; Secure",
+            "__Host-gw_device=planted; Path=/; Secure",
+            "app_pref=dark; Path=/",
+        ] {
+            resp.headers_mut()
+                .append(http::header::SET_COOKIE, c.parse().unwrap());
+        }
+        return resp;
+    }
     if path.ends_with("/set-identity") {
         let mut resp = Response::new(full("ok"));
         resp.headers_mut()

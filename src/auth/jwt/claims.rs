@@ -118,7 +118,7 @@ impl ClaimRules {
 }
 
 /// A claim as header text: a string as it is, a number or boolean as JSON writes it, an
-/// array of strings joined with ','. Anything else (objects, nested arrays, null) is left
+/// array of strings joined with ',' (none of which may hold a ','). Anything else (objects, nested arrays, null) is left
 /// out; so is text with a control character (it could split a header).
 pub(crate) fn header_text(value: &Value) -> Option<String> {
     let text = match value {
@@ -126,7 +126,11 @@ pub(crate) fn header_text(value: &Value) -> Option<String> {
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Array(items) => {
-            let parts: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            // Joined with ',': an item holding one would read as two.
+            let parts: Option<Vec<&str>> = items
+                .iter()
+                .map(|v| v.as_str().filter(|s| !s.contains(',')))
+                .collect();
             parts?.join(",")
         }
         Value::Null | Value::Object(_) => return None,
@@ -266,6 +270,7 @@ mod tests {
         assert_eq!(kept, [("email", "a@b.c"), ("n", "7"), ("groups", "x,y")]);
         assert_eq!(header_text(&json!("a\r\nb")), None);
         assert_eq!(header_text(&json!(["a", 1])), None);
+        assert_eq!(header_text(&json!(["t-42,t-admin"])), None);
         assert_eq!(header_text(&json!(true)).as_deref(), Some("true"));
     }
 

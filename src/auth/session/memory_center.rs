@@ -20,6 +20,8 @@ pub(super) struct CenterState {
     oidc: HashMap<String, (String, Instant)>,
     /// Provider session -> the gateway sessions it began, expires.
     oidc_links: HashMap<String, (Vec<String>, Instant)>,
+    /// OpenID writes since the OpenID maps were last swept.
+    oidc_writes: usize,
 }
 
 struct RefreshEntry {
@@ -39,6 +41,17 @@ struct Grace {
 }
 
 impl CenterState {
+    /// Every [`OIDC_SWEEP_EVERY`] writes, drops the expired OpenID records: amortised, so a
+    /// write never walks the whole map.
+    fn sweep_oidc(&mut self, now: Instant) {
+        self.oidc_writes += 1;
+        if self.oidc_writes >= OIDC_SWEEP_EVERY {
+            self.oidc_writes = 0;
+            self.oidc.retain(|_, (_, at)| *at > now);
+            self.oidc_links.retain(|_, (_, at)| *at > now);
+        }
+    }
+
     pub(super) fn sweep(&mut self, now: Instant) {
         self.refresh.retain(|_, r| r.expires_at > now);
         for r in self.refresh.values_mut() {
@@ -52,6 +65,9 @@ impl CenterState {
     }
 }
 
+/// OpenID writes between two sweeps of the OpenID maps.
+const OIDC_SWEEP_EVERY: usize = 1024;
+
 fn later(now: Instant, ttl: Duration) -> Instant {
     now.checked_add(ttl.min(MAX_TTL)).unwrap_or(now)
 }
@@ -60,7 +76,7 @@ impl MemoryStore {
     pub(super) fn oidc_put(&self, key: String, value: &str, ttl: Duration) {
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.center.sweep(now);
+        inner.center.sweep_oidc(now);
         inner
             .center
             .oidc
@@ -76,6 +92,7 @@ impl MemoryStore {
     pub(super) fn oidc_first(&self, key: String, ttl: Duration) -> bool {
         let now = Instant::now();
         let mut inner = self.lock();
+        inner.center.sweep_oidc(now);
         match inner.center.oidc.get(&key) {
             Some((_, until)) if *until > now => false,
             _ => {
@@ -91,6 +108,7 @@ impl MemoryStore {
     pub(super) fn oidc_link(&self, key: String, sid: &str, ttl: Duration) {
         let now = Instant::now();
         let mut inner = self.lock();
+        inner.center.sweep_oidc(now);
         let entry = inner
             .center
             .oidc_links

@@ -5,7 +5,7 @@
 //! A logout token is accepted only when it is signed by the provider's key and names it
 //! (`iss`) and this client (`aud`), is within its `exp`, carries the back-channel logout
 //! event in `events`, `iat`, a `jti` not seen before, and `sid` or `sub`, and has no `nonce`
-//! (so an ID token can never pass for one). Anything else is 400 and revokes nothing. With
+//! (so an ID token can never pass for one), issued at most ten minutes ago. Anything else is 400 and revokes nothing. With
 //! `sid`, the sessions that provider session began are ended (only `sub`'s, when it names
 //! one too); with `sub` alone, every session of `<name>:<sub>`.
 
@@ -20,8 +20,9 @@ use crate::http::body::{self, Body, Inbound};
 
 /// The event a logout token carries (section 2.4).
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-/// A `jti` is remembered at least this long (and at least until the token's `exp`).
-const MIN_JTI_MEMORY: u64 = 600;
+/// A logout token issued longer ago than this (seconds, plus the leeway) is refused; its
+/// `jti` is remembered at least this long, and until the token's `exp`.
+const MAX_AGE: u64 = 600;
 /// ... and never longer than this.
 const MAX_JTI_MEMORY: u64 = 24 * 3600;
 
@@ -58,14 +59,23 @@ pub(in crate::auth_center) async fn backchannel_logout(
             refused("logout_token_invalid")
         })?;
     let facts = check(&claims)?;
+    // Fresh only: a token issued longer ago than its `jti` is remembered could be replayed.
+    let now = crate::clock::unix_now();
+    let leeway = provider.cfg.leeway.as_secs();
+    let iat = claims.get("iat").and_then(Value::as_u64).unwrap_or(0);
+    if iat.saturating_add(MAX_AGE).saturating_add(leeway) < now || iat > now.saturating_add(leeway)
+    {
+        return Err(refused("iat_not_fresh"));
+    }
 
     let store = gw.auth.store();
-    let now = crate::clock::unix_now();
     let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
+    // At least as long as a token counts as fresh, and until it expires.
     let memory = exp
         .saturating_sub(now)
-        .saturating_add(provider.cfg.leeway.as_secs())
-        .clamp(MIN_JTI_MEMORY, MAX_JTI_MEMORY);
+        .max(MAX_AGE)
+        .saturating_add(2 * leeway)
+        .min(MAX_JTI_MEMORY);
     let jti = format!("{}:{}", provider.cfg.name, facts.jti);
     if !store
         .oidc_first_jti(&jti, std::time::Duration::from_secs(memory))

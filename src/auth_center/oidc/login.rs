@@ -33,8 +33,8 @@ use crate::http::body::{self, Body, Inbound};
 
 /// How long a begun login may take to come back.
 const LOGIN_TTL: std::time::Duration = std::time::Duration::from_secs(600);
-/// Longest `return_to` kept.
-const MAX_RETURN_TO: usize = 2048;
+/// Longest `return_to` kept (a longer one goes to `/`): it is stored with every login.
+const MAX_RETURN_TO: usize = 512;
 /// Most roles taken from the provider.
 const MAX_ROLES: usize = 128;
 
@@ -63,7 +63,16 @@ pub(in crate::auth_center) async fn begin(
     // Each begun login is a store record for ten minutes: bounded per client address.
     lockout::count_oidc_begin(gw.auth.store(), &lockout_address(peer)).await?;
     let query = query_pairs(req.uri().query())?;
-    let return_to = same_origin_path(one(&query, "return_to")?);
+    // A login begun from another site (a link, a form) goes home afterwards, wherever it
+    // asked to go: the page that ends a login navigates same-site, with the session
+    // cookies, and another site must not choose where (`Sec-Fetch-Site`; absent in
+    // non-browser clients).
+    let from_here = match req.headers().get("sec-fetch-site") {
+        None => true,
+        Some(v) => matches!(v.as_bytes(), b"same-origin" | b"none"),
+    };
+    let asked = one(&query, "return_to")?.filter(|_| from_here);
+    let return_to = same_origin_path(asked);
     // The pipeline has checked Host already: one valid host[:port].
     let host = crate::http::host::of_request(req).ok_or(GatewayError::BadHost)?;
     let redirect_uri = format!("https://{host}{}", provider.redirect_path());

@@ -40,15 +40,17 @@ fn issuer(
     let f = table.get_ref();
     let k = |field: &str| format!("issuer[{i}].{field}");
     let mut name = provider_name(cx, &f.name, &k("name"));
-    if let Some((j, _)) = before
-        .iter()
-        .find(|(_, b)| b.get_ref().name.get_ref() == f.name.get_ref())
-    {
+    if let Some((j, _)) = before.iter().find(|(_, b)| {
+        b.get_ref()
+            .name
+            .get_ref()
+            .eq_ignore_ascii_case(f.name.get_ref())
+    }) {
         cx.err(
             &f.name,
             &k("name"),
             format!(
-                "issuer[{j}] already has the name {}; names must be unique",
+                "issuer[{j}] already has the name {}; names must be unique, whatever their case (a backend may compare user ids ignoring case)",
                 quoted(f.name.get_ref())
             ),
         );
@@ -180,20 +182,36 @@ pub(super) fn oidc(cx: &mut Cx<'_>, table: &Spanned<OidcFile>, doc: &Document) -
         );
     }
     let mut name = provider_name(cx, &o.name, "oidc.name");
-    if let Some((j, _)) = doc
-        .issuers
-        .iter()
-        .find(|(_, b)| b.get_ref().name.get_ref() == o.name.get_ref())
-    {
+    if let Some((j, _)) = doc.issuers.iter().find(|(_, b)| {
+        b.get_ref()
+            .name
+            .get_ref()
+            .eq_ignore_ascii_case(o.name.get_ref())
+    }) {
         cx.err(
             &o.name,
             "oidc.name",
             format!(
-                "issuer[{j}] already has the name {}; [oidc] and [[issuer]] names must be unique",
+                "issuer[{j}] already has the name {}; [oidc] and [[issuer]] names must be unique, whatever their case",
                 quoted(o.name.get_ref())
             ),
         );
         name = None;
+    }
+    // The provider's ID tokens are for the gateway (aud = client_id): an [[issuer]] of the
+    // same provider with that audience would take them as bearer tokens.
+    if let Some((j, b)) = doc.issuers.iter().find(|(_, b)| {
+        let b = b.get_ref();
+        b.issuer.get_ref() == o.issuer.get_ref() && b.audience.get_ref() == o.client_id.get_ref()
+    }) {
+        cx.err(
+            &b.get_ref().audience,
+            &format!("issuer[{j}].audience"),
+            format!(
+                "{} is [oidc]'s client_id at the same provider: its ID tokens would pass as bearer tokens; use the audience of the provider's access tokens for your APIs",
+                quoted(o.client_id.get_ref())
+            ),
+        );
     }
     let issuer = issuer_url(cx, &o.issuer, "oidc.issuer");
     let client_id = cx.nonempty(

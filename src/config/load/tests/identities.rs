@@ -1050,3 +1050,38 @@ fn every_mistake_of_a_route_s_token_keys_is_reported() {
         ]
     );
 }
+
+#[test]
+fn names_unique_ignoring_case_and_id_tokens_never_bearer_tokens() {
+    let two = format!(
+        "{ISSUER}\n{}",
+        ISSUER
+            .replace("\"corp\"", "\"CORP\"")
+            .replace("idp.example.com", "idp2.example.com")
+    );
+    one(
+        &issuer_file(&two),
+        "\"CORP\"",
+        "issuer[1].name",
+        "whatever their case",
+    );
+    // [[issuer]] of [oidc]'s provider whose audience is [oidc]'s client id.
+    let src = with_cookie(&file(
+        "",
+        &format!(
+            "{AUTH}\n{}\n{}",
+            OIDC.replace("login.example.com", "idp.example.com"),
+            ISSUER.replace("audience = \"api\"", "audience = \"gateway\"")
+        ),
+    ));
+    one(
+        &src,
+        "\"gateway\"\nsession",
+        "issuer[0].audience",
+        "its ID tokens would pass as bearer tokens",
+    );
+}
+
+fn issuer_file(tables: &str) -> String {
+    file("", tables)
+}
