@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Tests"; .ci/run calls it too): installs what a fresh
 # machine lacks (redis-server, nginx and traefik, which the integration tests start on free
-# ports of their own, openssl, which reads the keys keygen writes, and the node packages of
-# tests/package.json), then checks formatting and lints and runs every test.
+# ports of their own, openssl, which reads the keys keygen writes, the node packages of
+# tests/package.json, and chromium, which tests/oidc_browser.rs drives), then checks
+# formatting and lints and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +53,18 @@ fi
 if [ ! -d tests/node_modules/oidc-provider ]; then
   echo "tests/node_modules/oidc-provider not found: installing the test tools (npm ci --prefix tests)"
   npm ci --prefix tests --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
+# tests/oidc_browser.rs drives Debian's chromium (headless, through tests/node_modules'
+# playwright-core, which downloads no browser of its own): only a real browser enforces
+# SameSite, __Host- and Secure on the redirects of the OpenID login. The test runs
+# $CHROMIUM_PATH, else /usr/bin/chromium (where Debian's package puts it).
+if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+  echo "chromium not found: installing it (apt-get)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 cargo fmt --all -- --check

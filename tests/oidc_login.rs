@@ -9,168 +9,12 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::auth::call;
 use support::client::Proto;
-use support::gateway::{base_toml, now, redis_session, route, TestGateway};
-use support::oidc::{
-    free_port, jwt_claims, jwt_header, with_query_param, Browser, Page, Provider, ProviderOpts,
-};
-use support::redis::RedisServer;
-use support::upstream::Upstream;
-
-const SECRET_ENV: &str = "GW_TEST_OIDC_CLIENT_SECRET";
-const CALLBACK: &str = "/auth/oidc/callback";
-const BACKCHANNEL: &str = "/auth/oidc/backchannel-logout";
-
-struct Sso {
-    provider: Provider,
-    gw: TestGateway,
-    up: Upstream,
-    redis: RedisServer,
-    origin: String,
-    keys: tempfile::TempDir,
-}
-
-/// The gateway's config for `provider`, on `port`, with `[oidc]` "sso", the `[[issuer]]`
-/// "corp" (the same provider's service tokens, audience "m2m") and the assertion.
-fn config(
-    provider: &Provider,
-    port: u16,
-    redis: &RedisServer,
-    up: &Upstream,
-    session: &str,
-) -> String {
-    let base = base_toml("").replacen(
-        "https = \"127.0.0.1:0\"",
-        &format!("https = \"127.0.0.1:{port}\""),
-        1,
-    );
-    let base = base.replacen(
-        "session_id = \"X-Session-Id\"",
-        "session_id = \"X-Session-Id\"\nassertion = \"X-Gateway-Assertion\"",
-        1,
-    );
-    let iss = provider.issuer();
-    let u = up.url();
-    format!(
-        r#"{base}
-{session}
-[oidc]
-name = "sso"
-issuer = "{iss}"
-client_id = "{client}"
-client_secret_env = "{SECRET_ENV}"
-scopes = ["openid", "email", "profile", "groups"]
-
-[[issuer]]
-name = "corp"
-issuer = "{iss}"
-audience = "m2m"
-session = "{session_mode}"
-roles_claim = "scope"
-
-{api}{admin}{m2m}"#,
-        session = redis_session(&redis.url()),
-        session_mode = session,
-        client = provider.client_id(),
-        api = route("/api/", &u, "claims_to_headers = { \"X-User-Email\" = \"email\" }"),
-        admin = route("/admin/", &u, "roles = [\"admins\"]"),
-        m2m = route(
-            "/m2m/",
-            &u,
-            "issuers = [\"corp\"]\nclaims_to_headers = { \"X-User-Email\" = \"email\", \"X-Tenant\" = \"tenant\" }"
-        ),
-    )
-}
-
-async fn start() -> Sso {
-    start_with("none").await
-}
-
-/// With `[[issuer]]` "corp" needing `session` (`"none"` or `"required"`).
-async fn start_with(session: &str) -> Sso {
-    let keys = tempfile::tempdir().unwrap();
-    gateway::cli::keygen::write_dev_material(keys.path(), false).unwrap();
-    let port = free_port();
-    let origin = format!("https://127.0.0.1:{port}");
-    let mut opts = ProviderOpts::new(&origin).trust(&keys.path().join("gateway.crt"));
-    opts.redirect_path = CALLBACK.into();
-    opts.backchannel_path = Some(BACKCHANNEL.into());
-    let provider = tokio::task::spawn_blocking(move || Provider::start(opts))
-        .await
-        .unwrap();
-    // Every test's provider has the same client secret.
-    std::env::set_var(SECRET_ENV, provider.client_secret());
-    let redis = RedisServer::start();
-    let up = Upstream::start().await;
-    let toml = config(&provider, port, &redis, &up, session);
-    let gw = TestGateway::start_toml_keys(&toml, Some(keys.path())).await;
-    Sso {
-        provider,
-        gw,
-        up,
-        redis,
-        origin,
-        keys,
-    }
-}
-
-impl Sso {
-    fn browser(&self) -> Browser {
-        Browser::trusting(&[&self.keys.path().join("gateway.crt")])
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.origin)
-    }
-
-    /// Opens the login and signs in at the provider, stopping before the callback.
-    async fn to_callback(&self, b: &Browser, return_to: &str, user: &str) -> String {
-        let start = self.url(&format!("/auth/oidc/login?return_to={return_to}"));
-        let page = b
-            .login_at_provider(
-                start,
-                user,
-                &format!("{user}-password"),
-                Some(&self.url(CALLBACK)),
-            )
-            .await;
-        page.stopped_url().to_owned()
-    }
-
-    /// The whole login: the callback's page.
-    async fn login(&self, b: &Browser, return_to: &str) -> Page {
-        let callback = self.to_callback(b, return_to, "alice").await;
-        b.get(&callback).await
-    }
-
-    /// The access token the browser now holds (its access cookie).
-    fn access_cookie(&self, b: &Browser) -> Option<String> {
-        let jar = b.cookie_header(&self.url("/api/"))?;
-        jar.split("; ")
-            .find_map(|c| c.strip_prefix("__Host-gw_access="))
-            .map(str::to_owned)
-    }
-
-    fn refresh_cookie(&self, b: &Browser) -> Option<String> {
-        let jar = b.cookie_header(&self.url("/auth/refresh"))?;
-        jar.split("; ")
-            .find_map(|c| c.strip_prefix("__Secure-gw_refresh="))
-            .map(str::to_owned)
-    }
-
-    /// A service token of the provider for `[[issuer]]` "corp".
-    fn service_token(&self, extra: Value) -> String {
-        let n = now();
-        let mut claims = json!({"iss": self.provider.issuer(), "aud": "m2m", "sub": "svc-billing",
-            "iat": n, "exp": n + 300, "email": "billing@corp.test", "tenant": "t-42"});
-        for (k, v) in extra.as_object().unwrap() {
-            claims[k] = v.clone();
-        }
-        self.provider.sign(json!({}), claims)
-    }
-}
+use support::gateway::{now, redis_session, route, TestGateway};
+use support::oidc::{jwt_claims, jwt_header, with_query_param, Provider, ProviderOpts};
+use support::sso::{start, start_with, BACKCHANNEL, CALLBACK};
 
 #[tokio::test]
 async fn whole_login_then_the_session_works_like_any_other() {
@@ -411,6 +255,10 @@ async fn invalid_logout_tokens_are_400_and_revoke_nothing() {
             "expired",
             p.forge_logout_token(sub, None, json!({"exp": now() - 3600})),
         ),
+        (
+            "issued an hour ago",
+            p.forge_logout_token(sub, None, json!({"iat": now() - 3600})),
+        ),
         ("signature", forged_elsewhere),
         (
             "an ID token",
@@ -569,4 +417,61 @@ async fn begun_logins_are_bounded_per_address() {
     let r = c.get("/auth/oidc/login", None).await;
     assert_eq!(r.status, 429);
     assert!(r.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn backends_cannot_plant_the_gateways_cookies_nor_see_a_pending_login() {
+    let s = start().await;
+    let b = s.browser();
+    assert_eq!(s.login(&b, "/api/").await.status, 200);
+    let page = b.get(&s.url("/api/set-cookies")).await;
+    assert_eq!(page.status, 200);
+    let set = page.hops.last().unwrap().set_cookies.join("\n");
+    assert_eq!(set, "app_pref=dark; Path=/");
+
+    // The cookie of a login in progress does not reach a backend.
+    let c = s.gw.client(Proto::H1);
+    s.gw.create_session("s-carol", "carol", None).await;
+    let own = s.gw.token("carol", "s-carol", &[]);
+    let req = c
+        .req("GET", "/api/x")
+        .header("authorization", format!("Bearer {own}"))
+        .header("cookie", "__Host-gw_oidc=pending; keep=1")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(c.send(req).await.status, 200);
+    assert_eq!(s.up.last().one("cookie").as_deref(), Some("keep=1"));
+}
+
+/// The `return_to` the login begun with `Sec-Fetch-Site: site` kept.
+async fn kept_return_to(s: &support::sso::Sso, site: &str) -> String {
+    let c = s.gw.client(Proto::H1);
+    let req = c
+        .req("GET", "/auth/oidc/login?return_to=/api/transfer")
+        .header("sec-fetch-site", site)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = c.send(req).await;
+    assert_eq!(r.status, 302);
+    let cookie = r.header("set-cookie").unwrap().to_owned();
+    let id = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("__Host-gw_oidc=");
+    let saved: String = redis::cmd("GET")
+        .arg(format!("gw:oidc-login:{{{id}}}"))
+        .query(&mut s.redis.connection())
+        .unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    saved["return_to"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_login_begun_from_another_site_goes_home() {
+    let s = start().await;
+    assert_eq!(kept_return_to(&s, "cross-site").await, "/");
+    assert_eq!(kept_return_to(&s, "same-site").await, "/");
+    assert_eq!(kept_return_to(&s, "same-origin").await, "/api/transfer");
+    assert_eq!(kept_return_to(&s, "none").await, "/api/transfer");
 }

@@ -11,4 +11,5 @@ pub mod logs;
 pub mod oidc;
 pub mod probe;
 pub mod redis;
+pub mod sso;
 pub mod upstream;
