@@ -73,6 +73,7 @@ pub(super) async fn login(
     attempt.take_back(store).await?;
 
     let login = Login {
+        sid: tokens::new_session_id(),
         user_id: &user.user_id,
         roles: &user.roles,
         claims: Vec::new(),
@@ -102,6 +103,9 @@ pub(super) struct Opened {
 
 /// Who a new session is for, and what it keeps.
 pub(super) struct Login<'a> {
+    /// The new session's id ([`tokens::new_session_id`]), made by the caller so that what
+    /// must point at the session can be written before it.
+    pub sid: String,
     pub user_id: &'a str,
     pub roles: &'a [String],
     /// Claims routes pass upstream (an OpenID login's `email`...), kept in the session.
@@ -118,7 +122,7 @@ pub(super) async fn open_session(
     gw: &Deps,
     login: Login<'_>,
 ) -> Result<Opened, GatewayError> {
-    let sid = tokens::new_session_id();
+    let sid = login.sid;
     let (refresh, refresh_hash) = tokens::new_refresh_token(Some(&sid));
     let device_id = login.device_id;
     let new = NewSession {

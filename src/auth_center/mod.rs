@@ -134,6 +134,11 @@ impl AuthCenter {
         })
     }
 
+    /// How long a login session lives (`auth.refresh_ttl`).
+    fn refresh_ttl(&self) -> Duration {
+        self.cfg.refresh_ttl
+    }
+
     /// True when `path` (normalised) belongs to the auth center rather than to a route:
     /// `auth.path` and everything under it, and the JWKS document.
     pub fn owns(&self, path: &str) -> bool {

@@ -184,7 +184,21 @@ pub(in crate::auth_center) async fn callback(
         .collect();
 
     let user_id = provider.user_id(&sub);
+    // The provider session's link first: a back-channel logout arriving while the session
+    // is written finds it (a link to a session not yet written ends nothing).
+    let sid = super::super::tokens::new_session_id();
+    if let Some(provider_sid) = claims.get("sid").and_then(Value::as_str) {
+        gw.auth
+            .store()
+            .oidc_link(
+                &provider.provider_session(provider_sid),
+                &sid,
+                center.refresh_ttl(),
+            )
+            .await?;
+    }
     let new = Login {
+        sid,
         user_id: &user_id,
         roles: &roles,
         claims: kept,
@@ -193,16 +207,6 @@ pub(in crate::auth_center) async fn callback(
         device_id: bound_device(center, None),
     };
     let opened = open_session(center, gw, new).await?;
-    if let Some(provider_sid) = claims.get("sid").and_then(Value::as_str) {
-        gw.auth
-            .store()
-            .oidc_link(
-                &provider.provider_session(provider_sid),
-                &opened.sid,
-                opened.ttl,
-            )
-            .await?;
-    }
     tracing::info!(user_id = %user_id, session_id = %opened.sid, provider = %provider.cfg.name, "login");
 
     let mut resp = signed_in_page(&login.return_to);
