@@ -230,6 +230,7 @@ CFG
 
 # gateway_config FILE PORT UPSTREAM_PORT REDIS_PORT ALG WORKERS CACHE [EXTRA_LIMITS]
 # ALG: EdDSA, RS256 or HS256. Routes: /public/ (public), /admin/ (role admin), / (required).
+# GW_EXTRA_TABLES: more tables, as TOML (e.g. `[headers]` with the assertion).
 gateway_config() {
   local file=$1 port=$2 up=$3 redis=$4 alg=$5 workers=$6 cache=$7 limits=${8:-}
   local keys auth
@@ -264,6 +265,7 @@ ${SESSION_REDIS:-redis_url = "redis://127.0.0.1:$redis/0"}
 cache = $cache
 [auth]
 $auth
+${GW_EXTRA_TABLES:-}
 [limits]
 $limits
 [[route]]

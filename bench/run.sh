@@ -170,6 +170,14 @@ if any_gw_row gw-public gw-eddsa; then
     -H "Authorization: Bearer $TOKEN"
   gw_down
 fi
+if any_gw_row gw-eddsa-assertion; then
+  GW_EXTRA_TABLES='[headers]
+assertion = "X-Gateway-Assertion"' gw_up gw-eddsa-assertion EdDSA 1 true
+  TOKEN=$(token_for "$WORK/gw-eddsa-assertion.toml")
+  measure gw-eddsa-assertion "https://127.0.0.1:$GW_PORT/x" "gw-eddsa + a signed identity assertion on every request (reused per identity and route for 60 s)" \
+    -H "Authorization: Bearer $TOKEN"
+  gw_down
+fi
 if any_gw_row gw-rs256; then
   gw_up gw-rs256 RS256 1 true
   TOKEN=$(token_for "$WORK/gw-rs256.toml")
