@@ -142,14 +142,18 @@ pub(super) fn device_from(headers: &HeaderMap) -> Result<Option<String>, ()> {
 fn one_cookie(headers: &HeaderMap, name: &str) -> Result<Option<String>, ()> {
     let mut found: Option<&str> = None;
     for value in headers.get_all(COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
-        for pair in text.split(';') {
-            let Some((n, v)) = pair.trim().split_once('=') else {
+        // Split as bytes: another cookie's non-ASCII value must not hide ours.
+        for pair in value.as_bytes().split(|b| *b == b';') {
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
                 continue;
             };
-            if n.trim() != name || v.is_empty() {
+            let (n, v) = (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii_end());
+            if n != name.as_bytes() || v.is_empty() {
                 continue;
             }
+            let Ok(v) = std::str::from_utf8(v) else {
+                continue;
+            };
             match found {
                 Some(prev) if prev != v => return Err(()),
                 _ => found = Some(v),
@@ -162,6 +166,16 @@ fn one_cookie(headers: &HeaderMap, name: &str) -> Result<Option<String>, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_cookies_non_ascii_value_does_not_hide_ours() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_bytes("pref=caf\u{e9}; __Host-gw_oidc=abc ".as_bytes()).unwrap(),
+        );
+        assert_eq!(login_from(&h), Ok(Some("abc".to_owned())));
+    }
 
     fn cfg(cookies: bool) -> AuthCenter {
         AuthCenter {

@@ -32,22 +32,17 @@ pub const WINDOW: Duration = Duration::from_secs(15 * 60);
 /// OpenID logins one client address may begin within [`BEGIN_WINDOW`]: each writes a
 /// ten-minute record to the session store, so an unbounded stream of them would fill it.
 pub const OIDC_BEGIN_LIMIT: u64 = 30;
-/// OpenID logins all clients together may begin within [`BEGIN_WINDOW`] (per store): with
-/// many addresses, the per-address limit alone would not bound the store's records.
-pub const OIDC_BEGIN_TOTAL: u64 = 6000;
 /// The window of [`OIDC_BEGIN_LIMIT`].
 pub const BEGIN_WINDOW: Duration = Duration::from_secs(60);
 
-/// Counts one OpenID login begun from `address`, or 429 past [`OIDC_BEGIN_LIMIT`] (or
-/// [`OIDC_BEGIN_TOTAL`] for everyone).
+/// Counts one OpenID login begun from `address`, or 429 past [`OIDC_BEGIN_LIMIT`].
 pub(super) async fn count_oidc_begin(
     store: &SessionStore,
     address: &str,
 ) -> Result<(), GatewayError> {
-    let counters = [
-        (format!("oidc-begin:addr:{address}"), OIDC_BEGIN_LIMIT),
-        ("oidc-begin:all".to_owned(), OIDC_BEGIN_TOTAL),
-    ];
+    // Per address only: a total limit would let one IPv6 /56 (256 such addresses) lock
+    // everyone out of SSO login.
+    let counters = [(format!("oidc-begin:addr:{address}"), OIDC_BEGIN_LIMIT)];
     match store.count_attempt(&counters, BEGIN_WINDOW).await? {
         Admission::Counted => Ok(()),
         Admission::Locked { resets_in } => Err(GatewayError::TooManyAttempts {
