@@ -5,8 +5,8 @@
 
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-GW=$PWD/target/release/gateway
-EX=$PWD/target/release/examples
+GW=${GW:-$PWD/target/release/gateway}
+EX=${EX:-$PWD/target/release/examples}
 
 WORK=$(mktemp -d /tmp/gateway-bench.XXXXXX)
 PIDS=()
@@ -246,6 +246,9 @@ signing_kid = "r1"' ;;
 signing_kid = "h1"' ;;
     *) log "unknown algorithm $alg"; return 1 ;;
   esac
+  # Outside the here-document: bash removes the quotes of a default written inside one.
+  local session_redis="redis_url = \"redis://127.0.0.1:$redis/0\""
+  session_redis=${SESSION_REDIS:-$session_redis}
   cat > "$file" <<TOML
 [listen]
 https = "127.0.0.1:$port"
@@ -261,7 +264,7 @@ audience = "api"
 keys = $keys
 [session]
 store = "redis"
-${SESSION_REDIS:-redis_url = "redis://127.0.0.1:$redis/0"}
+$session_redis
 cache = $cache
 [auth]
 $auth
@@ -283,9 +286,11 @@ TOML
   "$GW" check --config "$file" >/dev/null
 }
 
-# start_gateway NAME CONFIG PORT [CPUS]
+# start_gateway NAME CONFIG PORT [CPUS]: RUST_LOG=$GW_LOG (warn: no access log; info: the
+# access log, as shipped, to $WORK/NAME.log)
 start_gateway() {
-  start "$1" "${4:-$PROXY_CPU}" env RUST_LOG=warn "$GW" serve --config "$2"
+  # shellcheck disable=SC2086
+  start "$1" "${4:-$PROXY_CPU}" env RUST_LOG="${GW_LOG:-warn}" ${GW_ENV:-} "$GW" serve --config "$2"
   wait_port "$3" 20
 }
 

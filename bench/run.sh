@@ -11,7 +11,8 @@
 # `return 200`) and Redis on CPU $LOAD_CPU (1). Keep-alive, loopback only. Every process
 # started here is stopped by its PID on exit. Other knobs: CONNS (64), WARMUP (2s),
 # TOKEN_POOL (150000 distinct tokens for the token-cache-miss rows; 0 skips those rows),
-# SKIP_BUILD=1, KEEP_WORK=1 (keep the temp dir with configs and logs).
+# SKIP_BUILD=1, KEEP_WORK=1 (keep the temp dir with configs and logs), GW_BEFORE=<binary>
+# (adds before-gw-* rows: the same rows with an earlier build, in the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -162,14 +163,41 @@ if [ "$HAPROXY_JWT" = 1 ]; then
 fi
 
 CUR_CPUS=$PROXY_CPU
-if any_gw_row gw-public gw-eddsa; then
-  gw_up gw-eddsa EdDSA 1 true
-  TOKEN=$(token_for "$WORK/gw-eddsa.toml")
-  measure gw-public "https://127.0.0.1:$GW_PORT/public/x" "gateway, public route (TLS + proxy, no auth)"
-  measure gw-eddsa "https://127.0.0.1:$GW_PORT/x" "gateway TLS + EdDSA JWT + Redis session (cached)" \
-    -H "Authorization: Bearer $TOKEN"
-  gw_down
+# gw_rows PREFIX: the rows of the gateway binary in $GW, named PREFIX + row (PREFIX is
+# "before-" for the binary in $GW_BEFORE, so both are measured in one run).
+gw_rows() {
+  local p=$1
+  if any_gw_row "${p}gw-public" "${p}gw-eddsa" "${p}gw-eddsa-badsig"; then
+    gw_up "${p}gw-eddsa" EdDSA 1 true
+    TOKEN=$(token_for "$WORK/${p}gw-eddsa.toml")
+    measure "${p}gw-public" "https://127.0.0.1:$GW_PORT/public/x" "gateway, public route (TLS + proxy, no auth)"
+    measure "${p}gw-eddsa" "https://127.0.0.1:$GW_PORT/x" "gateway TLS + EdDSA JWT + Redis session (cached)" \
+      -H "Authorization: Bearer $TOKEN"
+    # The same token with one character of its signature changed (the 10th from the end:
+    # the last one carries padding bits, and a change there is refused as malformed, before
+    # any signature check): every answer is a 401 "signature".
+    local c=${TOKEN: -10:1} r=A
+    if [ "$c" = A ]; then r=B; fi
+    BAD="${TOKEN:0:${#TOKEN}-10}$r${TOKEN: -9}"
+    measure "${p}gw-eddsa-badsig" "https://127.0.0.1:$GW_PORT/x" "one token with a bad signature, sent again and again (all 401)" \
+      -H "Authorization: Bearer $BAD"
+    gw_down
+  fi
+  if any_gw_row "${p}gw-eddsa-log"; then
+    GW_LOG=info gw_up "${p}gw-eddsa-log" EdDSA 1 true
+    TOKEN=$(token_for "$WORK/${p}gw-eddsa-log.toml")
+    measure "${p}gw-eddsa-log" "https://127.0.0.1:$GW_PORT/x" "gw-eddsa with the access log on, as shipped (RUST_LOG=info, stderr to a file)" \
+      -H "Authorization: Bearer $TOKEN"
+    log "${p}gw-eddsa-log: $(wc -l < "$WORK/${p}gw-eddsa-log.log") log lines written"
+    gw_down
+  fi
+}
+if [ -n "${GW_BEFORE:-}" ]; then
+  GW_AFTER=$GW; GW=$GW_BEFORE
+  gw_rows before-
+  GW=$GW_AFTER
 fi
+gw_rows ""
 if any_gw_row gw-eddsa-assertion; then
   GW_EXTRA_TABLES='[headers]
 assertion = "X-Gateway-Assertion"' gw_up gw-eddsa-assertion EdDSA 1 true

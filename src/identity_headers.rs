@@ -20,6 +20,7 @@ use std::fmt;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use thiserror::Error;
 
+use crate::auth::header_memo::HeaderMemo;
 use crate::auth::Authenticated;
 use crate::config::Headers;
 
@@ -105,6 +106,7 @@ impl From<&Headers> for IdentityNames {
 
 /// What the upstream is told about the caller: read from an [`Authenticated`] only (see
 /// [`set`]), so no module can inject an identity that was not verified.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy)]
 struct Identity<'a> {
     user_id: &'a str,
@@ -146,6 +148,10 @@ pub enum IdentityError {
 
 /// Removes every copy of every identity header in every spelling (see the module docs).
 pub fn strip_inbound(headers: &mut HeaderMap, names: &IdentityNames) {
+    // Nearly every request carries none: find that out without allocating.
+    if !headers.keys().any(|name| looks_like_identity(name, names)) {
+        return;
+    }
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| looks_like_identity(name, names))
@@ -177,20 +183,39 @@ pub fn set(
     names: &IdentityNames,
     who: &Authenticated,
 ) -> Result<(), IdentityError> {
-    let identity = Identity {
-        user_id: who.user_id(),
-        roles: who.roles(),
-        session_id: who.session_id(),
+    // Strip first: even when the identity is refused, no client copy may remain.
+    strip_inbound(headers, names);
+    // Built once per cached token (user and session id) or session (roles), then shared.
+    let (memo, roles_memo) = who.header_memos();
+    let user_id = memoized(&memo.user_id, || value(who.user_id(), Field::UserId))?;
+    let roles = memoized(roles_memo, || roles_value(who.roles()))?;
+    let session_id = match (&names.session_id, who.session_id()) {
+        (Some(name), Some(sid)) => Some((
+            name,
+            memoized(&memo.session_id, || value(sid, Field::SessionId))?,
+        )),
+        _ => None,
     };
-    write(headers, names, &identity)
+    insert(headers, names, user_id, roles, session_id);
+    Ok(())
 }
 
+/// The memo's value, built by `build` the first time; a refused value is refused again with
+/// its reason (that slow path only runs for an identity that cannot be sent).
+fn memoized(
+    memo: &HeaderMemo,
+    build: impl Fn() -> Result<HeaderValue, IdentityError>,
+) -> Result<HeaderValue, IdentityError> {
+    memo.get_or_build(|| build().ok()).map_or_else(build, Ok)
+}
+
+/// [`set`] without the memos, for an identity that is not an [`Authenticated`] (tests).
+#[cfg(test)]
 fn write(
     headers: &mut HeaderMap,
     names: &IdentityNames,
     identity: &Identity<'_>,
 ) -> Result<(), IdentityError> {
-    // Strip first: even when the identity is refused, no client copy may remain.
     strip_inbound(headers, names);
     let user_id = value(identity.user_id, Field::UserId)?;
     let roles = roles_value(identity.roles)?;
@@ -198,13 +223,22 @@ fn write(
         (Some(name), Some(sid)) => Some((name, value(sid, Field::SessionId)?)),
         _ => None,
     };
+    insert(headers, names, user_id, roles, session_id);
+    Ok(())
+}
 
+fn insert(
+    headers: &mut HeaderMap,
+    names: &IdentityNames,
+    user_id: HeaderValue,
+    roles: HeaderValue,
+    session_id: Option<(&HeaderName, HeaderValue)>,
+) {
     headers.insert(names.user_id.clone(), user_id);
     headers.insert(names.roles.clone(), roles);
     if let Some((name, session_id)) = session_id {
         headers.insert(name.clone(), session_id);
     }
-    Ok(())
 }
 
 /// One identity value as a header value: non-empty, no control bytes, no surrounding

@@ -19,7 +19,8 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    gateway::observe::logs::init(cli.log_format);
+    // Held to the end of main: dropping it writes the log lines still queued.
+    let _logs = gateway::observe::logs::init(cli.log_format);
     match cli
         .command
         .unwrap_or(Command::Serve(cli::ServeArgs::default()))

@@ -32,7 +32,7 @@ impl RouteTable {
         RouteTable { routes }
     }
 
-    /// The route for a request to `host` (lower-case, no port: see [`host_without_port`]; `None`
+    /// The route for a request to `host` (any case, no port: see [`host_without_port`]; `None`
     /// when the request named no usable host) and `path` (already normalised by
     /// [`crate::http::path::normalise`]).
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&Arc<Route>> {
@@ -64,11 +64,12 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
-/// The host part of a `Host` header or `:authority`, lower-case, without the port and without
-/// a trailing root dot (`Example.COM.:443` -> `example.com`), so that a route's `host` cannot
-/// be dodged by spelling the same name differently. IPv6 literals keep their brackets
-/// (`[::1]:8443` -> `[::1]`). `None` for anything that is not a plain host.
-pub fn host_without_port(authority: &str) -> Option<String> {
+/// The host part of a `Host` header or `:authority`, without the port and without a trailing
+/// root dot (`Example.COM.:443` -> `Example.COM`; routes compare it ignoring ASCII case), so
+/// that a route's `host` cannot be dodged by spelling the same name differently. IPv6 literals
+/// keep their brackets (`[::1]:8443` -> `[::1]`). `None` for anything that is not a plain host.
+/// A slice of `authority`: nothing is allocated per request.
+pub fn host_without_port(authority: &str) -> Option<&str> {
     let (host, port) = if authority.starts_with('[') {
         let end = authority.find(']')?;
         let (host, rest) = authority.split_at(end + 1);
@@ -116,7 +117,7 @@ pub fn host_without_port(authority: &str) -> Option<String> {
     if host.is_empty() {
         return None;
     }
-    Some(host.to_ascii_lowercase())
+    Some(host)
 }
 
 /// Whether `route` accepts `method` (a route without `methods` accepts every method).
@@ -351,7 +352,9 @@ mod tests {
         ];
         for (authority, want) in cases {
             assert_eq!(
-                host_without_port(authority).as_deref(),
+                host_without_port(authority)
+                    .map(str::to_ascii_lowercase)
+                    .as_deref(),
                 want,
                 "{authority:?}"
             );
@@ -365,6 +368,6 @@ mod tests {
         for authority in ["..", "a..", "a..:443", "example.com..."] {
             assert_eq!(host_without_port(authority), None, "{authority:?}");
         }
-        assert_eq!(host_without_port("a.").as_deref(), Some("a"));
+        assert_eq!(host_without_port("a."), Some("a"));
     }
 }

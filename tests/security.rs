@@ -1326,3 +1326,32 @@ async fn websocket_upgrade_needs_authentication_first() {
     assert!(!answer.contains("TUNNEL-OPEN"));
     assert!(sw.heads().is_empty());
 }
+
+/// The failure cache (a bad signature is remembered by the token's SHA-256, so the same junk
+/// sent again costs no second signature check) never refuses another token: not the real
+/// token with the same header and payload, not before it and not after it.
+#[tokio::test]
+async fn a_remembered_bad_signature_never_refuses_the_real_token() {
+    let (gw, up) = setup().await;
+    let key = forge::ed_key(gw.dir.path());
+    let payload = forge::claims_json("alice", "s-alice", "");
+    let good = forge::signed(ED_HEADER, &payload, &key, Algorithm::EdDSA);
+    let input = forge::signing_input(ED_HEADER, &payload);
+    let mut sig = good.rsplit('.').next().unwrap().as_bytes().to_vec();
+    // The first character: the last one may only hold padding bits.
+    sig[0] = if sig[0] == b'A' { b'B' } else { b'A' };
+    let bad = format!("{input}.{}", String::from_utf8(sig).unwrap());
+    for proto in BOTH {
+        for round in 0..3 {
+            assert_eq!(
+                status(&gw, proto, "/api/x", &bad).await,
+                401,
+                "{proto:?} {round}"
+            );
+        }
+        assert_eq!(status(&gw, proto, "/api/x", &good).await, 200, "{proto:?}");
+        assert_eq!(status(&gw, proto, "/api/x", &bad).await, 401, "{proto:?}");
+        assert_eq!(status(&gw, proto, "/api/x", &good).await, 200, "{proto:?}");
+    }
+    assert_eq!(up.count(), 4);
+}

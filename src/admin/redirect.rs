@@ -25,7 +25,7 @@ fn redirect(req: &Request<Inbound>, https_port: u16) -> Result<Response<Body>, G
     // `:authority` or an absolute-form target; not a list, userinfo or a path), before it goes
     // into `Location`.
     let host = host::of_request(req)
-        .and_then(|h| routing::host_without_port(&h))
+        .and_then(|h| routing::host_without_port(&h).map(str::to_ascii_lowercase))
         .ok_or(GatewayError::BadHost)?;
     // `host_without_port` keeps an IPv6 literal's brackets.
     let host = if host.contains(':') && !host.starts_with('[') {

@@ -31,10 +31,11 @@ impl BearerError {
 
 /// The request's token: `Authorization: Bearer <t>` (scheme in any case), else the cookie
 /// `cookie_name`. `Ok(None)` when neither is there.
-pub fn extract(
-    headers: &HeaderMap,
+/// Borrowed from the headers: nothing is copied per request.
+pub fn extract<'h>(
+    headers: &'h HeaderMap,
     cookie_name: Option<&str>,
-) -> Result<Option<String>, BearerError> {
+) -> Result<Option<&'h str>, BearerError> {
     let mut auth = headers.get_all(AUTHORIZATION).iter();
     let from_header = match (auth.next(), auth.next()) {
         (None, _) => None,
@@ -47,8 +48,8 @@ pub fn extract(
     };
     match (from_header, from_cookie) {
         (Some(h), Some(c)) if h != c => Err(BearerError::Ambiguous),
-        (Some(h), _) => Ok(Some(h.to_owned())),
-        (None, Some(c)) => Ok(Some(c.to_owned())),
+        (Some(h), _) => Ok(Some(h)),
+        (None, Some(c)) => Ok(Some(c)),
         (None, None) => Ok(None),
     }
 }
@@ -204,7 +205,7 @@ mod tests {
         ] {
             assert_eq!(
                 extract(&headers(&[("authorization", v)]), C),
-                Ok(Some("a.b.c".into()))
+                Ok(Some("a.b.c"))
             );
         }
     }
@@ -247,7 +248,7 @@ mod tests {
     #[test]
     fn cookie_fallback() {
         let h = headers(&[("cookie", "a=1; gw_access=t.o.k; b=2")]);
-        assert_eq!(extract(&h, C), Ok(Some("t.o.k".into())));
+        assert_eq!(extract(&h, C), Ok(Some("t.o.k")));
         assert_eq!(extract(&h, None), Ok(None));
         assert_eq!(extract(&h, Some("other")), Ok(None));
         // Across several Cookie headers, quoted, repeated with the same value.
@@ -256,7 +257,7 @@ mod tests {
             ("cookie", "gw_access=\"t.o.k\""),
             ("cookie", "gw_access=t.o.k"),
         ]);
-        assert_eq!(extract(&h, C), Ok(Some("t.o.k".into())));
+        assert_eq!(extract(&h, C), Ok(Some("t.o.k")));
         // Names are case-sensitive and exact.
         let h = headers(&[("cookie", "GW_ACCESS=x; gw_access_2=y")]);
         assert_eq!(extract(&h, C), Ok(None));
@@ -282,14 +283,14 @@ mod tests {
             ("authorization", "Bearer t.o.k"),
             ("cookie", "gw_access=t.o.k"),
         ]);
-        assert_eq!(extract(&same, C), Ok(Some("t.o.k".into())));
+        assert_eq!(extract(&same, C), Ok(Some("t.o.k")));
         let different = headers(&[
             ("authorization", "Bearer t.o.k"),
             ("cookie", "gw_access=o.t.h"),
         ]);
         assert_eq!(extract(&different, C), Err(BearerError::Ambiguous));
         // Without a configured cookie, the cookie is not a token at all.
-        assert_eq!(extract(&different, None), Ok(Some("t.o.k".into())));
+        assert_eq!(extract(&different, None), Ok(Some("t.o.k")));
     }
 
     #[test]

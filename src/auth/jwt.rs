@@ -5,13 +5,14 @@
 //! 2. Our own parse of the header and payload: base64url, one JSON object each, no repeated
 //!    key (serde_json would silently keep the last one), no `crit`, no key carried in the
 //!    token (`jwk`, `jku`, `x5u`, `x5c`), `alg` a configured algorithm (never `none`).
-//! 3. The key: by `kid` (a map lookup, nothing else), or without `kid` every configured key
+//! 3. Our stricter claim check (`claims.rs`): cheap, so a token that would be refused anyway
+//!    (expired, another audience, no session id) never costs a signature check.
+//! 4. The key: by `kid` (a map lookup, nothing else), or without `kid` every configured key
 //!    whose kind fits the header's `alg` (never a key fetched from `jwks_url`: such a token
 //!    is refused). The key's kind decides what `alg` may be, never the token.
-//! 4. An empty or all-zero signature fails here, then jsonwebtoken checks the signature and
+//! 5. An empty or all-zero signature fails here, then jsonwebtoken checks the signature and
 //!    its own claim validation, configured explicitly (`exp`, `iss`, `aud` required, `nbf`
 //!    checked).
-//! 5. Our stricter claim check (`claims.rs`).
 //!
 //! [`Verifier::verify_cached_keys`] never does I/O. [`Verifier::verify`] adds one thing: a
 //! token whose `kid` is unknown triggers a JWKS refresh (at most one per 30 s, shared by all
@@ -74,6 +75,8 @@ pub struct VerifiedToken {
     /// `(claim, value)`; a claim the token lacks, or whose value is not a string, number,
     /// boolean or array of strings, is left out.
     pub claims: Vec<(String, String)>,
+    /// Its identity as header values, built on first use (`identity_headers::set`).
+    pub headers: super::header_memo::TokenHeaders,
 }
 
 /// What one issuer's tokens must be, from `[jwt]` (the gateway's own) or an `[[issuer]]`.
@@ -359,7 +362,9 @@ impl Verifier {
     pub async fn verify_parsed(&self, token: &Parsed<'_>) -> Result<VerifiedToken, TokenError> {
         let seen = self.inner.generation();
         match self.verify_parsed_cached(token) {
-            Err(TokenError::UnknownKid) if self.inner.refresh_for_unknown_kid(seen).await => {
+            Err(TokenError::UnknownKid)
+                if Box::pin(self.inner.refresh_for_unknown_kid(seen)).await =>
+            {
                 self.verify_parsed_cached(token)
             }
             result => result,
@@ -388,7 +393,9 @@ impl Verifier {
         };
         let seen = self.inner.generation();
         match check(&parsed) {
-            Err(TokenError::UnknownKid) if self.inner.refresh_for_unknown_kid(seen).await => {
+            Err(TokenError::UnknownKid)
+                if Box::pin(self.inner.refresh_for_unknown_kid(seen)).await =>
+            {
                 check(&parsed)
             }
             result => result,
@@ -446,9 +453,12 @@ impl<'t> Parsed<'t> {
 }
 
 impl Inner {
+    /// The claims first: a token this issuer would refuse anyway (expired, wrong audience,
+    /// no session id) is refused before the costly signature check.
     fn verify_cached(&self, parsed: &Parsed<'_>, now: u64) -> Result<VerifiedToken, TokenError> {
+        let verified = self.rules.check(&parsed.claims, now)?;
         self.check_signed(parsed, &ACCEPTED_TYP, now)?;
-        self.rules.check(&parsed.claims, now)
+        Ok(verified)
     }
 
     /// Header, key and signature (and jsonwebtoken's own claim validation).

@@ -6,6 +6,7 @@ pub mod assertion;
 pub mod authorize;
 pub mod bearer;
 pub mod discovery;
+pub mod header_memo;
 pub mod issuers;
 pub mod jwt;
 pub mod mint;
@@ -18,8 +19,9 @@ use http::HeaderMap;
 
 use std::sync::Arc;
 
+use self::header_memo::{HeaderMemo, TokenHeaders};
 use self::issuers::Issuers;
-use self::jwt::VerifiedToken;
+use self::jwt::{TokenError, VerifiedToken};
 use self::session::{SessionRecord, SessionStore, StoreError};
 use self::session_cache::{Lookup, SessionCache};
 use self::token_cache::TokenCache;
@@ -27,14 +29,17 @@ use crate::observe::metrics::Metrics;
 
 /// Verified tokens kept in memory (about 200 bytes each).
 pub const TOKEN_CACHE_ENTRIES: usize = 65_536;
+/// Tokens whose signature failed, remembered (about 60 bytes each) so that the same junk
+/// token sent again is refused without another signature check.
+pub const FAILED_TOKEN_ENTRIES: usize = 4_096;
+/// How long a signature failure is remembered (a key change forgets it at once).
+const FAILED_TOKEN_SECS: u64 = 60;
 
 /// Proof that this request carried a valid token of an accepted issuer, whose session (when
 /// the issuer needs one) is live. Fields are private and there is no public constructor.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     token: Arc<VerifiedToken>,
-    /// The session's roles when it has them, else the token's.
-    roles: Vec<String>,
     /// [`crate::config::OWN_ISSUER`] or the `[[issuer]]` name.
     issuer: Arc<str>,
     /// The live session, when the issuer needs one.
@@ -45,8 +50,22 @@ impl Authenticated {
     pub fn user_id(&self) -> &str {
         &self.token.user_id
     }
+    /// The session's roles when it has them (so a permission change applies on the next
+    /// request), else the token's.
     pub fn roles(&self) -> &[String] {
-        &self.roles
+        match self.session.as_deref().and_then(|s| s.roles.as_deref()) {
+            Some(roles) => roles,
+            None => &self.token.roles,
+        }
+    }
+    /// Where the identity header values are kept once built: the user id and session id with
+    /// the cached token, the roles with whichever of session and token gives them.
+    pub fn header_memos(&self) -> (&TokenHeaders, &HeaderMemo) {
+        let roles = match self.session.as_deref() {
+            Some(s) if s.roles.is_some() => &s.roles_header,
+            _ => &self.token.headers.roles,
+        };
+        (&self.token.headers, roles)
     }
     /// `None` for a token of an issuer whose tokens need no session.
     pub fn session_id(&self) -> Option<&str> {
@@ -73,7 +92,7 @@ impl Authenticated {
     }
     /// True when `required` is empty or the caller has any one of them.
     pub fn has_any_role(&self, required: &[String]) -> bool {
-        required.is_empty() || required.iter().any(|r| self.roles.iter().any(|h| h == r))
+        required.is_empty() || required.iter().any(|r| self.roles().iter().any(|h| h == r))
     }
 }
 
@@ -101,6 +120,8 @@ pub const OWN_ONLY: &[&str] = &[crate::config::OWN_ISSUER];
 pub struct Authenticator {
     issuers: Issuers,
     tokens: TokenCache,
+    /// Recent signature failures, by token digest.
+    failed: TokenCache<TokenError>,
     /// Shared with the next `Authenticator` when a reload keeps `[session]` as it was.
     store: Arc<SessionStore>,
     /// Redis stores only, when `session.cache` is on.
@@ -120,6 +141,7 @@ impl Authenticator {
         Authenticator {
             issuers,
             tokens: TokenCache::new(TOKEN_CACHE_ENTRIES),
+            failed: TokenCache::new(FAILED_TOKEN_ENTRIES),
             store,
             sessions,
             cookie,
@@ -159,13 +181,13 @@ impl Authenticator {
             Ok(None) => return Ok(None),
             Err(e) => return Err(AuthError::Invalid(e.reason())),
         };
-        let verified = self.verify(&token).await?;
+        let verified = self.verify(token).await?;
         let issuer = self.issuers.name(verified.issuer);
         if !accepted.iter().any(|a| a.as_ref() == &*issuer) {
             return Err(AuthError::Invalid("issuer_not_accepted"));
         }
-        let (roles, session) = match verified.session_id.as_deref() {
-            None => (verified.roles.clone(), None),
+        let session = match verified.session_id.as_deref() {
+            None => None,
             Some(sid) => {
                 let session = self
                     .session(sid)
@@ -174,14 +196,11 @@ impl Authenticator {
                 if session.user_id != verified.user_id {
                     return Err(AuthError::Invalid("session_user_mismatch"));
                 }
-                // The session's roles win, so a permission change applies on the next request.
-                let roles = session.roles.as_ref().unwrap_or(&verified.roles).clone();
-                (roles, Some(session))
+                Some(session)
             }
         };
         Ok(Some(Authenticated {
             token: verified,
-            roles,
             issuer,
             session,
         }))
@@ -220,13 +239,15 @@ impl Authenticator {
         }
     }
 
-    /// One timed session read from the store.
+    /// One timed session read from the store. Boxed: a Redis call's state (cluster routing,
+    /// Sentinel) is large, and held inline it would be moved with every request's future,
+    /// cache hits included; a cache miss pays one allocation instead.
     async fn store_get(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
         let Some(metrics) = &self.metrics else {
-            return self.store.get(sid).await;
+            return Box::pin(self.store.get(sid)).await;
         };
         let started = std::time::Instant::now();
-        let result = self.store.get(sid).await;
+        let result = Box::pin(self.store.get(sid)).await;
         metrics.observe_store(
             "get",
             started.elapsed(),
@@ -236,7 +257,9 @@ impl Authenticator {
     }
 
     /// The JWT step, through the verified-token cache: signature and claims are checked once
-    /// per token; the expiry is checked on every hit.
+    /// per token; the expiry is checked on every hit. A token whose signature failed is
+    /// refused from the failure cache until the keys change (every other refusal is cheaper
+    /// than a lookup: the claims are checked before the signature).
     async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, AuthError> {
         let now = crate::clock::unix_now();
         let generation = self.issuers.key_generation();
@@ -244,12 +267,20 @@ impl Authenticator {
         if let Some(hit) = self.tokens.get(&digest, now, generation) {
             return Ok(hit);
         }
-        let verified = Arc::new(
-            self.issuers
-                .verify(token)
-                .await
-                .map_err(|e| AuthError::Invalid(e.reason()))?,
-        );
+        if let Some(failure) = self.failed.get(&digest, now, generation) {
+            return Err(AuthError::Invalid(failure.reason()));
+        }
+        let verified = match self.issuers.verify(token).await {
+            Ok(v) => Arc::new(v),
+            Err(e) => {
+                if e == TokenError::Signature {
+                    let until = now.saturating_add(FAILED_TOKEN_SECS);
+                    self.failed
+                        .insert(digest, e.clone(), until, generation, now);
+                }
+                return Err(AuthError::Invalid(e.reason()));
+            }
+        };
         let valid_until = verified
             .expires_at
             .saturating_add(self.issuers.leeway_secs(&verified));

@@ -377,7 +377,7 @@ async fn run_link(weak: Weak<Inner>, target: Arc<Target>, timeout: Duration) {
         let Some(inner) = weak.upgrade() else { return };
         let prefix = inner.key_prefix.clone();
         drop(inner);
-        match connect(&target, &prefix, timeout).await {
+        match connect(&target, &prefix, timeout, weak.clone()).await {
             Ok((links, rx)) => {
                 backoff = Duration::from_millis(50);
                 let Some(inner) = weak.upgrade() else { return };
@@ -409,13 +409,27 @@ async fn connect(
     target: &Target,
     prefix: &str,
     timeout: Duration,
+    weak: Weak<Inner>,
 ) -> Result<(Links, mpsc::UnboundedReceiver<PushInfo>), redis::RedisError> {
     let (tx, rx) = mpsc::unbounded_channel();
+    // An invalidation is applied by the connection's reader itself, the moment it is parsed:
+    // no hop through a channel and another task, so a request the worker takes up after the
+    // push's bytes were read finds the session gone. Other pushes (a disconnection) go to
+    // `serve_link`.
+    let sender = move |push: PushInfo| -> Result<(), redis::aio::SendError> {
+        if push.kind == PushKind::Invalidate {
+            if let Some(inner) = weak.upgrade() {
+                apply_invalidation(&inner, &push.data);
+            }
+            return Ok(());
+        }
+        tx.send(push).map_err(|_| redis::aio::SendError)
+    };
     let deadline = timeout.max(Duration::from_millis(500));
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(deadline))
         .set_response_timeout(Some(deadline))
-        .set_push_sender(tx);
+        .set_push_sender(sender);
     let attempt = async {
         let mut links = Vec::new();
         for (addr, client) in target.masters().await? {
@@ -459,11 +473,9 @@ async fn serve_link(
         tokio::select! {
             push = rx.recv() => {
                 let Some(push) = push else { return };
-                let Some(inner) = weak.upgrade() else { return };
-                match push.kind {
-                    PushKind::Invalidate => apply_invalidation(&inner, &push.data),
-                    PushKind::Disconnection => return,
-                    _ => {}
+                // Invalidations never come here: the connection's reader applies them.
+                if push.kind == PushKind::Disconnection || weak.strong_count() == 0 {
+                    return;
                 }
             }
             _ = heartbeat.tick() => {
@@ -557,6 +569,7 @@ mod tests {
             device_id: None,
             refresh_count: 0,
             claims: Vec::new(),
+            roles_header: Default::default(),
         }
     }
 

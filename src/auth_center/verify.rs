@@ -89,6 +89,7 @@ fn original(headers: &HeaderMap) -> Result<Option<Original>, GatewayError> {
     let host = one(headers, set.host)
         .filter(|h| crate::http::host::parse(h).is_ok())
         .and_then(routing::host_without_port)
+        .map(str::to_ascii_lowercase)
         .ok_or(GatewayError::BadHost)?;
     Ok(Some(Original { method, path, host }))
 }

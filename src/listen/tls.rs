@@ -76,8 +76,21 @@ pub async fn serve<S: Site>(
         let watchers = (h1.watcher(), h2.watcher());
         let shared = shared.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            serve_connection(&shared, tcp, tcp_peer, watchers).await;
+            let open = shared.site.metrics().connection_opened();
+            let Some((tls, peer)) = handshake(&shared, tcp, tcp_peer).await else {
+                return;
+            };
+            // The rest of the connection's life is a task of its own: the handshake's state
+            // (rustls' handshake, the PROXY header reader, their deadline) ends with this
+            // one instead of staying in every open connection's task (memory per idle
+            // connection: bench/connections.sh). The stream is boxed so that it is held
+            // once, not also as the new task's argument.
+            let tls = Box::new(tls);
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _open = open;
+                serve_http(&shared, tls, peer, watchers).await;
+            });
         });
     })
     .await;
@@ -88,49 +101,59 @@ pub async fn serve<S: Site>(
 /// How long an idle connection told to go away (HTTP/2 GOAWAY) may take to close.
 const IDLE_GOAWAY_GRACE: Duration = Duration::from_secs(1);
 
-/// One client connection: PROXY header, TLS, then HTTP until it ends, the drain begins, or
-/// it carries no request for too long.
-async fn serve_connection<S: Site>(
+/// The PROXY header (if any) and the TLS handshake, together within the header deadline.
+/// Counted in the metrics whatever the outcome.
+async fn handshake<S: Site>(
     shared: &Shared<S>,
     mut tcp: TcpStream,
     tcp_peer: SocketAddr,
-    (h1_watcher, h2_watcher): (watch::Receiver<bool>, watch::Receiver<bool>),
-) {
+) -> Option<(TlsStream, SocketAddr)> {
     let limits = &shared.limits;
-    // The certificate is the one current when the connection came.
     let metrics = shared.site.metrics();
-    let _open = metrics.connection_opened();
-    // The PROXY header (if any) and the TLS handshake, together within the deadline.
     let deadline = tokio::time::Instant::now() + limits.header_timeout;
     let peer = if shared.listen.proxy_protocol {
         match proxy_peer(&mut tcp, tcp_peer, &shared.listen, deadline).await {
             Ok(peer) => peer,
             Err(outcome) => {
                 metrics.observe_handshake(outcome);
-                return;
+                return None;
             }
         }
     } else {
         tcp_peer
     };
+    // The certificate is the one current when the connection came.
     let acceptor = TlsAcceptor::from(shared.site.tls());
-    let tls = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+    match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => {
             metrics.observe_handshake(Handshake::Ok);
-            tls
+            Some((tls, peer))
         }
         Ok(Err(e)) => {
             metrics.observe_handshake(Handshake::Failed);
             tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-            return;
+            None
         }
         Err(_) => {
             metrics.observe_handshake(Handshake::TimedOut);
             tracing::debug!(peer = %peer, "TLS handshake timed out");
-            return;
+            None
         }
-    };
-    drop(metrics);
+    }
+}
+
+/// The client's TLS stream once the handshake is done.
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// HTTP on an established TLS connection until it ends, the drain begins, or it carries no
+/// request for too long.
+async fn serve_http<S: Site>(
+    shared: &Shared<S>,
+    tls: Box<TlsStream>,
+    peer: SocketAddr,
+    (h1_watcher, h2_watcher): (watch::Receiver<bool>, watch::Receiver<bool>),
+) {
+    let limits = &shared.limits;
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let activity = Arc::new(Activity::new());
     let requests = activity.clone();
@@ -141,7 +164,10 @@ async fn serve_connection<S: Site>(
         let req = Inbound::wrap(req);
         let answer = S::serve(site.clone(), peer, req);
         let site = site.clone();
-        async move {
+        // Boxed: hyper keeps a slot for the answer's future with every connection, as large
+        // as the future; a box keeps that slot a pointer, so an idle connection does not
+        // hold a request's worth of state (its memory is counted per idle connection).
+        Box::pin(async move {
             let mut resp = answer.await;
             in_flight.progressed();
             let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
@@ -157,11 +183,14 @@ async fn serve_connection<S: Site>(
                 .boxed_unsync()
             });
             Ok::<_, Infallible>(resp)
-        }
+        })
     });
-    let conn = shared
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(tls), svc);
+    // Boxed, so that the task holds a pointer, not a second copy of the connection's state.
+    let mut conn = Box::pin(
+        shared
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(tls), svc),
+    );
     // Drop the other group's watcher now: it would count this connection there.
     let mut drain = if h2 {
         drop(h1_watcher);
@@ -174,7 +203,6 @@ async fn serve_connection<S: Site>(
     // or when no request has come for too long (`idle`); after an idle shutdown nothing is in
     // flight, so a peer that does not answer the GOAWAY's PING gets one more second, not a
     // second header_timeout (a silent HTTP/2 client is closed within header_timeout + 1 s).
-    let mut conn = std::pin::pin!(conn);
     let idle = activity.idle(limits.header_timeout, limits.idle_timeout);
     let idle_shutdown = tokio::select! {
         r = conn.as_mut() => {

@@ -89,6 +89,7 @@ impl Forwarder {
         // Only a request with no body can be tried again (nothing of it was sent when an
         // address refused); only then are its parts kept for a second attempt.
         let retryable = route.upstreams.len() > 1 && http_body::Body::is_end_stream(&body);
+        let tries = route.upstreams.len();
         let order = self.order(&route.upstreams);
         let mut spare = retryable.then(|| clone_parts(&parts));
         let mut next = Some((parts, body));
@@ -96,7 +97,7 @@ impl Forwarder {
             upstream: route.path.clone(),
             source: "no upstream address".into(),
         };
-        for (attempt, authority) in order.iter().enumerate() {
+        for (attempt, authority) in order.enumerate() {
             let (parts, body) = match next.take() {
                 Some(p) => p,
                 None => match spare.take() {
@@ -124,7 +125,7 @@ impl Forwarder {
                     };
                     if connect {
                         self.mark_down(authority);
-                        if retryable && attempt + 1 < order.len() {
+                        if retryable && attempt + 1 < tries {
                             continue;
                         }
                     }
@@ -135,32 +136,34 @@ impl Forwarder {
         Err(last_err)
     }
 
-    /// Round-robin order starting at the next address, with addresses marked down moved to
-    /// the end (still tried last: when everything is down, the least bad is better than 502).
-    fn order(&self, upstreams: &[Authority]) -> Vec<Authority> {
+    /// The addresses to try, in order: round-robin from the next address, those marked down
+    /// last (still tried: when everything is down, the least bad is better than 502). Worked
+    /// out without allocating; a route with one address skips it all.
+    fn order<'a>(&self, upstreams: &'a [Authority]) -> impl Iterator<Item = &'a Authority> {
         let n = upstreams.len();
-        let start = if n > 1 {
-            self.next.fetch_add(1, Ordering::Relaxed) % n
-        } else {
-            0
-        };
-        let now = now_millis();
-        let mut up = Vec::with_capacity(n);
-        let mut down = Vec::new();
-        for i in 0..n {
-            let a = &upstreams[(start + i) % n];
-            let is_down = self
-                .down_until
-                .get(a)
-                .is_some_and(|d| d.load(Ordering::Relaxed) > now);
-            if is_down {
-                down.push(a.clone());
-            } else {
-                up.push(a.clone());
+        let (start, down) = if n > 1 {
+            let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+            let now = now_millis();
+            // Down marks for the first 128 addresses (a route has a handful).
+            let mut down = 0u128;
+            for (i, a) in upstreams.iter().enumerate().take(128) {
+                let is_down = self
+                    .down_until
+                    .get(a)
+                    .is_some_and(|d| d.load(Ordering::Relaxed) > now);
+                down |= u128::from(is_down) << i;
             }
-        }
-        up.extend(down);
-        up
+            (start, down)
+        } else {
+            (0, 0)
+        };
+        let is_down = move |i: usize| i < 128 && down & (1u128 << i) != 0;
+        let ring = move |wanted: bool| {
+            (0..n)
+                .map(move |k| (start + k) % n)
+                .filter(move |&i| is_down(i) == wanted)
+        };
+        ring(false).chain(ring(true)).map(move |i| &upstreams[i])
     }
 
     fn mark_down(&self, authority: &Authority) {

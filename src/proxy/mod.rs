@@ -63,8 +63,20 @@ struct Outcome {
     /// The matched route (its prefix goes to the access log).
     route: Option<Arc<Route>>,
     auth_center: bool,
-    user_id: Option<String>,
+    /// Who was authenticated (shared with the request, not copied).
+    who: Option<crate::auth::Authenticated>,
+    /// Authenticated but refused (403): the user id from the refusal.
+    refused_user: Option<String>,
     denial: Option<&'static str>,
+}
+
+impl Outcome {
+    fn user_id(&self) -> Option<&str> {
+        match &self.who {
+            Some(who) => Some(who.user_id()),
+            None => self.refused_user.as_deref(),
+        }
+    }
 }
 
 /// Who sent a request: the connection's peer, and the client address resolved from it.
@@ -124,7 +136,7 @@ pub async fn handle(p: &Proxy, peer: SocketAddr, req: Request<Inbound>) -> Respo
             (None, false) => "-",
         },
         status,
-        user_id = outcome.user_id.as_deref().unwrap_or("-"),
+        user_id = outcome.user_id().unwrap_or("-"),
         denial = outcome.denial.unwrap_or("-"),
         latency_us = elapsed.as_micros() as u64,
         request_id = %rid,
@@ -136,7 +148,7 @@ pub async fn handle(p: &Proxy, peer: SocketAddr, req: Request<Inbound>) -> Respo
             method: &method,
             route: &route_label,
             status,
-            user_id: outcome.user_id.as_deref(),
+            user_id: outcome.user_id(),
             denial: outcome.denial,
             request_id: rid.to_string(),
         });

@@ -42,11 +42,13 @@ impl Exchange<'_> {
         if let Some(center) = p.auth_center.as_ref().filter(|c| c.owns(&path)) {
             outcome.auth_center = true;
             // The auth center's lockout and IP binding key on the resolved client address.
-            return Ok(center.handle(self.addrs.client, &path, req).await);
+            // Boxed: its logins (argon2, the OpenID provider's endpoints) carry far more state
+            // than a proxied request, and every request's future would be that large.
+            return Ok(Box::pin(center.handle(self.addrs.client, &path, req)).await);
         }
         let route = p
             .routes
-            .find(routing::host_without_port(&host).as_deref(), &path)
+            .find(routing::host_without_port(&host), &path)
             .ok_or(GatewayError::NoRoute)?
             .clone();
         outcome.route = Some(route.clone());
@@ -78,12 +80,12 @@ impl Exchange<'_> {
             Ok(who) => who,
             Err(e) => {
                 if let AuthError::Forbidden { user_id } = &e {
-                    outcome.user_id = Some(user_id.clone());
+                    outcome.refused_user = Some(user_id.clone());
                 }
                 return Err(e.into());
             }
         };
-        outcome.user_id = who.as_ref().map(|a| a.user_id().to_owned());
+        outcome.who.clone_from(&who);
         check_content_length(req.headers(), route.max_body)?;
 
         self.trace.apply(req.headers_mut());

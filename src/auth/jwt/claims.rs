@@ -64,6 +64,7 @@ impl ClaimRules {
             roles,
             expires_at: exp,
             claims: kept,
+            headers: Default::default(),
         })
     }
 

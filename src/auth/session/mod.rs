@@ -76,6 +76,8 @@ pub struct SessionRecord {
     /// (`claims_to_headers`), such as an OpenID login's `email`; a JSON object of strings.
     /// Empty when absent or unreadable.
     pub claims: Vec<(String, String)>,
+    /// `roles` as the roles header's value, built once per cached record.
+    pub roles_header: crate::auth::header_memo::HeaderMemo,
 }
 
 /// What [`SessionStore::create`] writes.
@@ -202,6 +204,7 @@ impl SessionRecord {
             device_id: None,
             refresh_count: 0,
             claims: Vec::new(),
+            roles_header: Default::default(),
         };
         for (name, value) in fields {
             let value = value.as_ref();
