@@ -5,17 +5,27 @@
 //! `access_log ... buffer=`): a request formats its line and hands it over, and never waits
 //! on a write to stderr, a pipe or a slow disk. The handover is bounded and not lossy: when
 //! [`QUEUED_LINES`] lines wait, the next one waits for room (an access log that drops lines
-//! would be no audit trail). Every batch is flushed when the queue runs empty, and the rest
-//! when the [`LogGuard`] is dropped (the end of `main`).
+//! would be no audit trail). The writer takes what is queued every 20 ms; dropping the
+//! [`LogGuard`] (the end of `main`) writes every line still queued, waiting for a slow reader
+//! for up to [`EXIT_WAIT`].
 
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 /// Lines that may wait for the writer thread before a request waits for room.
 pub const QUEUED_LINES: usize = 16_384;
 /// The writer's buffer: one write to stderr carries this much at most.
 const WRITE_BUFFER: usize = 64 * 1024;
+/// How often the writer takes what is queued: a line shows up within this long.
+const BATCH_EVERY: Duration = Duration::from_millis(20);
+/// How long the end of the process waits for the queued lines to be written (a reader that
+/// takes none at all must not keep the process forever).
+pub const EXIT_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -23,32 +33,163 @@ pub enum LogFormat {
     Json,
 }
 
+enum Msg {
+    Line(Vec<u8>),
+    /// Write everything before it, then stop.
+    End,
+}
+
 /// Keeps the writer thread; dropping it writes what is still queued.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
-    _worker: Option<tracing_appender::non_blocking::WorkerGuard>,
+    writer: Option<(SyncSender<Msg>, JoinHandle<()>, Receiver<()>)>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        let Some((tx, thread, done)) = self.writer.take() else {
+            return;
+        };
+        // In order after every line already queued; waits for room like a line would.
+        if tx.send(Msg::End).is_ok() {
+            match done.recv_timeout(EXIT_WAIT) {
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                    let _ = thread.join();
+                }
+                // stderr takes nothing: leave the thread, the process is ending anyway.
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
 }
 
 pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a terminal: a log file or a collector gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (writer, worker) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(QUEUED_LINES)
-        .thread_name("gw-log-writer")
-        .finish(BufWriter::with_capacity(WRITE_BUFFER, std::io::stderr()));
+    let (tx, rx) = mpsc::sync_channel(QUEUED_LINES);
+    let (done_tx, done) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("gw-log-writer".into())
+        .spawn(move || {
+            write_lines(
+                &rx,
+                BufWriter::with_capacity(WRITE_BUFFER, std::io::stderr()),
+            );
+            let _ = done_tx.send(());
+        });
+    let Ok(thread) = thread else {
+        // No thread: write on the caller's thread, unbuffered, rather than not at all.
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr);
+        let _ = match format {
+            LogFormat::Text => builder.try_init(),
+            LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        };
+        return LogGuard { writer: None };
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(writer);
+        .with_writer(Queue(tx.clone()));
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    if installed.is_err() {
+        // Another subscriber is in place: this writer is not used.
+        let _ = tx.send(Msg::End);
+        return LogGuard { writer: None };
+    }
     LogGuard {
-        // Already installed (tests that start several gateways in one process): the writer
-        // made here is not the one in use, so it is dropped at once.
-        _worker: installed.is_ok().then_some(worker),
+        writer: Some((tx, thread, done)),
+    }
+}
+
+/// The writer thread: every [`BATCH_EVERY`] it takes everything queued, writes it through the
+/// buffer and flushes; until [`Msg::End`] (or every sender is gone). It sleeps rather than
+/// waiting on the queue, so a request that queues a line never has to wake it (a wake-up per
+/// line costs a system call and a context switch, on the same core as the requests when the
+/// process is pinned to one). A failed write is dropped: there is nowhere left to report it.
+fn write_lines(rx: &Receiver<Msg>, mut out: impl Write) {
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Line(line)) => {
+                    let _ = out.write_all(&line);
+                }
+                Ok(Msg::End) | Err(TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
+                }
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        let _ = out.flush();
+        std::thread::sleep(BATCH_EVERY);
+    }
+}
+
+/// What the fmt layer writes each event to: the event's line (written whole, in one call)
+/// is queued for the writer thread.
+#[derive(Clone)]
+struct Queue(SyncSender<Msg>);
+
+impl Write for Queue {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Waits for room when the queue is full; fails only once the writer has stopped.
+        self.0
+            .send(Msg::Line(buf.to_vec()))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Queue {
+    type Writer = Queue;
+    fn make_writer(&'a self) -> Queue {
+        self.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that records what reached it and how often it was flushed.
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<(Vec<u8>, usize)>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.lock().unwrap().1 += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_line_before_the_end_is_written_in_order() {
+        let (tx, rx) = mpsc::sync_channel(4);
+        let sink = Sink::default();
+        let out = sink.clone();
+        let thread = std::thread::spawn(move || write_lines(&rx, out));
+        for i in 0..100 {
+            tx.send(Msg::Line(format!("{i}\n").into_bytes())).unwrap();
+        }
+        tx.send(Msg::End).unwrap();
+        thread.join().unwrap();
+        let (bytes, flushes) = sink.0.lock().unwrap().clone();
+        let want: String = (0..100).map(|i| format!("{i}\n")).collect();
+        assert_eq!(String::from_utf8(bytes).unwrap(), want);
+        assert!(flushes >= 1);
     }
 }
