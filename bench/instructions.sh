@@ -102,34 +102,6 @@ SESSION_REDIS="redis_url = \"redis://127.0.0.1:$REDIS/0\""
 gateway_config "$WORK/gw.toml" "$PORT" "$UP" "$REDIS" EdDSA 1 true
 TOKEN=$("$GW" token --config "$WORK/gw.toml" --sub bench --role user --sid bench-1 --ttl 1h 2>/dev/null)
 
-# nginx-tls of lib.sh (start_nginx_tls), with `master_process off`: one process, the worker,
-# so that valgrind measures the process that does the work. FILE PORT
-nginx_conf() {
-  cat > "$1" <<NGX
-master_process off;
-worker_processes 1;
-daemon off;
-pid $1.pid;
-error_log $1.err;
-worker_rlimit_nofile 19000;
-events { worker_connections 15000; }
-http {
-  access_log off;
-  upstream up { server 127.0.0.1:$UP; keepalive 128; }
-  ssl_session_cache shared:SSL:10m;
-  ssl_session_tickets on;
-  ssl_protocols TLSv1.2 TLSv1.3;
-  keepalive_timeout 300s;
-  keepalive_requests 100000000;
-  server {
-    listen 127.0.0.1:$2 ssl http2 backlog=4096;
-    ssl_certificate $WORK/certs/gateway.crt;
-    ssl_certificate_key $WORK/certs/gateway.key;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-NGX
-}
 
 wait_listen() { # NAME PORT: wait_port with the server's log on failure
   wait_port "$2" "$START_TIMEOUT" || { tail -20 "$WORK/$1.log" >&2; return 1; }
@@ -159,7 +131,9 @@ callgrind_row() {
   local vg=(valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$name.out")
   log "$name: starting under callgrind on CPU $PROXY_CPU"
   if [ "$name" = nginx-tls ]; then
-    nginx_conf "$WORK/nginx-cg.conf" "$port"
+    # lib.sh's nginx-tls with `master_process off`: one process, the worker, so that
+    # valgrind measures the process that does the work.
+    nginx_tls_conf "$WORK/nginx-cg.conf" nginx-cg "$port" "$UP" "master_process off;"
     start "$name" "$PROXY_CPU" "${vg[@]}" nginx -c "$WORK/nginx-cg.conf" -p "$WORK"
   else
     start "$name" "$PROXY_CPU" env RUST_LOG="${GW_LOG:-warn}" "${vg[@]}" "$GW" serve --config "$WORK/gw.toml"

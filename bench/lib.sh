@@ -148,30 +148,37 @@ NGX
   wait_port "$1"
 }
 
-start_nginx_tls() { # PORT UPSTREAM_PORT: nginx as a plain TLS reverse proxy, one worker
-  cat > "$WORK/nginx-tls.conf" <<NGX
+# nginx_tls_conf FILE NAME PORT UPSTREAM_PORT [FIRST_LINE]: the config of nginx as a plain TLS
+# reverse proxy, one worker (FIRST_LINE: e.g. `master_process off;` to run it under valgrind).
+nginx_tls_conf() {
+  cat > "$1" <<NGX
+${5:-}
 worker_processes 1;
 daemon off;
-pid $WORK/nginx-tls.nginx.pid;
-error_log $WORK/nginx-tls.err;
+pid $WORK/$2.nginx.pid;
+error_log $WORK/$2.err;
 worker_rlimit_nofile 19000;
 events { worker_connections 15000; }
 http {
   access_log off;
-  upstream up { server 127.0.0.1:$2; keepalive 128; }
+  upstream up { server 127.0.0.1:$4; keepalive 128; }
   ssl_session_cache shared:SSL:10m;
   ssl_session_tickets on;
   ssl_protocols TLSv1.2 TLSv1.3;
   keepalive_timeout 300s;
   keepalive_requests 100000000;
   server {
-    listen 127.0.0.1:$1 ssl http2 backlog=4096;
+    listen 127.0.0.1:$3 ssl http2 backlog=4096;
     ssl_certificate $WORK/certs/gateway.crt;
     ssl_certificate_key $WORK/certs/gateway.key;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
 }
 NGX
+}
+
+start_nginx_tls() { # PORT UPSTREAM_PORT: nginx as a plain TLS reverse proxy, one worker
+  nginx_tls_conf "$WORK/nginx-tls.conf" nginx-tls "$1" "$2"
   start nginx-tls "$PROXY_CPU" nginx -c "$WORK/nginx-tls.conf" -p "$WORK"
   wait_port "$1"
 }
